@@ -1,0 +1,1 @@
+//! Outgoing: rings, per-destination queues and pooled connections.

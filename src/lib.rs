@@ -1,0 +1,8 @@
+//! consthash: a consistent-hashing line proxy for graphite and statsd metrics.
+
+pub mod backend;
+pub mod config;
+pub mod line;
+pub mod listener;
+pub mod ring;
+pub mod splitter;
