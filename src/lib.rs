@@ -5,4 +5,6 @@ pub mod config;
 pub mod line;
 pub mod listener;
 pub mod ring;
+pub mod section;
 pub mod splitter;
+pub mod telemetry;

@@ -1,1 +1,86 @@
-//! The types that flow.
+//! The types that flow between pipeline stages.
+//!
+//! Parsing and routing happen inline in a listener task on `&[u8]` slices of its read buffer; the only thing that
+//! crosses a task boundary on the relay path is a [`Batch`]: the newline-terminated lines one listener task routed
+//! to one destination during one read, joined in a single buffer. That buffer is where a line's bytes are copied
+//! (once) on their way from the socket to the destination connection.
+
+use bytes::Bytes;
+
+/// Newline-terminated lines for one destination. `lines` is the number of `\n` in `data`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub data: Bytes,
+    pub lines: usize,
+}
+
+impl Batch {
+    /// A batch of already newline-terminated lines; counts them.
+    pub fn from_lines(data: Bytes) -> Batch {
+        let lines = memchr::memchr_iter(b'\n', &data).count();
+        Batch { data, lines }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Splits off the longest prefix of whole lines not exceeding `max_bytes` (at least one line, even when that
+    /// line alone is larger). The prefix is returned, `self` keeps the rest.
+    pub fn split_lines_to(&mut self, max_bytes: usize) -> Batch {
+        if self.data.len() <= max_bytes {
+            return std::mem::replace(self, Batch { data: Bytes::new(), lines: 0 });
+        }
+        let mut end = 0;
+        let mut lines = 0;
+        for nl in memchr::memchr_iter(b'\n', &self.data) {
+            if nl + 1 > max_bytes && lines > 0 {
+                break;
+            }
+            end = nl + 1;
+            lines += 1;
+            if end >= max_bytes {
+                break;
+            }
+        }
+        if lines == 0 {
+            // no newline at all: the rest is one (unterminated) piece
+            end = self.data.len();
+            lines = self.lines;
+        }
+        let head = self.data.split_to(end);
+        self.lines -= lines;
+        Batch { data: head, lines }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_lines_to_keeps_whole_lines() {
+        let mut b = Batch::from_lines(Bytes::from_static(b"aa\nbbbb\nc\nverylongline\nd\n"));
+        assert_eq!(b.lines, 5);
+        let mut pieces = Vec::new();
+        while !b.is_empty() {
+            let p = b.split_lines_to(8);
+            assert!(p.lines >= 1);
+            pieces.push((String::from_utf8_lossy(&p.data).into_owned(), p.lines));
+        }
+        assert_eq!(
+            pieces,
+            vec![
+                ("aa\nbbbb\n".to_string(), 2),
+                ("c\n".to_string(), 1),
+                ("verylongline\n".to_string(), 1),
+                ("d\n".to_string(), 1)
+            ]
+        );
+        assert_eq!(b.lines, 0);
+    }
+}

@@ -1,0 +1,265 @@
+//! The connections of one destination: a pool of sender tasks pulling from the destination's queue.
+//!
+//! Each sender dials lazily (when it has something to write), writes, and on any failure returns the unsent
+//! lines to the head of the queue, closes its connection and re-dials with exponential backoff (100 ms doubling
+//! up to `reconnect_backoff_max`): delivery is at-least-once, a partial stream write may duplicate lines.
+//! Connections older than [`MAX_CONNECTION_AGE`] are re-dialled. On a hard stop (shutdown deadline) a sender
+//! returns what it holds to the queue, whose remainder the caller counts as dropped (`shutdown`).
+//!
+//! What one write carries depends on `sending_method` and the transport: `bufferedpool` writes everything queued
+//! (up to [`STREAM_WRITE_MAX`] bytes, one `writev`) on tcp/unix, and whole lines packed up to `pool_buffersize`
+//! per datagram (udp) or POST body (http/https); `pool` writes one line per write; `single` dials, writes one line
+//! and closes.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket, UnixStream};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::destination::Destination;
+use crate::config::{SendingMethod, Target};
+use crate::line::Batch;
+use crate::telemetry::RateLimit;
+
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// Most bytes a stream sender gathers from the queue for one write.
+pub const STREAM_WRITE_MAX: usize = 256 * 1024;
+const BACKOFF_START: Duration = Duration::from_millis(100);
+
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Udp(UdpSocket),
+    Http(reqwest::Client, String),
+}
+
+impl Conn {
+    async fn dial(target: &Target, http: &reqwest::Client) -> io::Result<Conn> {
+        Ok(match target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect(addr.as_str()).await?;
+                s.set_nodelay(true)?;
+                Conn::Tcp(s)
+            }
+            Target::Unix(path) => Conn::Unix(UnixStream::connect(path).await?),
+            Target::Udp(addr) => {
+                let peer = tokio::net::lookup_host(addr.as_str())
+                    .await?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+                let local = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let s = UdpSocket::bind(local).await?;
+                s.connect(peer).await?;
+                Conn::Udp(s)
+            }
+            Target::Http(url) | Target::Https(url) => Conn::Http(http.clone(), url.clone()),
+        })
+    }
+
+    /// A stream whose peer closed (or reset) is detected before writing, so no batch is written into a dead
+    /// connection's kernel buffer. Relay destinations never send data; anything they send is discarded.
+    fn peer_closed(&self) -> bool {
+        let mut sink = [0u8; 256];
+        loop {
+            let r = match self {
+                Conn::Tcp(s) => s.try_read(&mut sink),
+                Conn::Unix(s) => s.try_read(&mut sink),
+                _ => return false,
+            };
+            match r {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    async fn write_all(&mut self, batches: &[Batch]) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => write_all_vectored(s, batches).await,
+            Conn::Unix(s) => write_all_vectored(s, batches).await,
+            Conn::Udp(s) => {
+                for b in batches {
+                    s.send(&b.data).await?;
+                }
+                Ok(())
+            }
+            Conn::Http(client, url) => {
+                for b in batches {
+                    let resp = client
+                        .post(url.as_str())
+                        .header("Content-Type", "text/plain")
+                        .body(b.data.clone())
+                        .send()
+                        .await
+                        .map_err(io::Error::other)?;
+                    if !resp.status().is_success() {
+                        return Err(io::Error::other(format!("HTTP status {}", resp.status())));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, batches: &[Batch]) -> io::Result<()> {
+    let (mut i, mut off) = (0, 0);
+    while i < batches.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&batches[i].data[off..])
+            .chain(batches[i + 1..].iter().map(|b| &b.data[..]))
+            .take(64)
+            .map(IoSlice::new)
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while i < batches.len() && n >= batches[i].data.len() - off {
+            n -= batches[i].data.len() - off;
+            i += 1;
+            off = 0;
+        }
+        off += n;
+    }
+    w.flush().await
+}
+
+/// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
+pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken) {
+    let mut sender = Sender { dest, http, conn: None, dialled: Instant::now(), backoff: BACKOFF_START };
+    let fail_log = RateLimit::default();
+    loop {
+        let first = tokio::select! {
+            b = sender.dest.queue.pop() => b,
+            _ = stop.cancelled() => return,
+        };
+        let Some(first) = first else { return };
+        let mut pending = sender.gather(first);
+        let outcome = tokio::select! {
+            r = sender.deliver(&mut pending) => r,
+            _ = stop.cancelled() => Err(io::Error::other("shutdown deadline")),
+        };
+        if let Err(e) = outcome {
+            for b in pending.into_iter().rev() {
+                sender.dest.queue.push_front(b);
+            }
+            sender.conn = None;
+            if let Some(suppressed) = fail_log.allow() {
+                tracing::warn!(section = %sender.dest.section, server = %sender.dest.url.raw, error = %e, suppressed, "send failed");
+            }
+            if stop.is_cancelled() || sender.dest.is_purged() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(sender.backoff) => {},
+                _ = stop.cancelled() => return,
+            }
+            sender.backoff = (sender.backoff * 2).min(sender.dest.params.backoff_max.max(BACKOFF_START));
+        }
+    }
+}
+
+struct Sender {
+    dest: Arc<Destination>,
+    http: reqwest::Client,
+    conn: Option<Conn>,
+    dialled: Instant,
+    backoff: Duration,
+}
+
+impl Sender {
+    /// What the next write(s) carry, per the sending method and the transport.
+    /// Buffered stream senders write everything gathered in one `writev`; all others write one piece at a time.
+    fn coalesces(&self) -> bool {
+        self.dest.params.method == SendingMethod::BufferedPool
+            && matches!(self.dest.url.target, Target::Tcp(_) | Target::Unix(_))
+    }
+
+    /// What the next write(s) carry, per the sending method and the transport.
+    fn gather(&self, first: Batch) -> Vec<Batch> {
+        let piece_max = match self.dest.params.method {
+            SendingMethod::BufferedPool => self.dest.params.buffer_size,
+            SendingMethod::Pool | SendingMethod::Single => 0,
+        };
+        let mut out = Vec::new();
+        let mut rest = first;
+        if self.coalesces() {
+            let mut total = rest.len();
+            out.push(rest);
+            while total < STREAM_WRITE_MAX {
+                let Some(b) = self.dest.queue.try_pop() else { break };
+                total += b.len();
+                out.push(b);
+            }
+            return out;
+        }
+        while !rest.is_empty() {
+            out.push(rest.split_lines_to(piece_max));
+        }
+        out
+    }
+
+    /// Writes `pending` front to back, removing what was delivered; on error `pending` holds the undelivered part.
+    async fn deliver(&mut self, pending: &mut Vec<Batch>) -> io::Result<()> {
+        let single = self.dest.params.method == SendingMethod::Single;
+        let take = if self.coalesces() { pending.len() } else { 1 };
+        while !pending.is_empty() {
+            self.connect().await?;
+            let conn = self.conn.as_mut().expect("connect() leaves a connection");
+            match timeout(self.dest.params.write_timeout, conn.write_all(&pending[..take])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.dest.stats.write_failures.fetch_add(1, Relaxed);
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.dest.stats.write_failures.fetch_add(1, Relaxed);
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
+                }
+            }
+            let (lines, bytes) = pending.drain(..take).fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
+            self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
+            self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
+            self.backoff = BACKOFF_START;
+            if single {
+                self.conn = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(&mut self) -> io::Result<()> {
+        if let Some(c) = &self.conn {
+            if self.dialled.elapsed() < MAX_CONNECTION_AGE && !c.peer_closed() {
+                return Ok(());
+            }
+            self.conn = None;
+        }
+        match timeout(DIAL_TIMEOUT, Conn::dial(&self.dest.url.target, &self.http)).await {
+            Ok(Ok(c)) => {
+                self.conn = Some(c);
+                self.dialled = Instant::now();
+                self.dest.mark_reachable();
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.dest.mark_unreachable();
+                self.dest.stats.connect_failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+            Err(_) => {
+                self.dest.mark_unreachable();
+                self.dest.stats.connect_failures.fetch_add(1, Relaxed);
+                Err(io::Error::new(io::ErrorKind::TimedOut, "dial timeout"))
+            }
+        }
+    }
+}

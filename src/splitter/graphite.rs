@@ -1,0 +1,70 @@
+//! graphite: `key value time`. The line is rewritten in one left-to-right pass (replacements are not re-scanned):
+//! `..` → `.`, each of `,*(){}` → `_`, two spaces → one space. The key is the text before the first space.
+
+use super::Split;
+
+fn needs_rewrite(line: &[u8]) -> bool {
+    line.iter().any(|b| matches!(b, b',' | b'*' | b'(' | b')' | b'{' | b'}'))
+        || line.windows(2).any(|w| w == b".." || w == b"  ")
+}
+
+/// The single-pass rewrite into `out` (cleared first).
+fn rewrite(line: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        match b {
+            b'.' | b' ' if line.get(i + 1) == Some(&b) => {
+                out.push(b);
+                i += 2;
+            }
+            b',' | b'*' | b'(' | b')' | b'{' | b'}' => {
+                out.push(b'_');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+}
+
+pub(super) fn split<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Split<'a> {
+    let line: &'a [u8] = if needs_rewrite(line) {
+        rewrite(line, scratch);
+        scratch
+    } else {
+        line
+    };
+    let key = match memchr::memchr(b' ', line) {
+        Some(sp) => &line[..sp],
+        None => line,
+    };
+    Split { key, line }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_vectors() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("moo.goo.org 123 123123", "moo.goo.org", "moo.goo.org 123 123123"),
+            ("a.b.c 1 2", "a.b.c", "a.b.c 1 2"),
+            ("a..b...c 1 2", "a.b..c", "a.b..c 1 2"),
+            ("a,b(c){d}*e 1 2", "a_b_c__d__e", "a_b_c__d__e 1 2"),
+            ("a  b 1", "a", "a b 1"),
+            ("a   b 1", "a", "a  b 1"),
+            ("justone", "justone", "justone"),
+            ("tab\tsep 1 2", "tab\tsep", "tab\tsep 1 2"),
+        ];
+        let mut scratch = Vec::new();
+        for (input, key, line) in cases {
+            let s = split(input.as_bytes(), &mut scratch);
+            assert_eq!((s.key, s.line), (key.as_bytes(), line.as_bytes()), "input {input:?}");
+        }
+    }
+}

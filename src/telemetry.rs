@@ -1,0 +1,241 @@
+//! Logging set-up and the counters every stage reports.
+//!
+//! Counters are plain atomics grouped per section ([`SectionStats`]) and per destination ([`DestStats`]); hot paths
+//! add to them once per batch, never per line. Per-line problems are logged through a [`RateLimit`] so that at most
+//! one message per second and reason is written, with the number of suppressed ones.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Why a framed line was not routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidReason {
+    TooLong,
+    Split(crate::splitter::SplitError),
+}
+
+impl InvalidReason {
+    pub const LABELS: [&'static str; 4] = ["too_long", "invalid_statsd", "regex_not_matched", "regex_no_key"];
+
+    pub fn index(self) -> usize {
+        use crate::splitter::SplitError::*;
+        match self {
+            InvalidReason::TooLong => 0,
+            InvalidReason::Split(NoColon) => 1,
+            InvalidReason::Split(RegexNotMatched) => 2,
+            InvalidReason::Split(RegexNoKey) => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+}
+
+/// Why a line bound for a destination was dropped (spec §8.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    NoServer,
+    Purged,
+    Shutdown,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [DropReason::QueueFull, DropReason::NoServer, DropReason::Purged, DropReason::Shutdown];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::NoServer => "no_server",
+            DropReason::Purged => "purged",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counters of one section (listener side).
+#[derive(Debug, Default)]
+pub struct SectionStats {
+    /// Every framed line (valid or not).
+    pub all_lines: AtomicU64,
+    /// Lines the splitter accepted.
+    pub valid_lines: AtomicU64,
+    /// Invalid lines by [`InvalidReason::index`].
+    pub invalid_lines: [AtomicU64; 4],
+    /// One per (ring × destination) copy handed to a destination.
+    pub worker_lines: AtomicU64,
+    /// Lines that had no destination because a ring was empty.
+    pub no_server_lines: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub connections: AtomicU64,
+    pub connections_open: AtomicU64,
+    /// Bytes read by stream listeners and not yet routed (input back-pressure, spec §5.3).
+    pub read_buffer_bytes: AtomicU64,
+}
+
+impl SectionStats {
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid_lines.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// Counters of one destination.
+#[derive(Debug, Default)]
+pub struct DestStats {
+    pub sent_lines: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    /// Dropped lines by the index of [`DropReason::ALL`].
+    pub dropped: [AtomicU64; 4],
+    pub connect_failures: AtomicU64,
+    pub write_failures: AtomicU64,
+    pub connections_open: AtomicU64,
+}
+
+impl DestStats {
+    pub fn drop_lines(&self, reason: DropReason, lines: usize) {
+        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.dropped[i].fetch_add(lines as u64, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.dropped[i].load(Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// At most one message per second; counts what it suppressed.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last_sec: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    /// `Some(suppressed since the last message)` when a message may be logged now.
+    pub fn allow(&self) -> Option<u64> {
+        self.allow_at(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    }
+
+    fn allow_at(&self, now: u64) -> Option<u64> {
+        let last = self.last_sec.load(Relaxed);
+        if now > last && self.last_sec.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
+/// Maps a `--loglevel` value (case-insensitive) to a tracing level.
+pub fn parse_level(s: &str) -> Option<Level> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "debug" => Level::DEBUG,
+        "info" => Level::INFO,
+        "warning" | "warn" => Level::WARN,
+        "error" | "critical" => Level::ERROR,
+        _ => return None,
+    })
+}
+
+/// Installs the stderr logger: `YYYY-MM-DD HH:MM:SS.mmm [module] LEVL message`.
+pub fn init_logging(level: Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .event_format(LineFormat)
+        .try_init();
+}
+
+struct LineFormat;
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            Level::ERROR => "ERRO",
+            Level::WARN => "WARN",
+            Level::INFO => "INFO",
+            _ => "DEBU",
+        };
+        let module = meta.target().rsplit("::").next().unwrap_or("");
+        write!(w, "{} [{module}] {level} ", Timestamp(SystemTime::now()))?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// UTC wall-clock time as `YYYY-MM-DD HH:MM:SS.mmm`.
+pub struct Timestamp(pub SystemTime);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // civil-from-days (Howard Hinnant's algorithm)
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            d.subsec_millis()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamp_format() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_763_769_000_123);
+        assert_eq!(Timestamp(t).to_string(), "2025-11-21 23:50:00.123");
+        assert_eq!(Timestamp(UNIX_EPOCH).to_string(), "1970-01-01 00:00:00.000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(Timestamp(leap).to_string(), "2000-02-29 00:00:00.000");
+    }
+
+    #[test]
+    fn levels_parse_case_insensitively() {
+        assert_eq!(parse_level("WARNING"), Some(Level::WARN));
+        assert_eq!(parse_level("Critical"), Some(Level::ERROR));
+        assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn rate_limit_suppresses_within_a_second() {
+        let rl = RateLimit::default();
+        assert_eq!(rl.allow_at(100), Some(0));
+        assert_eq!(rl.allow_at(100), None);
+        assert_eq!(rl.allow_at(100), None);
+        assert_eq!(rl.allow_at(101), Some(2));
+        assert_eq!(rl.allow_at(101), None);
+    }
+}
