@@ -1,5 +1,6 @@
 //! consthash: a consistent-hashing line proxy for graphite and statsd metrics.
 
+pub mod app;
 pub mod backend;
 pub mod config;
 pub mod line;

@@ -1,1 +1,168 @@
-fn main() {}
+//! The `consthash` binary: command line, logging, process set-up, signals.
+//!
+//! Exit codes: 0 after a clean shutdown or a valid `--check-config`; 1 for usage or configuration errors (every
+//! error printed, nothing started); 2 when the relay could not start (e.g. a listen address is in use).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use consthash::app::Relay;
+use consthash::config::{self, Config, PreRegConfig};
+use consthash::telemetry;
+
+#[derive(Parser, Debug)]
+#[command(name = "consthash", disable_version_flag = true, about = "A consistent-hashing line proxy for graphite and statsd metrics")]
+struct Args {
+    /// Main config file
+    #[arg(long, default_value = "config.toml")]
+    config: PathBuf,
+    /// PreReg config file (optional)
+    #[arg(long, default_value = "")]
+    prereg: String,
+    /// Log level: debug, info, warning, error, critical
+    #[arg(long, default_value = "INFO")]
+    loglevel: String,
+    /// Print the version and exit
+    #[arg(long)]
+    version: bool,
+    /// Load and validate both files, print every error, exit 0 if valid else 1
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os().len() <= 1 {
+        use clap::CommandFactory;
+        eprintln!("{}", Args::command().render_help());
+        return ExitCode::from(1);
+    }
+    let args = Args::parse();
+    if args.version {
+        println!("ConstHash version {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(level) = telemetry::parse_level(&args.loglevel) else {
+        eprintln!("--loglevel: unknown level {:?}, expected one of debug, info, warning, error, critical", args.loglevel);
+        return ExitCode::from(1);
+    };
+    telemetry::init_logging(level);
+    let (config, prereg) = match load(&args) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    for w in config.warnings.iter().chain(prereg.iter().flat_map(|p| p.warnings.iter())) {
+        tracing::warn!("{w}");
+    }
+    if args.check_config {
+        println!("configuration OK: {} section(s)", config.sections.len());
+        return ExitCode::SUCCESS;
+    }
+    run(config)
+}
+
+fn read(path: &Path) -> Result<String, Vec<String>> {
+    std::fs::read_to_string(path).map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])
+}
+
+fn load(args: &Args) -> Result<(Config, Option<PreRegConfig>), Vec<String>> {
+    let name = args.config.display().to_string();
+    let config = config::load_main(&read(&args.config)?, &name).map_err(|e| e.0)?;
+    if args.prereg.is_empty() {
+        return Ok((config, None));
+    }
+    let path = Path::new(&args.prereg);
+    let prereg = config::load_prereg(&read(path)?, &args.prereg, &config).map_err(|e| e.0)?;
+    Ok((config, Some(prereg)))
+}
+
+fn run(config: Config) -> ExitCode {
+    raise_nofile_limit();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.globals.num_procs > 0 {
+        rt.worker_threads(config.globals.num_procs);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(2);
+        }
+    };
+    let pid_file = config.globals.pid_file.clone();
+    if let Some(p) = &pid_file {
+        write_pid_file(p);
+    }
+    let code = rt.block_on(async move {
+        let relay = match Relay::start(&config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "consthash started");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        relay.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    });
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    code
+}
+
+/// Waits for SIGINT or SIGTERM; SIGHUP is logged and ignored (no reload).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => tracing::warn!("SIGHUP received: ignored (no reload; restart to apply a new config)"),
+        }
+    }
+}
+
+fn write_pid_file(path: &Path) {
+    if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
+            tracing::warn!("Process {pid} is already running");
+        }
+    }
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to min(999999, hard limit).
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = lim.rlim_max.min(999_999);
+            if want > lim.rlim_cur {
+                lim.rlim_cur = want;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    tracing::warn!("could not raise RLIMIT_NOFILE");
+                }
+            }
+        }
+    }
+}

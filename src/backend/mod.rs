@@ -10,6 +10,8 @@ mod destination;
 mod queue;
 mod sender;
 
+pub use self::sender::DIAL_TIMEOUT;
+
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;

@@ -1,0 +1,153 @@
+//! Builds the running relay from a validated configuration and owns start-up and shutdown order.
+//!
+//! Start: sections (splitter, rings, destinations), then the senders of every destination (they dial lazily),
+//! then the listeners, last. Shutdown: stop the listeners (connections route what they already read), close the
+//! destination queues, let the senders drain them for up to `shutdown_timeout`, then stop the senders and count
+//! what is left as dropped (`shutdown`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::{Backend, DestParams};
+use crate::config::{Config, MsgType, Section as SectionConfig};
+use crate::listener::{self, Bound};
+use crate::section::Section;
+use crate::splitter::{RegexSplitter, Splitter};
+
+/// Why the relay could not start (after a valid config: sockets, mostly).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("[{section}] listen {listen}: {source}")]
+    Listen { section: String, listen: String, source: std::io::Error },
+    #[error("could not build the HTTP client for outgoing connections: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// The running relay.
+pub struct Relay {
+    sections: Vec<(Arc<Section>, Bound)>,
+    listeners: TaskTracker,
+    stop_listeners: CancellationToken,
+    senders: TaskTracker,
+    stop_senders: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+fn splitter_of(s: &SectionConfig) -> Splitter {
+    match s.msg_type {
+        MsgType::Graphite => Splitter::Graphite,
+        MsgType::Statsd => Splitter::Statsd,
+        MsgType::Regex => Splitter::Regex(
+            s.msg_regex
+                .clone()
+                .and_then(RegexSplitter::new)
+                .expect("config validation: a regex section has a msg_regex with a Key group"),
+        ),
+    }
+}
+
+fn backend_of(s: &SectionConfig) -> Backend {
+    let params = DestParams {
+        method: s.sending_method,
+        max_connections: s.max_pool_connections,
+        buffer_size: s.pool_buffersize,
+        write_timeout: s.write_timeout,
+        block_timeout: s.out_block_timeout,
+        backoff_max: s.reconnect_backoff_max,
+        queue_lines: s.out_queue_lines,
+        queue_bytes: s.out_queue_bytes,
+    };
+    let rings: Vec<Vec<_>> = s
+        .rings
+        .iter()
+        .map(|r| {
+            r.servers
+                .iter()
+                .enumerate()
+                .map(|(i, url)| (url.clone(), r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone())))
+                .collect()
+        })
+        .collect();
+    Backend::new(&s.name, s.ring_spec, s.num_dupe_replicas, &rings, &params)
+}
+
+impl Relay {
+    /// Starts every section of `config`. Listeners bind last; a bind failure stops what was started.
+    pub async fn start(config: &Config) -> Result<Relay, StartError> {
+        let http = reqwest::Client::builder().connect_timeout(crate::backend::DIAL_TIMEOUT).build()?;
+        let relay = Relay {
+            sections: Vec::new(),
+            listeners: TaskTracker::new(),
+            stop_listeners: CancellationToken::new(),
+            senders: TaskTracker::new(),
+            stop_senders: CancellationToken::new(),
+            shutdown_timeout: config.globals.shutdown_timeout,
+        };
+        let mut built = Vec::new();
+        for s in &config.sections {
+            let section = Arc::new(Section::new(
+                &s.name,
+                s.listen.url(),
+                splitter_of(s),
+                backend_of(s),
+                s.max_line_length,
+                s.max_read_buffer_size,
+            ));
+            section.backend.start_senders(&relay.senders, &relay.stop_senders, &http);
+            built.push((section, s));
+        }
+        let mut relay = relay;
+        for (section, s) in built {
+            match listener::start(&s.listen, section.clone(), s.read_buffer_size, &relay.listeners, &relay.stop_listeners)
+                .await
+            {
+                Ok(bound) => {
+                    tracing::info!(section = %s.name, listen = %s.listen.url(), "listening");
+                    relay.sections.push((section, bound));
+                }
+                Err(source) => {
+                    relay.sections.push((section, Bound::None));
+                    relay.shutdown().await;
+                    return Err(StartError::Listen { section: s.name.clone(), listen: s.listen.url(), source });
+                }
+            }
+        }
+        Ok(relay)
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Arc<Section>> {
+        self.sections.iter().find(|(s, _)| s.name == name).map(|(s, _)| s)
+    }
+
+    pub fn sections(&self) -> impl Iterator<Item = &Arc<Section>> {
+        self.sections.iter().map(|(s, _)| s)
+    }
+
+    /// Where a section's listener is bound (ports resolved).
+    pub fn bound(&self, name: &str) -> Option<&Bound> {
+        self.sections.iter().find(|(s, _)| s.name == name).map(|(_, b)| b)
+    }
+
+    /// Graceful shutdown (spec §2): stop reading, route what was read, drain the queues for up to
+    /// `shutdown_timeout`, count the rest as dropped.
+    pub async fn shutdown(self) {
+        self.stop_listeners.cancel();
+        self.listeners.close();
+        self.listeners.wait().await;
+        for (s, _) in &self.sections {
+            s.backend.close_queues();
+        }
+        self.senders.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.senders.wait()).await.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "outgoing queues not drained in time");
+            self.stop_senders.cancel();
+            self.senders.wait().await;
+        }
+        for (s, _) in &self.sections {
+            s.backend.drop_remaining();
+        }
+    }
+}
