@@ -248,11 +248,12 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         }
     }
 
-    if root.contains_key("default")
-        && !sections
-            .iter()
-            .any(|s| !matches!(s.listen, Listen::BackendOnly))
-    {
+    // Judged on the written `listen` values, so that a section with other errors does not add a spurious one here.
+    let real_listener = root.iter().any(|(name, v)| {
+        name != "default"
+            && matches!(v, Value::Table(t) if t.get("listen").and_then(Value::as_str).map(str::trim) != Some("backend_only"))
+    });
+    if root.contains_key("default") && !real_listener {
         if root.len() == 1 {
             d.file_error("no server section (only [default])");
         } else {
@@ -1126,6 +1127,31 @@ servers = ["tcp://h:1"]
                 errs.iter().any(|e| e == want),
                 "want {want:?}\ngot {errs:#?}"
             );
+        }
+    }
+
+    #[test]
+    fn config_main_invalid_section_gives_no_spurious_listener_error() {
+        let errs =
+            errors("[default]\n[a]\nmsg_type='nope'\n[[a.servers]]\nservers=['tcp://h:1']\n");
+        assert_eq!(
+            errs,
+            ["relay.toml: a.msg_type: unknown msg_type \"nope\", expected graphite, statsd or regex"]
+        );
+    }
+
+    #[test]
+    fn config_main_shipped_examples_load() {
+        let main = load(include_str!("../../configs/example.toml"));
+        assert_eq!(main.sections.len(), 3);
+        let pre = super::super::load_prereg(
+            include_str!("../../configs/example-prereg.toml"),
+            "example-prereg.toml",
+            &main,
+        );
+        match pre {
+            Ok(p) => assert_eq!(p.groups.len(), 1),
+            Err(e) => panic!("{e}"),
         }
     }
 

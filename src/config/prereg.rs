@@ -806,3 +806,547 @@ fn parse_api(d: &mut Diag, a: Tbl) -> Option<ApiConfig> {
         indexer,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_main;
+
+    const MAIN: &str = r#"
+[default]
+[graphite-relay]
+listen = "tcp://0.0.0.0:2003"
+msg_type = "graphite"
+[[graphite-relay.servers]]
+servers = ["tcp://10.0.1.1:2004"]
+[statsd-relay]
+listen = "udp://0.0.0.0:8125"
+msg_type = "statsd"
+[[statsd-relay.servers]]
+servers = ["udp://10.0.0.1:8126"]
+[aux]
+listen = "backend_only"
+msg_type = "statsd"
+[[aux.servers]]
+servers = ["udp://10.0.2.1:8125"]
+[graphite-prefix]
+listen = "backend_only"
+msg_type = "graphite"
+[[graphite-prefix.servers]]
+servers = ["tcp://10.0.3.1:2003"]
+[graphite-substring]
+listen = "backend_only"
+msg_type = "graphite"
+[[graphite-substring.servers]]
+servers = ["tcp://10.0.3.2:2003"]
+[graphite-regex]
+listen = "backend_only"
+msg_type = "graphite"
+[[graphite-regex.servers]]
+servers = ["tcp://10.0.3.3:2003"]
+[defaultbackend]
+listen = "backend_only"
+msg_type = "graphite"
+[[defaultbackend.servers]]
+servers = ["tcp://10.0.3.4:2003"]
+"#;
+
+    const EXAMPLE: &str = r#"
+[statsd-filter]
+listen_server = "statsd-relay"
+default_backend = "statsd-relay"
+  [[statsd-filter.map]]
+  substring = ".badline."
+  reject = true
+  [[statsd-filter.map]]
+  prefix = "servers.main-"
+  backend = "aux"                      # redirect, with or without an accumulator
+  [statsd-filter.accumulator]
+  backend = "graphite-relay"           # or "BLACKHOLE"
+  input_format = "statsd"
+  output_format = "graphite"
+  accumulate_flush = "10s"
+  times = ["10s:168h", "1m:720h"]
+  options = [["legacyNamespace", "false"], ["percentThreshold", "90,99"]]
+    [statsd-filter.accumulator.writer]   # inline tables = [...writer.metrics] / [...writer.indexer]
+    metrics = { driver = "cassandra", dsn = "10.0.5.1,10.0.5.2" }
+    indexer = { driver = "cassandra", dsn = "10.0.5.1,10.0.5.2" }   # optional; the reader's find needs it
+    [statsd-filter.accumulator.api]      # reader API (§12)
+    listen = "0.0.0.0:8083"
+    metrics = { driver = "cassandra", dsn = "10.0.5.1,10.0.5.2" }
+    indexer = { driver = "cassandra", dsn = "10.0.5.1,10.0.5.2" }
+"#;
+
+    fn main_cfg() -> Config {
+        load_main(MAIN, "relay.toml").unwrap()
+    }
+
+    fn load(text: &str) -> PreRegConfig {
+        match load_prereg(text, "prereg.toml", &main_cfg()) {
+            Ok(c) => c,
+            Err(e) => panic!("prereg should load:\n{e}"),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_prereg(text, "prereg.toml", &main_cfg()) {
+            Ok(c) => panic!("prereg should fail: {c:?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    /// A graphite group on graphite-relay with an accumulator whose extra keys are `acc`.
+    fn with_acc(acc: &str) -> String {
+        format!(
+            "[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nnoop='true'\n\
+             [g.accumulator]\n{acc}\n"
+        )
+    }
+
+    fn acc_of(text: &str) -> AccumulatorConfig {
+        let c = load(text);
+        c.groups[0].accumulator.clone().expect("accumulator")
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn config_prereg_spec_example_loads() {
+        let c = load(EXAMPLE);
+        assert_eq!(c.groups.len(), 1);
+        let g = &c.groups[0];
+        assert_eq!(g.name, "statsd-filter");
+        assert_eq!(g.listen_server, "statsd-relay");
+        assert_eq!(g.rules.len(), 2);
+        assert!(g.rules[0].reject);
+        assert_eq!(g.rules[0].backend, "statsd-relay");
+        assert_eq!(g.rules[1].backend, "aux");
+        let a = g.accumulator.as_ref().unwrap();
+        assert_eq!(a.backend, AccTarget::Section("graphite-relay".into()));
+        assert_eq!(a.input_format, Format::Statsd);
+        assert_eq!(a.output_format, Format::Graphite);
+        assert_eq!(a.accumulate_flush, secs(10));
+        assert_eq!(
+            a.times,
+            [
+                Bin {
+                    interval: secs(10),
+                    ttl: secs(168 * 3600)
+                },
+                Bin {
+                    interval: secs(60),
+                    ttl: secs(720 * 3600)
+                }
+            ]
+        );
+        assert_eq!(a.options.len(), 2);
+        let w = a.writer.as_ref().unwrap();
+        assert_eq!(w.metrics.driver, Driver::Cassandra);
+        assert_eq!(w.metrics.dsn, "10.0.5.1,10.0.5.2");
+        assert_eq!(w.indexer.as_ref().unwrap().driver, Driver::Cassandra);
+        assert_eq!(w.metric_queue_length, 102_400);
+        assert_eq!(w.indexer_queue_length, 204_800);
+        let api = a.api.as_ref().unwrap();
+        assert_eq!(api.listen, "0.0.0.0:8083");
+        assert_eq!(api.base_path, "/");
+        assert_eq!(api.log_file, "stdout");
+        assert!(api.metrics.is_some() && api.indexer.is_some());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(c.group_for("statsd-relay").is_some());
+    }
+
+    #[test]
+    fn config_prereg_rule_vectors() {
+        let c = load(
+            r#"
+[g]
+listen_server = "graphite-relay"
+default_backend = "defaultbackend"
+[[g.map]]
+prefix = "tester.i"
+backend = "graphite-prefix"
+[[g.map]]
+substring = ".am."
+reject = true
+backend = "graphite-substring"
+[[g.map]]
+regex = '.i.*stat'
+backend = "graphite-regex"
+[[g.map]]
+noop = "true"
+"#,
+        );
+        let rules = &c.groups[0].rules;
+        let first = |key: &str| {
+            rules
+                .iter()
+                .position(|r| r.matcher.matches(key.as_bytes()))
+                .map(|i| (i, rules[i].backend.as_str(), rules[i].reject))
+        };
+        let cases = [
+            (
+                "tester.i.am.a.stat 1234 1234",
+                (0, "graphite-prefix", false),
+            ),
+            ("123123", (3, "defaultbackend", false)),
+            ("moo.am.goo", (1, "graphite-substring", true)),
+        ];
+        for (key, want) in cases {
+            assert_eq!(first(key), Some(want), "{key}");
+        }
+    }
+
+    #[test]
+    fn config_prereg_times_valid_vectors() {
+        let a = acc_of(&with_acc(
+            "backend='graphite-relay'\ninput_format='graphite'\noutput_format='graphite'\naccumulate_flush='1s'\ntimes=['5s','1m','10m']",
+        ));
+        assert_eq!(a.times.len(), 3);
+        assert_eq!(a.times[0].interval, secs(5));
+        assert_eq!(a.times[0].ttl, secs(87600 * 3600));
+        assert_eq!(a.accumulate_flush, secs(1));
+        let a = acc_of(&with_acc(
+            "backend='BLACKHOLE'\ninput_format='statsd'\noutput_format='statsd'\ntimes=['5s:168h','1m:720h','10m:17520h']",
+        ));
+        assert_eq!(a.backend, AccTarget::Blackhole);
+        assert_eq!(a.accumulate_flush, secs(5));
+        assert_eq!(a.times[2].ttl, secs(17520 * 3600));
+        // defaults
+        let a = acc_of(&with_acc(
+            "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\naccumulate_flush='10s'",
+        ));
+        assert_eq!(
+            a.times,
+            [Bin {
+                interval: secs(10),
+                ttl: secs(87600 * 3600)
+            }]
+        );
+        assert!(!a.keep_keys);
+        let a = acc_of(&with_acc(
+            "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'",
+        ));
+        assert_eq!(a.accumulate_flush, secs(5));
+        assert_eq!(a.times.len(), 1);
+        assert_eq!(a.times[0].interval, secs(5));
+    }
+
+    #[test]
+    fn config_prereg_times_error_vectors() {
+        let base = "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\n";
+        let cases = [
+            (
+                "times=['5s','31s','10m']",
+                "prereg.toml: g.accumulator.times[1]: 31s is not a multiple of the previous entry 5s",
+            ),
+            (
+                "times=['1m','5s','10m']",
+                "prereg.toml: g.accumulator.times[1]: 5s must be greater than the previous entry 1m (times must be strictly ascending)",
+            ),
+            (
+                "times=['1m:7asd']",
+                "prereg.toml: g.accumulator.times[0]: bad TTL: invalid duration \"7asd\": unknown unit \"asd\"",
+            ),
+            (
+                "times=['5ii']",
+                "prereg.toml: g.accumulator.times[0]: invalid duration \"5ii\": unknown unit \"ii\"",
+            ),
+        ];
+        for (times, want) in cases {
+            let errs = errors(&with_acc(&format!("{base}{times}")));
+            assert!(
+                errs.iter().any(|e| e == want),
+                "want {want:?}\ngot {errs:#?}"
+            );
+        }
+        let cases = [
+            (
+                "input_format='statsd'\noutput_format='graphite'",
+                "prereg.toml: g.accumulator.backend: required key missing (a section name or BLACKHOLE)",
+            ),
+            (
+                "backend='graphite-relay'\ninput_format='moo'\noutput_format='graphite'",
+                "prereg.toml: g.accumulator.input_format: unknown format \"moo\", expected statsd or graphite",
+            ),
+            (
+                "backend='graphite-relay'\ninput_format='statsd'\noutput_format='moo'",
+                "prereg.toml: g.accumulator.output_format: unknown format \"moo\", expected statsd or graphite",
+            ),
+            (
+                "backend='nowhere'\ninput_format='statsd'\noutput_format='graphite'",
+                "prereg.toml: g.accumulator.backend: \"nowhere\" is neither a section of the main config nor BLACKHOLE",
+            ),
+        ];
+        for (acc, want) in cases {
+            let errs = errors(&with_acc(acc));
+            assert!(
+                errs.iter().any(|e| e == want),
+                "want {want:?}\ngot {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_prereg_writer_vectors() {
+        let base = "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\n";
+        // driver moo errors
+        let errs = errors(&with_acc(&format!(
+            "{base}[g.accumulator.writer.metrics]\ndriver='moo'\ndsn='/tmp/x'"
+        )));
+        assert!(
+            errs.contains(&"prereg.toml: g.accumulator.writer.metrics.driver: unknown driver \"moo\", expected file, mysql or cassandra".to_string()),
+            "{errs:#?}"
+        );
+        // times=["3s:5s"] with a file writer loads
+        let a = acc_of(&with_acc(&format!(
+            "{base}times=['3s:5s']\n[g.accumulator.writer.metrics]\ndriver='file'\ndsn='/tmp/moo'\n[g.accumulator.writer.metrics.options]\nmax_file_size=200"
+        )));
+        let w = a.writer.unwrap();
+        assert_eq!(w.metrics.driver, Driver::File);
+        assert_eq!(w.metrics.dsn, "/tmp/moo");
+        assert_eq!(
+            w.metrics.options.get("max_file_size"),
+            Some(&Value::Integer(200))
+        );
+        assert_eq!(w.indexer, None);
+        assert_eq!(
+            a.times,
+            [Bin {
+                interval: secs(3),
+                ttl: secs(5)
+            }]
+        );
+        // flat alias form
+        let a = acc_of(&with_acc(&format!(
+            "{base}[g.accumulator.writer]\ndriver='mysql'\ndsn='u:p@tcp(h:3306)/db'\nmetric_queue_length=5\n[g.accumulator.writer.options]\ntable='m'"
+        )));
+        let w = a.writer.unwrap();
+        assert_eq!(w.metrics.driver, Driver::Mysql);
+        assert_eq!(w.metric_queue_length, 5);
+        assert_eq!(
+            w.metrics.options.get("table"),
+            Some(&Value::String("m".into()))
+        );
+        // noop indexer, no dsn needed
+        let a = acc_of(&with_acc(&format!(
+            "{base}[g.accumulator.writer]\nmetrics={{driver='file', dsn='/x'}}\nindexer={{driver='noop'}}"
+        )));
+        assert_eq!(a.writer.unwrap().indexer.unwrap().driver, Driver::Noop);
+        // errors: mixing forms, file dsn missing, file indexer
+        let cases = [
+            (
+                "[g.accumulator.writer]\ndriver='file'\ndsn='/x'\nindexer={driver='noop'}",
+                "prereg.toml: g.accumulator.writer: mixes the flat form (driver, dsn, options) with the metrics/indexer tables; use one form",
+            ),
+            (
+                "[g.accumulator.writer]\nmetrics={driver='file'}",
+                "prereg.toml: g.accumulator.writer.metrics.dsn: required for driver file",
+            ),
+            (
+                "[g.accumulator.writer]\nmetrics={driver='file', dsn='/x'}\nindexer={driver='file', dsn='/y'}",
+                "prereg.toml: g.accumulator.writer.indexer.driver: unknown driver \"file\", expected cassandra, mysql or noop",
+            ),
+            (
+                "[g.accumulator.writer]\nmetrics={driver='file', dsn='/x', dns='oops'}",
+                "prereg.toml: g.accumulator.writer.metrics.dns: unknown key",
+            ),
+        ];
+        for (w, want) in cases {
+            let errs = errors(&with_acc(&format!("{base}{w}")));
+            assert!(
+                errs.iter().any(|e| e == want),
+                "want {want:?}\ngot {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_prereg_api() {
+        let base = "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\n[g.accumulator.writer]\nmetrics={driver='file', dsn='/x'}\n";
+        for (bp, want) in [
+            ("", "/"),
+            ("graphite", "/graphite/"),
+            ("/a/b", "/a/b/"),
+            ("/c/", "/c/"),
+        ] {
+            let a = acc_of(&with_acc(&format!(
+                "{base}[g.accumulator.api]\nlisten='127.0.0.1:8083'\nbase_path='{bp}'\nlog_file='none'\nmetrics={{driver='cassandra', dsn='h'}}"
+            )));
+            let api = a.api.unwrap();
+            assert_eq!(api.base_path, want);
+            assert_eq!(api.log_file, "none");
+        }
+        let c = load(&with_acc(&format!(
+            "{base}[g.accumulator.api]\nlisten='127.0.0.1:8083'\nmetrics={{driver='file', dsn='/x'}}"
+        )));
+        assert_eq!(
+            c.warnings,
+            ["prereg.toml: g.accumulator.api.metrics.driver: reader not implemented for driver file; the reader API answers 503"]
+        );
+        let errs = errors(&with_acc(&format!(
+            "{base}[g.accumulator.api]\nlisten='nope'\nbase='/x'"
+        )));
+        assert!(
+            errs.contains(&"prereg.toml: g.accumulator.api.base: unknown key".to_string()),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("prereg.toml: g.accumulator.api.listen: invalid address")),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn config_prereg_options() {
+        let base = "backend='graphite-relay'\noutput_format='graphite'\n";
+        let a = acc_of(&with_acc(&format!(
+            "{base}input_format='statsd'\noptions=[['legacyNamespace','F'],['globalPrefix',''],['percentThreshold','0.95, 99.9,-10']]"
+        )));
+        assert_eq!(
+            a.options[0],
+            ("legacyNamespace".to_string(), "F".to_string())
+        );
+        let cases = [
+            ("options=[['globalprefix','x']]", "prereg.toml: g.accumulator.options[0]: unknown option \"globalprefix\", expected one of legacyNamespace, globalPrefix, globalSuffix, prefixCounter, prefixTimer, prefixGauge, prefixSet, percentThreshold"),
+            ("options=[['globalPrefix','x','y']]", "prereg.toml: g.accumulator.options[0]: expected exactly 2 items [name, value], found 3"),
+            ("options=[['legacyNamespace']]", "prereg.toml: g.accumulator.options[0]: expected exactly 2 items [name, value], found 1"),
+            ("options=[['legacyNamespace','yes']]", "prereg.toml: g.accumulator.options[0]: legacyNamespace: \"yes\" is not a boolean"),
+            ("options=[['percentThreshold','90,x']]", "prereg.toml: g.accumulator.options[0]: percentThreshold: \"90,x\" is not a comma-separated list of numbers"),
+            ("options=[['globalPrefix', 1]]", "prereg.toml: g.accumulator.options[0]: expected a pair of strings [name, value]"),
+        ];
+        for (o, want) in cases {
+            let errs = errors(&with_acc(&format!("{base}input_format='statsd'\n{o}")));
+            assert!(
+                errs.iter().any(|e| e == want),
+                "want {want:?}\ngot {errs:#?}"
+            );
+        }
+        let c = load(&with_acc(&format!(
+            "{base}input_format='graphite'\noptions=[['globalSuffix','stats']]"
+        )));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert_eq!(
+            c.warnings[1],
+            "prereg.toml: g.accumulator.options: ignored for input_format = \"graphite\""
+        );
+    }
+
+    #[test]
+    fn config_prereg_validation_vectors() {
+        // a rule with only noop="true" is valid
+        let c = load("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nnoop='true'\n");
+        assert!(matches!(c.groups[0].rules[0].matcher, Matcher::Noop));
+        assert!(c.groups[0].accumulator.is_none());
+        let rule = "[[g.map]]\nnoop='true'\n";
+        let cases: Vec<(String, &str)> = vec![
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nmooo='x'\n".to_string(),
+             "prereg.toml: g.map[0].mooo: unknown key"),
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nmooo='x'\n".to_string(),
+             "prereg.toml: g.map[0]: exactly one of prefix, substring, regex, noop is required"),
+            (format!("[g]\nlisten_server='graphite-relay'\n{rule}"), "prereg.toml: g.default_backend: required key missing"),
+            (format!("[g]\ndefault_backend='graphite-relay'\n{rule}"), "prereg.toml: g.listen_server: required key missing"),
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n".to_string(),
+             "prereg.toml: g.map: at least one [[g.map]] rule is required"),
+            (format!("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n{rule}[[g.map]]\nprefix='a'\nsubstring='b'\n[[g.map]]\nnoop='x'\n[[g.map]]\nregex='a'\nnoop='y'\n"),
+             "prereg.toml: g.map[3]: exactly one of prefix, substring, regex, noop is required"),
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nprefix='a'\nbackend='nope'\n".to_string(),
+             "prereg.toml: g.map[0].backend: \"nope\" is not a section of the main config"),
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nprefix='a'\nreject='yes'\n".to_string(),
+             "prereg.toml: g.map[0].reject: expected a boolean, found a string"),
+            ("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[g.map]]\nregex='(a'\n".to_string(),
+             "prereg.toml: g.map[0].regex: invalid regex: regex parse error:     (a     ^ error: unclosed group"),
+            (format!("[g]\nlisten_server='missing'\ndefault_backend='graphite-relay'\n{rule}"),
+             "prereg.toml: g.listen_server: \"missing\" is not a section of the main config"),
+            (format!("[g]\nlisten_server='aux'\ndefault_backend='aux'\n{rule}"),
+             "prereg.toml: g.listen_server: section \"aux\" is backend_only (it has no listener to filter)"),
+            (format!("[g]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n{rule}[h]\nlisten_server='graphite-relay'\ndefault_backend='graphite-relay'\n[[h.map]]\nnoop='true'\n"),
+             "prereg.toml: h.listen_server: section \"graphite-relay\" already has PreReg group \"g\" (at most one group per section)"),
+            ("x = 1\n".to_string(), "prereg.toml: x: top-level keys must be group tables, found integer"),
+        ];
+        for (text, want) in &cases {
+            let errs = errors(text);
+            assert!(
+                errs.iter().any(|e| e == want),
+                "want {want:?}\ngot {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_prereg_warnings() {
+        let c = load(
+            r#"
+[g]
+listen_server = "graphite-relay"
+default_backend = "graphite-relay"
+flush_time = 5
+[[g.map]]
+prefix = "x"
+backend = "aux"
+[g.accumulator]
+backend = "graphite-relay"
+input_format = "graphite"
+output_format = "graphite"
+accumulate_flush = "10s"
+times = ["5s", "20s"]
+to_prereg_group = "y"
+[g.accumulator.keeper]
+a = 1
+[[g.accumulator.tags]]
+key = "a"
+value = "b"
+[g.accumulator.writer]
+queue_length = 5
+metrics = { driver = "file", dsn = "/x", queue_length = 3 }
+"#,
+        );
+        assert_eq!(
+            c.warnings,
+            [
+                "prereg.toml: g.flush_time: legacy key ignored (no effect)",
+                "prereg.toml: g.map[0].backend: redirects graphite lines of \"graphite-relay\" to \"aux\" whose msg_type is statsd",
+                "prereg.toml: g.accumulator.keeper: legacy key ignored (no effect)",
+                "prereg.toml: g.accumulator.to_prereg_group: legacy key ignored (no effect)",
+                "prereg.toml: g.accumulator.times[0]: bin 5s is not a multiple of accumulate_flush 10s",
+                "prereg.toml: g.accumulator.tags: accepted; no effect",
+                "prereg.toml: g.accumulator.writer.queue_length: legacy key ignored (no effect)",
+                "prereg.toml: g.accumulator.writer.metrics.queue_length: legacy key ignored (no effect)",
+            ]
+        );
+    }
+
+    #[test]
+    fn config_prereg_several_errors_at_once() {
+        let errs = errors(
+            r#"
+[statsd-filter]
+listen_server = "statsd-relay"
+default_backend = "nope"
+[[statsd-filter.map]]
+prefix = "a"
+[[statsd-filter.map]]
+[[statsd-filter.map]]
+prefix = "b"
+substring = "c"
+[statsd-filter.accumulator]
+backend = "graphite-relay"
+input_format = "statsd"
+output_format = "graphite"
+times = ["1m", "5s"]
+[statsd-filter.accumulator.writer.metrics]
+driver = "moo"
+"#,
+        );
+        let want = [
+            "prereg.toml: statsd-filter.default_backend: \"nope\" is not a section of the main config",
+            "prereg.toml: statsd-filter.map[1]: exactly one of prefix, substring, regex, noop is required",
+            "prereg.toml: statsd-filter.map[2]: exactly one of prefix, substring, regex, noop is required",
+            "prereg.toml: statsd-filter.accumulator.times[1]: 5s must be greater than the previous entry 1m (times must be strictly ascending)",
+            "prereg.toml: statsd-filter.accumulator.writer.metrics.driver: unknown driver \"moo\", expected file, mysql or cassandra",
+        ];
+        assert_eq!(errs, want);
+    }
+}
