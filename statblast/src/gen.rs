@@ -1,0 +1,247 @@
+//! Line generation: a small fast PRNG and the graphite / statsd line writers. Lines are appended to a
+//! reused `Vec<u8>`; numbers are written by hand, nothing is allocated per line.
+
+/// wyrand: one multiply per number, good enough statistics for load generation.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds through splitmix64 so nearby seeds give unrelated streams.
+    pub fn new(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng(z ^ (z >> 31))
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        (t >> 64) as u64 ^ t as u64
+    }
+
+    /// Uniform in `[0, n)` (multiply-high; the bias is below 2^-40 for the ranges used here). `n > 0`.
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// Appends the decimal digits of `v`.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Statsd,
+    Graphite,
+}
+
+/// Values are drawn from `[0, VALUE_RANGE)`.
+pub const VALUE_RANGE: u64 = 10_000;
+const STATSD_TYPES: [&[u8]; 3] = [b"c", b"g", b"ms"];
+
+/// Writes random lines of one kind. Each sender owns one.
+#[derive(Debug, Clone)]
+pub struct LineGen {
+    kind: Kind,
+    words: Vec<Vec<u8>>,
+    keys: u64,
+    rng: Rng,
+    /// Decimal unix time of the current batch (graphite).
+    ts: Vec<u8>,
+}
+
+impl LineGen {
+    /// `words` must not be empty when `keys == 0`.
+    pub fn new(kind: Kind, words: Vec<Vec<u8>>, keys: u64, seed: u64) -> LineGen {
+        LineGen {
+            kind,
+            words,
+            keys,
+            rng: Rng::new(seed),
+            ts: b"0".to_vec(),
+        }
+    }
+
+    /// Sets the timestamp of the graphite lines that follow (called once per batch).
+    pub fn set_time(&mut self, unix: u64) {
+        self.ts.clear();
+        push_u64(&mut self.ts, unix);
+    }
+
+    /// Appends one line, `\n` included:
+    /// graphite `graphitetest.<w>.<w>.<w> <c> <unix>`, statsd `statdtest.<w>.<w>.<w>:<c>|<c|g|ms>|@<rate>`,
+    /// with `.k<i>` in place of the three words when `keys > 0`.
+    #[inline]
+    pub fn push_line(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(match self.kind {
+            Kind::Graphite => b"graphitetest",
+            Kind::Statsd => b"statdtest",
+        });
+        if self.keys > 0 {
+            out.extend_from_slice(b".k");
+            push_u64(out, self.rng.below(self.keys));
+        } else {
+            let n = self.words.len() as u64;
+            for _ in 0..3 {
+                out.push(b'.');
+                out.extend_from_slice(&self.words[self.rng.below(n) as usize]);
+            }
+        }
+        let value = self.rng.below(VALUE_RANGE);
+        match self.kind {
+            Kind::Graphite => {
+                out.push(b' ');
+                push_u64(out, value);
+                out.push(b' ');
+                out.extend_from_slice(&self.ts);
+            }
+            Kind::Statsd => {
+                out.push(b':');
+                push_u64(out, value);
+                out.push(b'|');
+                out.extend_from_slice(STATSD_TYPES[self.rng.below(3) as usize]);
+                // Sample rate in hundredths, 1..=100: printed 0.01 .. 1.00, never 0.00.
+                let r = 1 + self.rng.below(100) as u8;
+                if r == 100 {
+                    out.extend_from_slice(b"|@1.00");
+                } else {
+                    out.extend_from_slice(&[b'|', b'@', b'0', b'.', b'0' + r / 10, b'0' + r % 10]);
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words() -> Vec<Vec<u8>> {
+        ["test", "house", "here"]
+            .iter()
+            .map(|w| w.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn lines(g: &mut LineGen, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            g.push_line(&mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n'));
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn push_u64_writes_decimal() {
+        for v in [0u64, 7, 10, 9999, 1_700_000_000, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_u64(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut r = Rng::new(1);
+        let mut seen = [false; 7];
+        for _ in 0..1000 {
+            let v = r.below(7);
+            assert!(v < 7);
+            seen[v as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn graphite_words_shape() {
+        let mut g = LineGen::new(Kind::Graphite, words(), 0, 3);
+        g.set_time(1_700_000_000);
+        for line in lines(&mut g, 500) {
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts.len(), 3, "{line}");
+            let key: Vec<&str> = parts[0].split('.').collect();
+            assert_eq!(key.len(), 4, "{line}");
+            assert_eq!(key[0], "graphitetest");
+            assert!(
+                key[1..]
+                    .iter()
+                    .all(|w| ["test", "house", "here"].contains(w)),
+                "{line}"
+            );
+            assert!(parts[1].parse::<u64>().unwrap() < VALUE_RANGE);
+            assert_eq!(parts[2], "1700000000");
+        }
+    }
+
+    #[test]
+    fn graphite_keys_shape() {
+        let mut g = LineGen::new(Kind::Graphite, words(), 10, 4);
+        g.set_time(42);
+        let mut seen = std::collections::HashSet::new();
+        for line in lines(&mut g, 1000) {
+            let (key, rest) = line.split_once(' ').unwrap();
+            let i: u64 = key.strip_prefix("graphitetest.k").unwrap().parse().unwrap();
+            assert!(i < 10);
+            seen.insert(i);
+            let (v, ts) = rest.split_once(' ').unwrap();
+            assert!(v.parse::<u64>().unwrap() < VALUE_RANGE);
+            assert_eq!(ts, "42");
+        }
+        assert_eq!(seen.len(), 10);
+    }
+
+    #[test]
+    fn statsd_shape_and_rate_never_zero() {
+        let mut g = LineGen::new(Kind::Statsd, words(), 0, 5);
+        let mut rates = std::collections::HashSet::new();
+        for line in lines(&mut g, 20_000) {
+            let (key, rest) = line.split_once(':').unwrap();
+            assert_eq!(key.split('.').count(), 4, "{line}");
+            assert!(key.starts_with("statdtest."), "{line}");
+            let fields: Vec<&str> = rest.split('|').collect();
+            assert_eq!(fields.len(), 3, "{line}");
+            assert!(fields[0].parse::<u64>().unwrap() < VALUE_RANGE);
+            assert!(["c", "g", "ms"].contains(&fields[1]), "{line}");
+            let rate = fields[2].strip_prefix('@').unwrap();
+            assert_eq!(rate.len(), 4, "two decimals: {line}");
+            assert_eq!(&rate[1..2], ".");
+            let r: f64 = rate.parse().unwrap();
+            assert!((0.01..=1.0).contains(&r), "{line}");
+            assert_ne!(rate, "0.00");
+            rates.insert(rate.to_string());
+        }
+        assert!(
+            rates.contains("1.00") && rates.contains("0.01"),
+            "both ends are reachable"
+        );
+        assert_eq!(rates.len(), 100);
+    }
+
+    #[test]
+    fn statsd_keys_shape() {
+        let mut g = LineGen::new(Kind::Statsd, words(), 3, 6);
+        for line in lines(&mut g, 100) {
+            let (key, _) = line.split_once(':').unwrap();
+            let i: u64 = key.strip_prefix("statdtest.k").unwrap().parse().unwrap();
+            assert!(i < 3);
+        }
+    }
+}
