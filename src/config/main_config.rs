@@ -403,6 +403,11 @@ impl Settings {
         let hasher_algo_path = algo_tbl.path_of("hasher_algo");
         let peer = PEER_ALGOS.contains(&hasher_algo.as_str());
         let algo = if peer {
+            // Never route with another ring than the one the user named without saying so.
+            d.warn(
+                &hasher_algo_path,
+                format!("exact peer ring \"{hasher_algo}\" is not available in this version, using crc32"),
+            );
             HasherAlgo::Crc32
         } else {
             HasherAlgo::parse(&hasher_algo).unwrap_or_else(|| {
@@ -832,7 +837,10 @@ msg_type = "statsd"
     #[test]
     fn config_main_spec_example_loads() {
         let c = load(EXAMPLE);
-        assert_eq!(c.warnings, Vec::<String>::new());
+        assert_eq!(
+            c.warnings,
+            ["relay.toml: statsd-relay.hasher_algo: exact peer ring \"statsd_hashring\" is not available in this version, using crc32"]
+        );
         let names: Vec<_> = c.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["graphite-relay", "statsd-relay", "aux"]);
         assert_eq!(
@@ -1068,6 +1076,7 @@ servers = ["tcp://h:1"]
                 "relay.toml: a.pid_file: only read from [default]; no effect here",
                 "relay.toml: a.hasher_replicas: legacy key ignored (no effect)",
                 "relay.toml: a.hasher_algo: unknown hasher_algo \"crc23\", using crc32",
+                "relay.toml: b.hasher_algo: exact peer ring \"carbon_ch\" is not available in this version, using crc32",
                 "relay.toml: b.hasher_vnodes: ignored by hasher_algo \"carbon_ch\"",
             ]
         );
@@ -1077,14 +1086,13 @@ servers = ["tcp://h:1"]
     }
 
     #[test]
-    fn config_main_peer_algos_no_fallback_warning() {
+    fn config_main_peer_algos_warn_until_implemented() {
         for algo in PEER_ALGOS {
             let c = load(&format!(
                 "[default]\nhasher_algo='{algo}'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n"
             ));
-            assert!(c.warnings.is_empty(), "{algo}: {:?}", c.warnings);
+            assert!(c.warnings.iter().any(|w| w.contains("not available") && w.contains(algo)), "{algo}: {:?}", c.warnings);
             assert_eq!(c.sections[0].hasher_algo_name, *algo);
-            assert_eq!(c.sections[0].ring_spec.algo, HasherAlgo::Crc32);
         }
     }
 
