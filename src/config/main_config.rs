@@ -262,7 +262,8 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     }
     let mut bound: HashMap<String, &str> = HashMap::new();
     for s in &sections {
-        if let Some(k) = s.listen.bind_key() {
+        // Port 0 asks the OS for a free port: two such sections never collide.
+        if let Some(k) = s.listen.bind_key().filter(|k| !k.ends_with(":0")) {
             if let Some(other) = bound.get(&k) {
                 d.error(
                     &format!("{}.listen", s.name),

@@ -1,0 +1,68 @@
+//! Integration tests: the relay in-process (or the real binary) on 127.0.0.1, real lines over real sockets to
+//! in-test sinks. Every wait is a condition with a deadline.
+
+mod cli;
+mod relay;
+mod sink;
+
+use std::future::Future;
+use std::time::Duration;
+
+use consthash::app::Relay;
+use consthash::config;
+use consthash::listener::Bound;
+use tokio::io::AsyncWriteExt;
+
+/// Loads a main config text (panics with every error) and starts the relay.
+pub async fn start(toml: &str) -> Relay {
+    let config = match config::load_main(toml, "test.toml") {
+        Ok(c) => c,
+        Err(e) => panic!("test config invalid:\n{e}\n---\n{toml}"),
+    };
+    Relay::start(&config).await.expect("relay starts")
+}
+
+pub fn tcp_addr(relay: &Relay, section: &str) -> std::net::SocketAddr {
+    match relay.bound(section) {
+        Some(Bound::Tcp(a)) | Some(Bound::Http(a)) | Some(Bound::Udp(a)) => *a,
+        other => panic!("section {section} is not bound to an address: {other:?}"),
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Same as [`wait_until`] for a condition that needs `.await`.
+pub async fn wait_until_async<F: Future<Output = bool>>(what: &str, timeout: Duration, mut cond: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends `lines` (each gets a `\n`) over one TCP connection in writes of about 16 KiB, then closes it.
+pub async fn send_tcp(addr: std::net::SocketAddr, lines: &[String]) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to relay");
+    let mut buf = Vec::with_capacity(32 * 1024);
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+        if buf.len() > 16 * 1024 {
+            s.write_all(&buf).await.expect("write");
+            buf.clear();
+        }
+    }
+    s.write_all(&buf).await.expect("write");
+    s.shutdown().await.expect("shutdown");
+}

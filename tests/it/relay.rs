@@ -1,0 +1,372 @@
+//! Relay behaviour end to end: placement, replication, every listener kind, outages and the books, bad input.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use consthash::ring::{Elter, HasherAlgo, Ring, RingSpec};
+
+use crate::sink::Sink;
+use crate::{send_tcp, start, tcp_addr, wait_until};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn graphite_lines(n: usize, keys: usize, tag: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}.key{}.value {i} 1700000000", i % keys)).collect()
+}
+
+fn key_of(line: &str) -> &str {
+    line.split(' ').next().unwrap_or(line)
+}
+
+/// Sends `lines` over `conns` concurrent TCP connections.
+async fn send_parallel(addr: std::net::SocketAddr, lines: &[String], conns: usize) {
+    let mut tasks = Vec::new();
+    for part in lines.chunks(lines.len().div_ceil(conns)) {
+        let part = part.to_vec();
+        tasks.push(tokio::spawn(async move { send_tcp(addr, &part).await }));
+    }
+    for t in tasks {
+        t.await.expect("sender");
+    }
+}
+
+fn servers_toml(sinks: &[&Sink]) -> String {
+    let urls: Vec<String> = sinks.iter().map(|s| format!("\"{}\"", s.url())).collect();
+    format!("servers = [{}]", urls.join(", "))
+}
+
+/// The ring the relay builds for these sinks with the default hasher (crc32/graphite/4, hashkeys = URLs).
+fn default_ring(sinks: &[&Sink]) -> Ring {
+    let spec = RingSpec { algo: HasherAlgo::Crc32, elter: Elter::Graphite, vnodes: 4 };
+    let members: Vec<(String, u32)> = sinks.iter().enumerate().map(|(i, s)| (s.url(), i as u32)).collect();
+    Ring::new(&spec, &members)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_graphite_lines_arrive_once_at_the_ring_owner() {
+    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let lines = graphite_lines(100_000, 10_000, "tcp");
+    send_parallel(tcp_addr(&relay, "relay"), &lines, 4).await;
+    wait_until("100 000 lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+
+    let ring = default_ring(&refs);
+    let mut ids = Vec::new();
+    let mut received = Vec::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        let got = sink.lines();
+        assert!(!got.is_empty(), "sink {i} got nothing: the ring should spread 10 000 keys");
+        for line in &got {
+            ring.get_n(key_of(line).as_bytes(), 1, &mut ids);
+            assert_eq!(ids, [i as u32], "{line} arrived at sink {i}");
+        }
+        received.extend(got);
+    }
+    assert_eq!(sorted(received), sorted(lines.clone()), "every line exactly once");
+    let stats = &relay.section("relay").expect("section").stats;
+    assert_eq!(stats.valid_lines.load(Relaxed), 100_000);
+    assert_eq!(stats.worker_lines.load(Relaxed), 100_000);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_the_spec_vectors() {
+    // §7.7 C: crc32/graphite/4 with hashkeys tcp://127.0.0.1:6002..6004; the sinks listen elsewhere.
+    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\nnum_dupe_replicas = 2\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n\
+         [[relay.servers]]\n{}\nhashkeys = [\"tcp://127.0.0.1:6002\", \"tcp://127.0.0.1:6003\", \"tcp://127.0.0.1:6004\"]\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let vectors: &[(&str, [usize; 2])] = &[
+        ("moo.goo.org", [6004, 6003]),
+        ("stats.timers.foo", [6002, 6003]),
+        ("servers.main.cpu.load", [6004, 6003]),
+        ("servers.main-01.mem.free", [6004, 6003]),
+        ("statdtest.house.here", [6004, 6002]),
+        ("graphitetest.cow.now.test", [6002, 6003]),
+        ("a.b.c", [6004, 6002]),
+        ("foo.bar.baz", [6004, 6003]),
+        ("consthash.test", [6004, 6003]),
+        ("gorets", [6004, 6002]),
+    ];
+    let lines: Vec<String> = vectors.iter().map(|(k, _)| format!("{k} 1 1700000000")).collect();
+    send_tcp(tcp_addr(&relay, "relay"), &lines).await;
+    wait_until("20 copies", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= 20).await;
+    for (key, ports) in vectors {
+        let line = format!("{key} 1 1700000000");
+        let at: Vec<usize> =
+            (0..3).filter(|&i| sinks[i].lines().contains(&line)).map(|i| 6002 + i).collect();
+        let mut want = ports.to_vec();
+        want.sort();
+        assert_eq!(at, want, "{key}");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ring_gets_every_line_and_replicas_go_to_distinct_servers() {
+    let a = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let b = [Sink::tcp().await, Sink::tcp().await];
+    let ra: Vec<&Sink> = a.iter().collect();
+    let rb: Vec<&Sink> = b.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nnum_dupe_replicas = 2\n\
+         [[relay.servers]]\n{}\n[[relay.servers]]\n{}\n",
+        servers_toml(&ra),
+        servers_toml(&rb)
+    ))
+    .await;
+    let lines = graphite_lines(20_000, 2_000, "rep");
+    send_parallel(tcp_addr(&relay, "relay"), &lines, 4).await;
+    let want = lines.len() * 4; // 2 replicas in each of 2 rings
+    wait_until("all copies", LONG, || a.iter().chain(&b).map(Sink::count).sum::<usize>() >= want).await;
+
+    for (ring_sinks, refs) in [(&a[..], &ra), (&b[..], &rb)] {
+        let ring = default_ring(refs);
+        let mut where_: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, s) in ring_sinks.iter().enumerate() {
+            for l in s.lines() {
+                where_.entry(l).or_default().push(i as u32);
+            }
+        }
+        assert_eq!(where_.len(), lines.len(), "every line reaches every ring");
+        let mut ids = Vec::new();
+        for (line, mut at) in where_ {
+            ring.get_n(key_of(&line).as_bytes(), 2, &mut ids);
+            let mut want = ids.clone();
+            want.sort();
+            at.sort();
+            assert_eq!(at, want, "{line}: two distinct servers, those GetN names");
+        }
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_over_udp_several_lines_per_datagram() {
+    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[statsd]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n[[statsd.servers]]\n{}\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "statsd");
+    let lines: Vec<String> = (0..100_000).map(|i| format!("udp.key{}:{i}|c", i % 10_000)).collect();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let section = relay.section("statsd").expect("section").clone();
+    // 10 lines per datagram; pace by what the relay has framed so the socket buffer never overflows.
+    for (n, chunk) in lines.chunks(10).enumerate() {
+        sock.send_to(chunk.join("\n").as_bytes(), addr).await.expect("send");
+        if n % 200 == 199 {
+            let sent = (n + 1) * 10;
+            wait_until("relay keeps up", LONG, || section.stats.all_lines.load(Relaxed) as usize >= sent).await;
+        }
+    }
+    wait_until("100 000 lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    let ring = default_ring(&refs);
+    let mut ids = Vec::new();
+    let mut received = Vec::new();
+    for (i, s) in sinks.iter().enumerate() {
+        for l in s.lines() {
+            ring.get_n(l.split(':').next().unwrap_or("").as_bytes(), 1, &mut ids);
+            assert_eq!(ids, [i as u32], "{l}");
+            received.push(l);
+        }
+    }
+    assert_eq!(sorted(received), sorted(lines));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_in_and_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sinks = [Sink::unix(dir.path().join("a.sock")).await, Sink::unix(dir.path().join("b.sock")).await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let listen = dir.path().join("in.sock");
+    std::fs::write(&listen, b"stale").expect("stale socket file is replaced");
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"unix://{}\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+        listen.display(),
+        servers_toml(&refs)
+    ))
+    .await;
+    let lines = graphite_lines(20_000, 1_000, "unix");
+    let mut s = tokio::net::UnixStream::connect(&listen).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut s, (lines.join("\n")).as_bytes()).await.expect("write");
+    drop(s); // the last line has no newline: it is processed at EOF
+    wait_until("lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
+    assert_eq!(sorted(received), sorted(lines));
+    relay.shutdown().await;
+    assert!(!listen.exists(), "the socket file is removed on stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_post_bodies_in_and_out() {
+    let sinks = [Sink::http().await, Sink::http().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"http://127.0.0.1:0/metrics\"\nmsg_type = \"graphite\"\npool_buffersize = 4096\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let url = format!("http://{}/metrics", tcp_addr(&relay, "relay"));
+    let client = reqwest::Client::new();
+    let lines = graphite_lines(10_000, 500, "http");
+    for body in lines.chunks(500) {
+        let resp = client.post(&url).body(body.join("\n") + "\n\n").send().await.expect("POST");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), "lines processed 500");
+    }
+    let resp = client.post(format!("http://{}/elsewhere", tcp_addr(&relay, "relay"))).body("x 1 2").send().await;
+    assert_eq!(resp.expect("POST").status(), 404);
+    wait_until("lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
+    assert_eq!(sorted(received), sorted(lines));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_destinations_get_whole_lines_packed_per_datagram() {
+    let sinks = [Sink::udp().await, Sink::udp().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"statsd\"\nmax_pool_connections = 1\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let lines: Vec<String> = (0..2_000).map(|i| format!("udp.out.key{}:{i}|c", i % 100)).collect();
+    let addr = tcp_addr(&relay, "relay");
+    for chunk in lines.chunks(200) {
+        send_tcp(addr, chunk).await;
+        let want = sinks.iter().map(Sink::count).sum::<usize>() + chunk.len();
+        wait_until("paced UDP delivery", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= want).await;
+    }
+    let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
+    assert_eq!(sorted(received), sorted(lines), "whole lines, none split across datagrams");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_two_seconds_gets_every_line_after_restart() {
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\nreconnect_backoff_max = 200\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let before = graphite_lines(1_000, 100, "before");
+    send_tcp(addr, &before).await;
+    wait_until("first lines delivered", LONG, || sink.count() >= before.len()).await;
+
+    let stopped = sink.stop().await;
+    let during = graphite_lines(5_000, 100, "during");
+    send_tcp(addr, &during).await;
+    let section = relay.section("relay").expect("section").clone();
+    wait_until("lines read while the sink is down", LONG, || {
+        section.stats.valid_lines.load(Relaxed) as usize >= before.len() + during.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself, not a synchronisation
+    let sink = stopped.restart().await;
+    wait_until("every line after the restart", LONG, || sink.count() >= before.len() + during.len()).await;
+
+    let got: HashSet<String> = sink.lines().into_iter().collect();
+    for l in before.iter().chain(&during) {
+        assert!(got.contains(l), "missing {l}");
+    }
+    let dest = &relay.section("relay").expect("section").backend.destinations()[0];
+    assert_eq!(dest.stats.dropped_total(), 0);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_small_queue_the_books_balance() {
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\nreconnect_backoff_max = 200\nout_queue_lines = 100\nout_block_timeout = 200\nshutdown_timeout = 2\n\
+         [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let stopped = sink.stop().await;
+    let lines = graphite_lines(20_000, 100, "books");
+    send_tcp(addr, &lines).await;
+    let section = relay.section("relay").expect("section").clone();
+    wait_until("all lines read", LONG, || section.stats.valid_lines.load(Relaxed) as usize >= lines.len()).await;
+    let sink = stopped.restart().await;
+    let dest = section.backend.destinations()[0].clone();
+    wait_until("delivered + dropped = sent", LONG, || {
+        sink.count() as u64 + dest.stats.dropped_total() >= lines.len() as u64
+    })
+    .await;
+    relay.shutdown().await;
+    let (delivered, dropped) = (sink.count() as u64, dest.stats.dropped_total());
+    assert!(dropped > 0, "a 100-line queue cannot hold 20 000 lines");
+    assert!(delivered > 0, "what was queued is delivered after the restart");
+    assert_eq!(dest.stats.dropped(consthash::telemetry::DropReason::QueueFull), dropped);
+    assert_eq!(delivered + dropped, lines.len() as u64, "sent = delivered + dropped");
+    assert_eq!(dest.stats.sent_lines.load(Relaxed), delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_is_counted_and_the_relay_keeps_serving() {
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\nmax_line_length = 100\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let mut garbage: Vec<u8> = Vec::new();
+    garbage.extend_from_slice(b"good.one:1|c\r\n");
+    garbage.extend_from_slice(b"no colon here\n");
+    garbage.extend_from_slice(&[b'x'; 500]); // overlong
+    garbage.extend_from_slice(b"\n\xff\xfe\x00\x01 binary\n"); // binary, no colon: invalid
+    garbage.extend_from_slice(b"\xff\x00:1|c\n"); // binary key: valid statsd
+    garbage.extend_from_slice(b"\n\n   \n");
+    garbage.extend_from_slice(b"half.line:2|c"); // no newline: processed at close
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &garbage).await.expect("write");
+    drop(s);
+    let section = relay.section("relay").expect("section").clone();
+    wait_until("lines framed", LONG, || section.stats.all_lines.load(Relaxed) >= 6).await;
+    wait_until("valid lines delivered", LONG, || sink.count() >= 3).await;
+    let invalid: BTreeMap<&str, u64> = consthash::telemetry::InvalidReason::LABELS
+        .iter()
+        .zip(&section.stats.invalid_lines)
+        .map(|(l, c)| (*l, c.load(Relaxed)))
+        .collect();
+    assert_eq!(invalid["too_long"], 1);
+    assert_eq!(invalid["invalid_statsd"], 2);
+    assert_eq!(section.stats.valid_lines.load(Relaxed), 3);
+    assert_eq!(section.stats.all_lines.load(Relaxed), 6);
+    // still serving
+    send_tcp(addr, &["after.garbage:1|c".to_string()]).await;
+    wait_until("a later line", LONG, || sink.lines().contains(&"after.garbage:1|c".to_string())).await;
+    let got = sink.lines();
+    assert!(got.contains(&"good.one:1|c".to_string()));
+    assert!(got.contains(&"half.line:2|c".to_string()));
+    relay.shutdown().await;
+}

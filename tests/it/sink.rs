@@ -1,0 +1,170 @@
+//! In-test sinks: servers that record every line they receive, and can be stopped and restarted on their port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::AsyncBufReadExt;
+use tokio::task::JoinSet;
+
+/// Where a sink listens, as a destination URL for a config.
+#[derive(Clone, Debug)]
+pub enum SinkAddr {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+    Unix(PathBuf),
+    Http(SocketAddr),
+}
+
+impl SinkAddr {
+    pub fn url(&self) -> String {
+        match self {
+            SinkAddr::Tcp(a) => format!("tcp://{a}"),
+            SinkAddr::Udp(a) => format!("udp://{a}"),
+            SinkAddr::Unix(p) => format!("unix://{}", p.display()),
+            SinkAddr::Http(a) => format!("http://{a}/in"),
+        }
+    }
+}
+
+/// A running sink. Lines are kept in arrival order.
+pub struct Sink {
+    pub addr: SinkAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    tasks: JoinSet<()>,
+}
+
+fn record(lines: &Mutex<Vec<String>>, buf: &[u8]) {
+    let mut l = lines.lock().expect("sink lock");
+    for line in buf.split(|b| *b == b'\n') {
+        let line = String::from_utf8_lossy(line).trim().to_string();
+        if !line.is_empty() {
+            l.push(line);
+        }
+    }
+}
+
+impl Sink {
+    pub async fn tcp() -> Sink {
+        Sink::tcp_at("127.0.0.1:0".parse().expect("addr"), Arc::default()).await
+    }
+
+    async fn tcp_at(addr: SocketAddr, lines: Arc<Mutex<Vec<String>>>) -> Sink {
+        let l = tokio::net::TcpListener::bind(addr).await.expect("bind tcp sink");
+        let addr = l.local_addr().expect("local addr");
+        let mut tasks = JoinSet::new();
+        let ls = lines.clone();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((s, _)) = l.accept().await {
+                conns.spawn(read_lines(s, ls.clone()));
+            }
+        });
+        Sink { addr: SinkAddr::Tcp(addr), lines, tasks }
+    }
+
+    pub async fn unix(path: PathBuf) -> Sink {
+        let l = tokio::net::UnixListener::bind(&path).expect("bind unix sink");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let ls = lines.clone();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((s, _)) = l.accept().await {
+                conns.spawn(read_lines(s, ls.clone()));
+            }
+        });
+        Sink { addr: SinkAddr::Unix(path), lines, tasks }
+    }
+
+    pub async fn udp() -> Sink {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind udp sink");
+        let sock = socket2::SockRef::from(&s);
+        sock.set_recv_buffer_size(8 << 20).expect("rcvbuf");
+        let addr = s.local_addr().expect("local addr");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let ls = lines.clone();
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = s.recv(&mut buf).await {
+                record(&ls, &buf[..n]);
+            }
+        });
+        Sink { addr: SinkAddr::Udp(addr), lines, tasks }
+    }
+
+    pub async fn http() -> Sink {
+        use hyper::service::service_fn;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind http sink");
+        let addr = l.local_addr().expect("local addr");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let ls = lines.clone();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((s, _)) = l.accept().await {
+                let ls = ls.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let ls = ls.clone();
+                        async move {
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            record(&ls, &body);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Sink { addr: SinkAddr::Http(addr), lines, tasks }
+    }
+
+    pub fn url(&self) -> String {
+        self.addr.url()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lines.lock().expect("sink lock").len()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("sink lock").clone()
+    }
+
+    /// Stops listening and closes every connection; keeps what was received.
+    pub async fn stop(mut self) -> StoppedSink {
+        self.tasks.shutdown().await;
+        let SinkAddr::Tcp(addr) = self.addr else { panic!("only tcp sinks restart") };
+        StoppedSink { addr, lines: self.lines.clone() }
+    }
+}
+
+/// A stopped TCP sink that can be restarted on its port, keeping its lines.
+pub struct StoppedSink {
+    addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl StoppedSink {
+    pub async fn restart(self) -> Sink {
+        Sink::tcp_at(self.addr, self.lines).await
+    }
+}
+
+async fn read_lines<S: tokio::io::AsyncRead + Unpin>(s: S, lines: Arc<Mutex<Vec<String>>>) {
+    let mut r = tokio::io::BufReader::new(s);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => record(&lines, &buf),
+        }
+    }
+}
