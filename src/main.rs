@@ -60,6 +60,9 @@ fn main() -> ExitCode {
     for w in config.warnings.iter().chain(prereg.iter().flat_map(|p| p.warnings.iter())) {
         tracing::warn!("{w}");
     }
+    if let Some(p) = prereg.as_ref().filter(|p| !p.groups.is_empty()) {
+        tracing::warn!(groups = p.groups.len(), "PreReg file validated; its rules and accumulators are not applied by this version");
+    }
     if args.check_config {
         println!("configuration OK: {} section(s)", config.sections.len());
         return ExitCode::SUCCESS;

@@ -1,1 +1,172 @@
-//! The real binary.
+//! The real binary: usage, version, config checking, a relay run with signals and the pid file.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::sink::Sink;
+use crate::wait_until;
+
+const BIN: &str = env!("CARGO_BIN_EXE_consthash");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn no_arguments_print_the_flags_and_exit_1() {
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, 1);
+    for flag in ["--config", "--prereg", "--loglevel", "--version", "--check-config", "config.toml"] {
+        assert!(err.contains(flag), "usage names {flag}: {err}");
+    }
+}
+
+#[test]
+fn version() {
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("ConstHash version {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("configs/") {
+        let path = entry.expect("entry").path();
+        let name = path.to_string_lossy().into_owned();
+        if !name.ends_with(".toml") || name.ends_with("-prereg.toml") {
+            continue;
+        }
+        let prereg = name.replace(".toml", "-prereg.toml");
+        let mut args = vec!["--check-config", "--config", &name];
+        if std::path::Path::new(&prereg).exists() {
+            args.extend(["--prereg", &prereg]);
+        }
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.contains("configuration OK"), "{name}: {out}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "configs/ holds the example configs");
+}
+
+#[test]
+fn a_bad_config_prints_every_error_with_its_key_path_and_starts_nothing() {
+    let port = free_port();
+    let held = std::net::TcpListener::bind(("127.0.0.1", port)).expect("hold the port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\nheartbeat_time_delay = 2\n\
+             [good]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n[[good.servers]]\nservers = [\"tcp://127.0.0.1:1\"]\n\
+             [typo]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nsevrers = 1\n[[typo.servers]]\nservers = [\"tcp://127.0.0.1:1\"]\n\
+             [kind]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"carbon\"\n[[kind.servers]]\nservers = [\"tcp://127.0.0.1:1\"]\n\
+             [keys]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n[[keys.servers]]\nservers = [\"tcp://a:1\", \"tcp://b:1\"]\nhashkeys = [\"x\"]\n"
+        ),
+    )
+    .expect("write");
+    let p = path.to_string_lossy().into_owned();
+    for extra in [&[][..], &["--check-config"][..]] {
+        let mut args = vec!["--config", p.as_str()];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{err}");
+        for want in ["typo.sevrers", "kind.msg_type", "keys.servers[0].hashkeys", "heartbeat_time_delay"] {
+            assert!(err.lines().any(|l| l.contains("bad.toml") && l.contains(want)), "an error names {want}:\n{err}");
+        }
+        assert!(!err.contains("listening") && !err.contains("in use"), "nothing was started:\n{err}");
+    }
+    drop(held);
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
+    let sink = Sink::tcp().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("consthash.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).expect("a live pid in the pid file");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\npid_file = \"{}\"\n[relay]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n\
+             [[relay.servers]]\nservers = [\"{}\"]\n",
+            pid_file.display(),
+            sink.url()
+        ),
+    )
+    .expect("write config");
+    let child = Command::new(BIN)
+        .args(["--config", &config.to_string_lossy(), "--loglevel", "info"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = Running(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut connected = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while connected.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the relay never listened");
+        connected = tokio::net::TcpStream::connect(addr).await.ok();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(connected);
+    let lines: Vec<String> = (0..5_000).map(|i| format!("bin.key{} {i} 1700000000", i % 50)).collect();
+    crate::send_tcp(addr, &lines).await;
+    wait_until("lines through the binary", Duration::from_secs(30), || sink.count() >= lines.len()).await;
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file").trim(),
+        child.0.id().to_string(),
+        "the relay wrote its pid"
+    );
+
+    signal(&child.0, libc::SIGHUP); // logged and ignored
+    signal(&child.0, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    child.0.stderr.take().expect("stderr").read_to_string(&mut err).expect("read stderr");
+    assert!(err.contains(&format!("Process {} is already running", std::process::id())), "{err}");
+    assert!(err.contains("SIGHUP"), "{err}");
+    assert!(!pid_file.exists(), "the pid file is removed on exit");
+    let mut got = sink.lines();
+    got.sort();
+    let mut want = lines;
+    want.sort();
+    assert_eq!(got, want);
+}
