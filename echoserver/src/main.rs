@@ -58,6 +58,10 @@ struct Args {
     /// Count lines and bytes instead of printing them (implies --quiet)
     #[arg(long)]
     count: bool,
+    /// (benchmarks) Exit, printing the totals, once this many lines arrived over all listeners; the elapsed time
+    /// then runs from the first line received to the last. 0 = run until a signal.
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
 }
 
 fn main() -> ExitCode {
@@ -110,14 +114,32 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     }
     let reporter = tokio::spawn(report(listeners.clone()));
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
-    }
+    let elapsed = tokio::select! {
+        _ = sigterm.recv() => start.elapsed(),
+        _ = sigint.recv() => start.elapsed(),
+        e = expected(&listeners, args.expect), if args.expect > 0 => e,
+    };
     reporter.abort();
-    print_totals(&listeners, start.elapsed())?;
+    print_totals(&listeners, elapsed)?;
     listeners.iter().for_each(|l| l.cleanup());
     Ok(())
+}
+
+/// Completes once `want` lines arrived in total; returns the time from the first line to the last.
+async fn expected(listeners: &[Arc<Listener>], want: u64) -> Duration {
+    let total = || listeners.iter().map(|l| l.stats.lines.load(Relaxed)).sum::<u64>();
+    let mut first = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    loop {
+        tick.tick().await;
+        let n = total();
+        if n > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if n >= want {
+            return first.map_or(Duration::ZERO, |f| f.elapsed());
+        }
+    }
 }
 
 /// Every 5 s, one stats line per listener.

@@ -3,9 +3,34 @@
 
 use super::Split;
 
+/// Bytes replaced by `_`; `.` and ` ` only matter when doubled.
+const fn byte_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    let specials = b",*(){}";
+    while i < specials.len() {
+        t[specials[i] as usize] = 1;
+        i += 1;
+    }
+    t[b'.' as usize] = 2;
+    t[b' ' as usize] = 2;
+    t
+}
+static CLASS: [u8; 256] = byte_class();
+
+/// One cheap pass: most lines need no rewrite and are forwarded as they are.
 fn needs_rewrite(line: &[u8]) -> bool {
-    line.iter().any(|b| matches!(b, b',' | b'*' | b'(' | b')' | b'{' | b'}'))
-        || line.windows(2).any(|w| w == b".." || w == b"  ")
+    let mut prev = 0u8;
+    for &b in line {
+        match CLASS[b as usize] {
+            0 => {}
+            1 => return true,
+            _ if b == prev => return true,
+            _ => {}
+        }
+        prev = b;
+    }
+    false
 }
 
 /// The single-pass rewrite into `out` (cleared first).

@@ -1,0 +1,65 @@
+//! Framing + splitting throughput per format: a 1 MiB read buffer of lines framed with the stream framer and
+//! each line split, as a listener task does before the ring lookup. Inputs are built outside the timed loop.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use consthash::listener::framing::{Framed, StreamFramer};
+use consthash::splitter::{RegexSplitter, Splitter};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const LINES: usize = 20_000;
+
+fn input(kind: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..LINES {
+        let line = match kind {
+            "graphite" => format!("servers.host-{:04}.cpu.core{}.user {} 1700000000\n", i % 997, i % 8, i),
+            "graphite_rewrite" => format!("servers.host-{:04}..cpu,core{}.user {} 1700000000\n", i % 997, i % 8, i),
+            "statsd" => format!("statdtest.k{}.house:{}|ms|@0.5\n", i % 100_000, i),
+            _ => format!("<13>Nov 18 01:22:36 web-{}-frontend mfp-nginx: 190.172.234.165 - momo {i}\n", i % 50),
+        };
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+fn bench_frame_and_split(c: &mut Criterion) {
+    let regex = RegexSplitter::new(
+        regex::bytes::Regex::new(r"^(<\d+>)?(?P<Timestamp>[A-Z][a-z]+\s+\d+\s\d+:\d+:\d+) (?P<Key>\S+) (?P<Logger>\S+):(.*)")
+            .expect("valid"),
+    )
+    .expect("has Key");
+    let cases = [
+        ("graphite", Splitter::Graphite, input("graphite")),
+        ("graphite_rewrite", Splitter::Graphite, input("graphite_rewrite")),
+        ("statsd", Splitter::Statsd, input("statsd")),
+        ("regex", Splitter::Regex(regex), input("regex")),
+    ];
+    let mut group = c.benchmark_group("frame_and_split");
+    group.throughput(Throughput::Elements(LINES as u64));
+    for (name, splitter, data) in cases {
+        let mut scratch = splitter.scratch();
+        let mut framer = StreamFramer::new(65_536);
+        let mut buf = BytesMut::with_capacity(data.len());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                buf.clear();
+                buf.extend_from_slice(&data);
+                let mut keys = 0usize;
+                framer.drain(&mut buf, false, |f| {
+                    if let Framed::Line(l) = f {
+                        if let Ok(s) = splitter.split(l, &mut scratch) {
+                            keys += s.key.len();
+                        }
+                    }
+                });
+                black_box(keys)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_frame_and_split);
+criterion_main!(benches);
