@@ -17,7 +17,10 @@ fn input(kind: &str) -> Vec<u8> {
             "graphite" => format!("servers.host-{:04}.cpu.core{}.user {} 1700000000\n", i % 997, i % 8, i),
             "graphite_rewrite" => format!("servers.host-{:04}..cpu,core{}.user {} 1700000000\n", i % 997, i % 8, i),
             "statsd" => format!("statdtest.k{}.house:{}|ms|@0.5\n", i % 100_000, i),
-            _ => format!("<13>Nov 18 01:22:36 web-{}-frontend mfp-nginx: 190.172.234.165 - momo {i}\n", i % 50),
+            _ => format!(
+                "<13>Nov 18 01:22:36 web-{}-frontend mfp-nginx: 190.172.234.165 - momo {i}\n",
+                i % 50
+            ),
         };
         out.extend_from_slice(line.as_bytes());
     }
@@ -26,8 +29,10 @@ fn input(kind: &str) -> Vec<u8> {
 
 fn bench_frame_and_split(c: &mut Criterion) {
     let regex = RegexSplitter::new(
-        regex::bytes::Regex::new(r"^(<\d+>)?(?P<Timestamp>[A-Z][a-z]+\s+\d+\s\d+:\d+:\d+) (?P<Key>\S+) (?P<Logger>\S+):(.*)")
-            .expect("valid"),
+        regex::bytes::Regex::new(
+            r"^(<\d+>)?(?P<Timestamp>[A-Z][a-z]+\s+\d+\s\d+:\d+:\d+) (?P<Key>\S+) (?P<Logger>\S+):(.*)",
+        )
+        .expect("valid"),
     )
     .expect("has Key");
     let cases = [

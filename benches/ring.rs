@@ -15,9 +15,7 @@ fn keys() -> Vec<Vec<u8>> {
 }
 
 fn members() -> Vec<(String, u32)> {
-    (0..4u32)
-        .map(|i| (format!("tcp://10.0.0.{}:2003", i + 1), i))
-        .collect()
+    (0..4u32).map(|i| (format!("tcp://10.0.0.{}:2003", i + 1), i)).collect()
 }
 
 fn bench_get_n(c: &mut Criterion) {

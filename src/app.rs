@@ -21,7 +21,11 @@ use crate::splitter::{RegexSplitter, Splitter};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("[{section}] listen {listen}: {source}")]
-    Listen { section: String, listen: String, source: std::io::Error },
+    Listen {
+        section: String,
+        listen: String,
+        source: std::io::Error,
+    },
     #[error("could not build the HTTP client for outgoing connections: {0}")]
     HttpClient(#[from] reqwest::Error),
 }
@@ -67,7 +71,12 @@ fn backend_of(s: &SectionConfig) -> Backend {
             r.servers
                 .iter()
                 .enumerate()
-                .map(|(i, url)| (url.clone(), r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone())))
+                .map(|(i, url)| {
+                    (
+                        url.clone(),
+                        r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone()),
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -77,7 +86,9 @@ fn backend_of(s: &SectionConfig) -> Backend {
 impl Relay {
     /// Starts every section of `config`. Listeners bind last; a bind failure stops what was started.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
-        let http = reqwest::Client::builder().connect_timeout(crate::backend::DIAL_TIMEOUT).build()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(crate::backend::DIAL_TIMEOUT)
+            .build()?;
         let relay = Relay {
             sections: Vec::new(),
             listeners: TaskTracker::new(),
@@ -96,13 +107,21 @@ impl Relay {
                 s.max_line_length,
                 s.max_read_buffer_size,
             ));
-            section.backend.start_senders(&relay.senders, &relay.stop_senders, &http);
+            section
+                .backend
+                .start_senders(&relay.senders, &relay.stop_senders, &http);
             built.push((section, s));
         }
         let mut relay = relay;
         for (section, s) in built {
-            match listener::start(&s.listen, section.clone(), s.read_buffer_size, &relay.listeners, &relay.stop_listeners)
-                .await
+            match listener::start(
+                &s.listen,
+                section.clone(),
+                s.read_buffer_size,
+                &relay.listeners,
+                &relay.stop_listeners,
+            )
+            .await
             {
                 Ok(bound) => {
                     tracing::info!(section = %s.name, listen = %s.listen.url(), "listening");
@@ -111,7 +130,11 @@ impl Relay {
                 Err(source) => {
                     relay.sections.push((section, Bound::None));
                     relay.shutdown().await;
-                    return Err(StartError::Listen { section: s.name.clone(), listen: s.listen.url(), source });
+                    return Err(StartError::Listen {
+                        section: s.name.clone(),
+                        listen: s.listen.url(),
+                        source,
+                    });
                 }
             }
         }
@@ -141,7 +164,10 @@ impl Relay {
             s.backend.close_queues();
         }
         self.senders.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.senders.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, self.senders.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(timeout = ?self.shutdown_timeout, "outgoing queues not drained in time");
             self.stop_senders.cancel();
             self.senders.wait().await;

@@ -33,7 +33,13 @@ impl Batch {
     /// line alone is larger). The prefix is returned, `self` keeps the rest.
     pub fn split_lines_to(&mut self, max_bytes: usize) -> Batch {
         if self.data.len() <= max_bytes {
-            return std::mem::replace(self, Batch { data: Bytes::new(), lines: 0 });
+            return std::mem::replace(
+                self,
+                Batch {
+                    data: Bytes::new(),
+                    lines: 0,
+                },
+            );
         }
         let mut end = 0;
         let mut lines = 0;

@@ -13,7 +13,11 @@ use consthash::config::{self, Config, PreRegConfig};
 use consthash::telemetry;
 
 #[derive(Parser, Debug)]
-#[command(name = "consthash", disable_version_flag = true, about = "A consistent-hashing line proxy for graphite and statsd metrics")]
+#[command(
+    name = "consthash",
+    disable_version_flag = true,
+    about = "A consistent-hashing line proxy for graphite and statsd metrics"
+)]
 struct Args {
     /// Main config file
     #[arg(long, default_value = "config.toml")]
@@ -44,7 +48,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let Some(level) = telemetry::parse_level(&args.loglevel) else {
-        eprintln!("--loglevel: unknown level {:?}, expected one of debug, info, warning, error, critical", args.loglevel);
+        eprintln!(
+            "--loglevel: unknown level {:?}, expected one of debug, info, warning, error, critical",
+            args.loglevel
+        );
         return ExitCode::from(1);
     };
     telemetry::init_logging(level);
@@ -57,11 +64,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in config.warnings.iter().chain(prereg.iter().flat_map(|p| p.warnings.iter())) {
+    for w in config
+        .warnings
+        .iter()
+        .chain(prereg.iter().flat_map(|p| p.warnings.iter()))
+    {
         tracing::warn!("{w}");
     }
     if let Some(p) = prereg.as_ref().filter(|p| !p.groups.is_empty()) {
-        tracing::warn!(groups = p.groups.len(), "PreReg file validated; its rules and accumulators are not applied by this version");
+        tracing::warn!(
+            groups = p.groups.len(),
+            "PreReg file validated; its rules and accumulators are not applied by this version"
+        );
     }
     if args.check_config {
         println!("configuration OK: {} section(s)", config.sections.len());
@@ -126,9 +140,11 @@ fn run(config: Config) -> ExitCode {
 /// Waits for SIGINT or SIGTERM; SIGHUP is logged and ignored (no reload).
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stopping");
         return;
     };
@@ -142,7 +158,10 @@ async fn wait_for_signal() {
 }
 
 fn write_pid_file(path: &Path) {
-    if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+    if let Some(pid) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
         // SAFETY: kill with signal 0 only checks whether the process exists.
         if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
             tracing::warn!("Process {pid} is already running");
@@ -155,7 +174,10 @@ fn write_pid_file(path: &Path) {
 
 /// Raises the soft RLIMIT_NOFILE to min(999999, hard limit).
 fn raise_nofile_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {

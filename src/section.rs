@@ -178,7 +178,10 @@ impl Router {
         let valid = self.publish_counts();
         for id in std::mem::take(&mut self.touched) {
             let out = &mut self.outs[id as usize];
-            let batch = Batch { data: out.buf.split().freeze(), lines: std::mem::take(&mut out.lines) };
+            let batch = Batch {
+                data: out.buf.split().freeze(),
+                lines: std::mem::take(&mut out.lines),
+            };
             if let Some(dest) = self.rings.dests.get(id as usize) {
                 dest.push(batch, wait).await;
             }

@@ -47,7 +47,12 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [DropReason::QueueFull, DropReason::NoServer, DropReason::Purged, DropReason::Shutdown];
+    pub const ALL: [DropReason; 4] = [
+        DropReason::QueueFull,
+        DropReason::NoServer,
+        DropReason::Purged,
+        DropReason::Shutdown,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {

@@ -101,13 +101,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in [
-            "127.0.0.1:1",
-            "ftp://a:1",
-            "tcp://",
-            "tcp://nohost",
-            "unix://",
-        ] {
+        for bad in ["127.0.0.1:1", "ftp://a:1", "tcp://", "tcp://nohost", "unix://"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
         assert!(parse_list(" , ").is_err());

@@ -22,14 +22,8 @@ fn has_content(seg: &[u8]) -> bool {
 
 /// `line` without leading and trailing spaces, tabs, `\r` and `\n`.
 pub fn trim(line: &[u8]) -> &[u8] {
-    let start = line
-        .iter()
-        .position(|&b| !is_blank(b))
-        .unwrap_or(line.len());
-    let end = line
-        .iter()
-        .rposition(|&b| !is_blank(b))
-        .map_or(start, |i| i + 1);
+    let start = line.iter().position(|&b| !is_blank(b)).unwrap_or(line.len());
+    let end = line.iter().rposition(|&b| !is_blank(b)).map_or(start, |i| i + 1);
     &line[start..end]
 }
 
@@ -162,14 +156,8 @@ mod tests {
             for i in 0..=case.len() {
                 for j in i..=case.len() {
                     let mut c = LineCounter::default();
-                    let got =
-                        c.feed(&case[..i]) + c.feed(&case[i..j]) + c.feed(&case[j..]) + c.finish();
-                    assert_eq!(
-                        got,
-                        want,
-                        "{:?} split at {i},{j}",
-                        String::from_utf8_lossy(case)
-                    );
+                    let got = c.feed(&case[..i]) + c.feed(&case[i..j]) + c.feed(&case[j..]) + c.finish();
+                    assert_eq!(got, want, "{:?} split at {i},{j}", String::from_utf8_lossy(case));
                 }
             }
         }
@@ -201,12 +189,7 @@ mod tests {
                 let mut n = s.feed(&case[..i], |l| got.push(l.to_vec()));
                 n += s.feed(&case[i..], |l| got.push(l.to_vec()));
                 n += s.finish(|l| got.push(l.to_vec()));
-                assert_eq!(
-                    got,
-                    want,
-                    "{:?} split at {i}",
-                    String::from_utf8_lossy(case)
-                );
+                assert_eq!(got, want, "{:?} split at {i}", String::from_utf8_lossy(case));
                 assert_eq!(n, want.len() as u64);
             }
         }

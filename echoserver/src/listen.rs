@@ -205,10 +205,7 @@ impl Listener {
     fn opened(&self, peer: &str) {
         self.stats.connections.fetch_add(1, Relaxed);
         self.stats.open.fetch_add(1, Relaxed);
-        log::line(format_args!(
-            "[{}] Accepted connection from {peer}",
-            self.url
-        ));
+        log::line(format_args!("[{}] Accepted connection from {peer}", self.url));
     }
 
     fn closed(&self, peer: &str) {
@@ -253,8 +250,7 @@ impl Listener {
                     let me = me.clone();
                     hyper::service::service_fn(move |req| me.clone().request(req, path.clone()))
                 };
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                 if let Err(e) = conn.await {
                     log::line(format_args!("[{}] HTTP error from {peer}: {e}", me.url));
                 }

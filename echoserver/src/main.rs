@@ -82,9 +82,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     raise_nofile_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(serve(args));
     rt.shutdown_timeout(Duration::from_millis(200));
     result
@@ -144,15 +142,11 @@ async fn expected(listeners: &[Arc<Listener>], want: u64) -> Duration {
 
 /// Every 5 s, one stats line per listener.
 async fn report(listeners: Vec<Arc<Listener>>) {
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
     let mut last = vec![0u64; listeners.len()];
     loop {
         tick.tick().await;
-        let now: Vec<u64> = listeners
-            .iter()
-            .map(|l| l.stats.lines.load(Relaxed))
-            .collect();
+        let now: Vec<u64> = listeners.iter().map(|l| l.stats.lines.load(Relaxed)).collect();
         let total: u64 = now.iter().sum();
         for ((l, &lines), last) in listeners.iter().zip(&now).zip(last.iter_mut()) {
             let recent = lines - *last;
@@ -177,11 +171,7 @@ fn print_totals(listeners: &[Arc<Listener>], elapsed: Duration) -> std::io::Resu
             l.stats.bytes.load(Relaxed),
             l.stats.connections.load(Relaxed),
         );
-        writeln!(
-            out,
-            "LISTENER {} lines={ln} bytes={by} connections={co}",
-            l.url
-        )?;
+        writeln!(out, "LISTENER {} lines={ln} bytes={by} connections={co}", l.url)?;
         lines += ln;
         bytes += by;
         conns += co;

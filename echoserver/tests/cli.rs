@@ -9,19 +9,11 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running echoserver whose stderr lines arrive on a channel.
@@ -75,19 +67,11 @@ impl Server {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(
-                Instant::now() < end,
-                "echoserver did not exit after SIGTERM"
-            );
+            assert!(Instant::now() < end, "echoserver did not exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         (status, out)
     }
 }
@@ -122,18 +106,10 @@ fn assert_decimals(value: &str, places: usize) {
 
 #[test]
 fn no_arguments_prints_defaults_and_exits_zero() {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoserver"))
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_echoserver")).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in [
-        "--servers",
-        "tcp://127.0.0.1:6002",
-        "--quiet",
-        "--count",
-        "--profile",
-    ] {
+    for want in ["--servers", "tcp://127.0.0.1:6002", "--quiet", "--count", "--profile"] {
         assert!(text.contains(want), "{want} missing from {text}");
     }
 }
@@ -185,9 +161,7 @@ fn print_mode_echoes_udp_and_http_lines() {
     .unwrap();
     server.wait_for(&format!("[ECHO from {udp}] udp.c 5 6"), 1);
 
-    let http_addr = http
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics/");
+    let http_addr = http.trim_start_matches("http://").trim_end_matches("/metrics/");
     let post = |request: &str| -> String {
         let mut conn = TcpStream::connect(http_addr).unwrap();
         conn.write_all(request.as_bytes()).unwrap();
@@ -213,10 +187,7 @@ fn print_mode_echoes_udp_and_http_lines() {
     assert!(status.success(), "{status:?}");
     assert_eq!(field(&out, &format!("LISTENER {udp} "), "lines"), "3");
     assert_eq!(field(&out, &format!("LISTENER {http} "), "lines"), "3");
-    assert_eq!(
-        field(&out, &format!("LISTENER {http} "), "connections"),
-        "3"
-    );
+    assert_eq!(field(&out, &format!("LISTENER {http} "), "connections"), "3");
     assert_eq!(field(&out, "TOTAL ", "lines"), "6");
 }
 

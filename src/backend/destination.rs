@@ -69,7 +69,9 @@ impl Destination {
     }
 
     pub fn mark_unreachable(&self) {
-        let _ = self.unreachable_since.compare_exchange(0, self.now_ms(), Relaxed, Relaxed);
+        let _ = self
+            .unreachable_since
+            .compare_exchange(0, self.now_ms(), Relaxed, Relaxed);
     }
 
     pub fn mark_reachable(&self) {
@@ -99,7 +101,11 @@ impl Destination {
             match self.queue.try_push(batch) {
                 Ok(()) => return,
                 Err(PushError::Closed(b)) => {
-                    let reason = if self.purged.load(Relaxed) { DropReason::Purged } else { DropReason::Shutdown };
+                    let reason = if self.purged.load(Relaxed) {
+                        DropReason::Purged
+                    } else {
+                        DropReason::Shutdown
+                    };
                     self.drop_batch(reason, b.lines);
                     return;
                 }

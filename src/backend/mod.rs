@@ -73,12 +73,25 @@ impl Backend {
                         dests.len() - 1
                     }
                 };
-                list.push(Member { hashkey: hashkey.clone(), dest: dest as u32, up: true });
+                list.push(Member {
+                    hashkey: hashkey.clone(),
+                    dest: dest as u32,
+                    up: true,
+                });
             }
             members.push(list);
         }
-        let snapshot = RingSet { rings: build_rings(&spec, &members), dests, replicas: replicas.max(1) };
-        Backend { name: name.to_string(), spec, snapshot: ArcSwap::from_pointee(snapshot), members: Mutex::new(members) }
+        let snapshot = RingSet {
+            rings: build_rings(&spec, &members),
+            dests,
+            replicas: replicas.max(1),
+        };
+        Backend {
+            name: name.to_string(),
+            spec,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            members: Mutex::new(members),
+        }
     }
 
     /// The current snapshot (cheap; routers call it once per read).
@@ -120,8 +133,11 @@ impl Backend {
     pub fn rebuild(&self) {
         let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.snapshot.load();
-        let next =
-            RingSet { rings: build_rings(&self.spec, &members), dests: old.dests.clone(), replicas: old.replicas };
+        let next = RingSet {
+            rings: build_rings(&self.spec, &members),
+            dests: old.dests.clone(),
+            replicas: old.replicas,
+        };
         self.snapshot.store(Arc::new(next));
     }
 }
@@ -130,7 +146,11 @@ fn build_rings(spec: &RingSpec, members: &[Vec<Member>]) -> Vec<Ring> {
     members
         .iter()
         .map(|list| {
-            let up: Vec<(String, u32)> = list.iter().filter(|m| m.up).map(|m| (m.hashkey.clone(), m.dest)).collect();
+            let up: Vec<(String, u32)> = list
+                .iter()
+                .filter(|m| m.up)
+                .map(|m| (m.hashkey.clone(), m.dest))
+                .collect();
             Ring::new(spec, &up)
         })
         .collect()

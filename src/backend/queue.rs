@@ -60,8 +60,8 @@ impl DestQueue {
         if s.closed {
             return Err(PushError::Closed(batch));
         }
-        let fits = s.lines + batch.lines <= self.max_lines
-            && (self.max_bytes == 0 || s.bytes + batch.len() <= self.max_bytes);
+        let fits =
+            s.lines + batch.lines <= self.max_lines && (self.max_bytes == 0 || s.bytes + batch.len() <= self.max_bytes);
         if !fits && !s.batches.is_empty() {
             return Err(PushError::Full(batch));
         }
@@ -130,7 +130,10 @@ impl DestQueue {
     pub fn clear(&self) -> usize {
         let mut s = self.lock();
         let lines = s.lines;
-        *s = State { closed: s.closed, ..State::default() };
+        *s = State {
+            closed: s.closed,
+            ..State::default()
+        };
         drop(s);
         self.not_full.notify_waiters();
         lines

@@ -134,7 +134,13 @@ async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, batches: &[Batc
 
 /// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
 pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken) {
-    let mut sender = Sender { dest, http, conn: None, dialled: Instant::now(), backoff: BACKOFF_START };
+    let mut sender = Sender {
+        dest,
+        http,
+        conn: None,
+        dialled: Instant::now(),
+        backoff: BACKOFF_START,
+    };
     let fail_log = RateLimit::default();
     loop {
         let first = tokio::select! {
@@ -225,7 +231,9 @@ impl Sender {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
                 }
             }
-            let (lines, bytes) = pending.drain(..take).fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
+            let (lines, bytes) = pending
+                .drain(..take)
+                .fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
             self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
             self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
             self.backoff = BACKOFF_START;

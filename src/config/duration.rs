@@ -56,9 +56,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         } else {
             int_part.parse().map_err(|_| bad("number too large"))?
         };
-        let mut ns = int_val
-            .checked_mul(unit_ns)
-            .ok_or_else(|| bad("overflow"))?;
+        let mut ns = int_val.checked_mul(unit_ns).ok_or_else(|| bad("overflow"))?;
         if !frac_part.is_empty() {
             // Keep at most 30 fractional digits: beyond that nothing is representable in ns anyway.
             let digits = &frac_part[..frac_part.len().min(30)];
@@ -133,9 +131,7 @@ mod tests {
 
     #[test]
     fn config_duration_parse_invalid() {
-        for s in [
-            "", "5", "5ii", "7asd", "s", "-5s", "1.5", "5 s", "..5s", "10x", "1h 2m",
-        ] {
+        for s in ["", "5", "5ii", "7asd", "s", "-5s", "1.5", "5 s", "..5s", "10x", "1h 2m"] {
             assert!(parse_duration(s).is_err(), "{s:?} should fail");
         }
     }

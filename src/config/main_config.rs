@@ -240,10 +240,7 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             }
             v => d.error(
                 name,
-                format!(
-                    "top-level keys must be section tables, found {}",
-                    type_name_short(v)
-                ),
+                format!("top-level keys must be section tables, found {}", type_name_short(v)),
             ),
         }
     }
@@ -267,10 +264,7 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             if let Some(other) = bound.get(&k) {
                 d.error(
                     &format!("{}.listen", s.name),
-                    format!(
-                        "address {} is already used by section {other}",
-                        s.listen.url()
-                    ),
+                    format!("address {} is already used by section {other}", s.listen.url()),
                 );
             } else {
                 bound.insert(k, &s.name);
@@ -332,10 +326,7 @@ fn parse_globals(d: &mut Diag, t: Tbl) -> Globals {
             for (i, s) in list.iter().enumerate() {
                 match IpCidr::parse(s) {
                     Ok(c) => out.push(c),
-                    Err(e) => d.error(
-                        &format!("{}[{i}]", t.path_of("internal_health_server_admin_allow")),
-                        e,
-                    ),
+                    Err(e) => d.error(&format!("{}[{i}]", t.path_of("internal_health_server_admin_allow")), e),
                 }
             }
             out
@@ -352,8 +343,7 @@ fn parse_globals(d: &mut Diag, t: Tbl) -> Globals {
         statsd_sample_rate,
         statsd_timer_sample_rate,
         internal_health_server_listen: listen,
-        internal_health_server_path: non_empty(t.str(d, "internal_health_server_path"))
-            .map(PathBuf::from),
+        internal_health_server_path: non_empty(t.str(d, "internal_health_server_path")).map(PathBuf::from),
         internal_health_server_points: t.usize(d, "internal_health_server_points").unwrap_or(100),
         internal_health_server_admin_allow: admin_allow,
         shutdown_timeout: t
@@ -393,14 +383,10 @@ impl Settings {
         // The table a key is read from: the section's own, else [default].
         let from = |key: &str| if sec.has(key) { sec } else { def };
         let us = |d: &mut Diag, key: &str, dflt: usize| from(key).usize(d, key).unwrap_or(dflt);
-        let dur = |d: &mut Diag, key: &str, unit: IntUnit, dflt: Duration| {
-            from(key).dur(d, key, unit).unwrap_or(dflt)
-        };
+        let dur = |d: &mut Diag, key: &str, unit: IntUnit, dflt: Duration| from(key).dur(d, key, unit).unwrap_or(dflt);
 
         let algo_tbl = from("hasher_algo");
-        let hasher_algo = algo_tbl
-            .str(d, "hasher_algo")
-            .unwrap_or_else(|| "crc32".to_string());
+        let hasher_algo = algo_tbl.str(d, "hasher_algo").unwrap_or_else(|| "crc32".to_string());
         let hasher_algo_path = algo_tbl.path_of("hasher_algo");
         let peer = PEER_ALGOS.contains(&hasher_algo.as_str());
         let algo = if peer {
@@ -445,10 +431,7 @@ impl Settings {
         if peer && !std::ptr::eq(sec.t, def.t) {
             for k in ["hasher_elter", "hasher_vnodes"] {
                 if sec.has(k) {
-                    d.warn(
-                        &sec.path_of(k),
-                        format!("ignored by hasher_algo \"{hasher_algo}\""),
-                    );
+                    d.warn(&sec.path_of(k), format!("ignored by hasher_algo \"{hasher_algo}\""));
                 }
             }
         }
@@ -466,9 +449,7 @@ impl Settings {
             Some(other) => {
                 d.error(
                     &sm_tbl.path_of("sending_method"),
-                    format!(
-                        "unknown sending_method \"{other}\", expected bufferedpool, pool or single"
-                    ),
+                    format!("unknown sending_method \"{other}\", expected bufferedpool, pool or single"),
                 );
                 SendingMethod::BufferedPool
             }
@@ -483,28 +464,12 @@ impl Settings {
             .unwrap_or_else(|| read_buffer_size.saturating_mul(1000));
         Settings {
             hasher_algo,
-            ring_spec: RingSpec {
-                algo,
-                elter,
-                vnodes,
-            },
+            ring_spec: RingSpec { algo, elter, vnodes },
             num_dupe_replicas: us(d, "num_dupe_replicas", 1).max(1),
-            diverse_replicas: from("diverse_replicas")
-                .bool(d, "diverse_replicas")
-                .unwrap_or(true),
+            diverse_replicas: from("diverse_replicas").bool(d, "diverse_replicas").unwrap_or(true),
             cache_items: us(d, "cache_items", 10_000),
-            heartbeat_time_delay: dur(
-                d,
-                "heartbeat_time_delay",
-                IntUnit::Secs,
-                Duration::from_secs(30),
-            ),
-            heartbeat_time_timeout: dur(
-                d,
-                "heartbeat_time_timeout",
-                IntUnit::Secs,
-                Duration::from_secs(5),
-            ),
+            heartbeat_time_delay: dur(d, "heartbeat_time_delay", IntUnit::Secs, Duration::from_secs(30)),
+            heartbeat_time_timeout: dur(d, "heartbeat_time_timeout", IntUnit::Secs, Duration::from_secs(5)),
             failed_heartbeat_count: from("failed_heartbeat_count")
                 .u32(d, "failed_heartbeat_count")
                 .unwrap_or(3)
@@ -513,30 +478,15 @@ impl Settings {
             sending_method,
             max_pool_connections: us(d, "max_pool_connections", 10),
             pool_buffersize: us(d, "pool_buffersize", 512),
-            write_timeout: dur(
-                d,
-                "write_timeout",
-                IntUnit::Millis,
-                Duration::from_millis(1000),
-            ),
+            write_timeout: dur(d, "write_timeout", IntUnit::Millis, Duration::from_millis(1000)),
             workers: us(d, "workers", 8),
             read_buffer_size,
             max_read_buffer_size,
             max_line_length: us(d, "max_line_length", 65_536),
             out_queue_lines: us(d, "out_queue_lines", 100_000),
-            out_block_timeout: dur(
-                d,
-                "out_block_timeout",
-                IntUnit::Millis,
-                Duration::from_millis(1000),
-            ),
+            out_block_timeout: dur(d, "out_block_timeout", IntUnit::Millis, Duration::from_millis(1000)),
             out_queue_bytes: us(d, "out_queue_bytes", 0),
-            reconnect_backoff_max: dur(
-                d,
-                "reconnect_backoff_max",
-                IntUnit::Millis,
-                Duration::from_millis(5000),
-            ),
+            reconnect_backoff_max: dur(d, "reconnect_backoff_max", IntUnit::Millis, Duration::from_millis(5000)),
             internal_health_server_points: us(d, "internal_health_server_points", 100),
         }
     }
@@ -601,16 +551,10 @@ fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Sectio
             ),
         }
         if msg_type.is_some() && msg_type != Some(MsgType::Regex) {
-            d.warn(
-                &sec.path_of("msg_regex"),
-                "ignored unless msg_type = \"regex\"",
-            );
+            d.warn(&sec.path_of("msg_regex"), "ignored unless msg_type = \"regex\"");
         }
     } else if msg_type == Some(MsgType::Regex) && !t.contains_key("msg_regex") {
-        d.error(
-            &sec.path_of("msg_regex"),
-            "required for msg_type = \"regex\"",
-        );
+        d.error(&sec.path_of("msg_regex"), "required for msg_type = \"regex\"");
     }
 
     let s = Settings::resolve(d, sec, def);
@@ -631,9 +575,7 @@ fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Sectio
         if smallest > 0 && num_dupe_replicas > smallest {
             d.warn(
                 &sec.path_of("num_dupe_replicas"),
-                format!(
-                    "{num_dupe_replicas} exceeds the smallest ring ({smallest} servers); using {smallest}"
-                ),
+                format!("{num_dupe_replicas} exceeds the smallest ring ({smallest} servers); using {smallest}"),
             );
             num_dupe_replicas = smallest;
         }
@@ -723,10 +665,7 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
         }
         for (j, s) in servers.iter().enumerate() {
             if servers[..j].iter().any(|o| o.raw == s.raw) {
-                d.error(
-                    &ring.path_of("servers"),
-                    format!("duplicate server \"{}\"", s.raw),
-                );
+                d.error(&ring.path_of("servers"), format!("duplicate server \"{}\"", s.raw));
             }
         }
         let check_servers = match parse_urls(d, ring, "check_servers") {
@@ -735,11 +674,7 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
                 if c.len() != servers.len() {
                     d.error(
                         &ring.path_of("check_servers"),
-                        format!(
-                            "length {} differs from servers length {}",
-                            c.len(),
-                            servers.len()
-                        ),
+                        format!("length {} differs from servers length {}", c.len(), servers.len()),
                     );
                 }
                 c
@@ -757,19 +692,12 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
                 if h.len() != servers.len() {
                     d.error(
                         &ring.path_of("hashkeys"),
-                        format!(
-                            "length {} differs from servers length {}",
-                            h.len(),
-                            servers.len()
-                        ),
+                        format!("length {} differs from servers length {}", h.len(), servers.len()),
                     );
                 }
                 for (j, k) in h.iter().enumerate() {
                     if h[..j].contains(k) {
-                        d.error(
-                            &ring.path_of("hashkeys"),
-                            format!("duplicate hashkey \"{k}\""),
-                        );
+                        d.error(&ring.path_of("hashkeys"), format!("duplicate hashkey \"{k}\""));
                     }
                 }
                 h
@@ -1092,7 +1020,13 @@ servers = ["tcp://h:1"]
             let c = load(&format!(
                 "[default]\nhasher_algo='{algo}'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n"
             ));
-            assert!(c.warnings.iter().any(|w| w.contains("not available") && w.contains(algo)), "{algo}: {:?}", c.warnings);
+            assert!(
+                c.warnings
+                    .iter()
+                    .any(|w| w.contains("not available") && w.contains(algo)),
+                "{algo}: {:?}",
+                c.warnings
+            );
             assert_eq!(c.sections[0].hasher_algo_name, *algo);
         }
     }
@@ -1132,17 +1066,13 @@ servers = ["tcp://h:1"]
         ];
         for (text, want) in cases {
             let errs = errors(text);
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
     }
 
     #[test]
     fn config_main_invalid_section_gives_no_spurious_listener_error() {
-        let errs =
-            errors("[default]\n[a]\nmsg_type='nope'\n[[a.servers]]\nservers=['tcp://h:1']\n");
+        let errs = errors("[default]\n[a]\nmsg_type='nope'\n[[a.servers]]\nservers=['tcp://h:1']\n");
         assert_eq!(
             errs,
             ["relay.toml: a.msg_type: unknown msg_type \"nope\", expected graphite, statsd or regex"]

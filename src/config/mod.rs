@@ -23,8 +23,8 @@ pub use main_config::{
     load_main, Config, DownPolicy, Globals, MsgType, RingConfig, Section, SendingMethod, PEER_ALGOS,
 };
 pub use prereg::{
-    load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group,
-    Matcher, PreRegConfig, Rule, WriterConfig, STATSD_OPTIONS,
+    load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group, Matcher,
+    PreRegConfig, Rule, WriterConfig, STATSD_OPTIONS,
 };
 pub use url::{DestUrl, IpCidr, Listen, Target};
 

@@ -196,10 +196,7 @@ pub fn load_prereg(text: &str, file: &str, main: &Config) -> Result<PreRegConfig
         let Value::Table(t) = v else {
             d.error(
                 &name,
-                format!(
-                    "top-level keys must be group tables, found {}",
-                    v.type_str()
-                ),
+                format!("top-level keys must be group tables, found {}", v.type_str()),
             );
             continue;
         };
@@ -263,10 +260,7 @@ fn parse_group(d: &mut Diag, name: &str, t: &Table, main: &Config) -> Option<Gro
     check_keys(d, t, name, GROUP_KEYS, PREREG_LEGACY);
     let listen_server = section_name(d, g, "listen_server", main);
     if let Some(ls) = &listen_server {
-        if main
-            .section(ls)
-            .is_some_and(|s| s.listen == Listen::BackendOnly)
-        {
+        if main.section(ls).is_some_and(|s| s.listen == Listen::BackendOnly) {
             d.error(
                 &g.path_of("listen_server"),
                 format!("section \"{ls}\" is backend_only (it has no listener to filter)"),
@@ -281,15 +275,9 @@ fn parse_group(d: &mut Diag, name: &str, t: &Table, main: &Config) -> Option<Gro
     let mut rules = Vec::new();
     let map_path = g.path_of("map");
     match g.table_array(d, "map") {
-        None if !g.has("map") => d.error(
-            &map_path,
-            format!("at least one [[{map_path}]] rule is required"),
-        ),
+        None if !g.has("map") => d.error(&map_path, format!("at least one [[{map_path}]] rule is required")),
         None => {}
-        Some(list) if list.is_empty() => d.error(
-            &map_path,
-            format!("at least one [[{map_path}]] rule is required"),
-        ),
+        Some(list) if list.is_empty() => d.error(&map_path, format!("at least one [[{map_path}]] rule is required")),
         Some(list) => {
             for (i, rt) in list {
                 let path = format!("{map_path}[{i}]");
@@ -329,10 +317,7 @@ fn parse_rule(
     check_keys(d, r.t, r.path, RULE_KEYS, &[]);
     let present: Vec<&str> = MATCHER_KEYS.iter().copied().filter(|k| r.has(k)).collect();
     if present.len() != 1 {
-        d.error(
-            r.path,
-            "exactly one of prefix, substring, regex, noop is required",
-        );
+        d.error(r.path, "exactly one of prefix, substring, regex, noop is required");
     }
     let mut matcher = None;
     if let Some(p) = r.str(d, "prefix") {
@@ -416,10 +401,7 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
     let input_format = parse_format(d, a, "input_format");
     let output_format = parse_format(d, a, "output_format");
     if !a.has("output_format") {
-        d.error(
-            &a.path_of("output_format"),
-            "required key missing (statsd or graphite)",
-        );
+        d.error(&a.path_of("output_format"), "required key missing (statsd or graphite)");
     }
     let (accumulate_flush, times) = parse_times(d, a);
     let keep_keys = a.bool(d, "keep_keys").unwrap_or(false);
@@ -585,10 +567,7 @@ fn parse_options(d: &mut Diag, a: Tbl, input: Option<Format>) -> Vec<(String, St
             Value::Array(pair) => {
                 d.error(
                     &p,
-                    format!(
-                        "expected exactly 2 items [name, value], found {}",
-                        pair.len()
-                    ),
+                    format!("expected exactly 2 items [name, value], found {}", pair.len()),
                 );
                 continue;
             }
@@ -692,30 +671,17 @@ fn driver_fields(d: &mut Diag, t: Tbl, role: Role) -> Option<DriverConfig> {
     }
     let dsn = t.str(d, "dsn").unwrap_or_default();
     if dsn.is_empty() && driver != Driver::Noop {
-        d.error(
-            &t.path_of("dsn"),
-            format!("required for driver {}", driver.name()),
-        );
+        d.error(&t.path_of("dsn"), format!("required for driver {}", driver.name()));
     }
     let options = t.table(d, "options").cloned().unwrap_or_default();
-    Some(DriverConfig {
-        driver,
-        dsn,
-        options,
-    })
+    Some(DriverConfig { driver, dsn, options })
 }
 
 /// A nested driver table (`[...writer.metrics]` or an inline table).
 fn driver_table(d: &mut Diag, parent: Tbl, key: &str, role: Role) -> Option<DriverConfig> {
     let t = parent.table(d, key)?;
     let path = parent.path_of(key);
-    check_keys(
-        d,
-        t,
-        &path,
-        &["driver", "dsn", "options"],
-        &["queue_length"],
-    );
+    check_keys(d, t, &path, &["driver", "dsn", "options"], &["queue_length"]);
     driver_fields(d, Tbl::new(t, &path), role)
 }
 
@@ -986,10 +952,7 @@ noop = "true"
                 .map(|i| (i, rules[i].backend.as_str(), rules[i].reject))
         };
         let cases = [
-            (
-                "tester.i.am.a.stat 1234 1234",
-                (0, "graphite-prefix", false),
-            ),
+            ("tester.i.am.a.stat 1234 1234", (0, "graphite-prefix", false)),
             ("123123", (3, "defaultbackend", false)),
             ("moo.am.goo", (1, "graphite-substring", true)),
         ];
@@ -1056,10 +1019,7 @@ noop = "true"
         ];
         for (times, want) in cases {
             let errs = errors(&with_acc(&format!("{base}{times}")));
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
         let cases = [
             (
@@ -1081,10 +1041,7 @@ noop = "true"
         ];
         for (acc, want) in cases {
             let errs = errors(&with_acc(acc));
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
     }
 
@@ -1106,10 +1063,7 @@ noop = "true"
         let w = a.writer.unwrap();
         assert_eq!(w.metrics.driver, Driver::File);
         assert_eq!(w.metrics.dsn, "/tmp/moo");
-        assert_eq!(
-            w.metrics.options.get("max_file_size"),
-            Some(&Value::Integer(200))
-        );
+        assert_eq!(w.metrics.options.get("max_file_size"), Some(&Value::Integer(200)));
         assert_eq!(w.indexer, None);
         assert_eq!(
             a.times,
@@ -1125,10 +1079,7 @@ noop = "true"
         let w = a.writer.unwrap();
         assert_eq!(w.metrics.driver, Driver::Mysql);
         assert_eq!(w.metric_queue_length, 5);
-        assert_eq!(
-            w.metrics.options.get("table"),
-            Some(&Value::String("m".into()))
-        );
+        assert_eq!(w.metrics.options.get("table"), Some(&Value::String("m".into())));
         // noop indexer, no dsn needed
         let a = acc_of(&with_acc(&format!(
             "{base}[g.accumulator.writer]\nmetrics={{driver='file', dsn='/x'}}\nindexer={{driver='noop'}}"
@@ -1155,22 +1106,14 @@ noop = "true"
         ];
         for (w, want) in cases {
             let errs = errors(&with_acc(&format!("{base}{w}")));
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
     }
 
     #[test]
     fn config_prereg_api() {
         let base = "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\n[g.accumulator.writer]\nmetrics={driver='file', dsn='/x'}\n";
-        for (bp, want) in [
-            ("", "/"),
-            ("graphite", "/graphite/"),
-            ("/a/b", "/a/b/"),
-            ("/c/", "/c/"),
-        ] {
+        for (bp, want) in [("", "/"), ("graphite", "/graphite/"), ("/a/b", "/a/b/"), ("/c/", "/c/")] {
             let a = acc_of(&with_acc(&format!(
                 "{base}[g.accumulator.api]\nlisten='127.0.0.1:8083'\nbase_path='{bp}'\nlog_file='none'\nmetrics={{driver='cassandra', dsn='h'}}"
             )));
@@ -1205,10 +1148,7 @@ noop = "true"
         let a = acc_of(&with_acc(&format!(
             "{base}input_format='statsd'\noptions=[['legacyNamespace','F'],['globalPrefix',''],['percentThreshold','0.95, 99.9,-10']]"
         )));
-        assert_eq!(
-            a.options[0],
-            ("legacyNamespace".to_string(), "F".to_string())
-        );
+        assert_eq!(a.options[0], ("legacyNamespace".to_string(), "F".to_string()));
         let cases = [
             ("options=[['globalprefix','x']]", "prereg.toml: g.accumulator.options[0]: unknown option \"globalprefix\", expected one of legacyNamespace, globalPrefix, globalSuffix, prefixCounter, prefixTimer, prefixGauge, prefixSet, percentThreshold"),
             ("options=[['globalPrefix','x','y']]", "prereg.toml: g.accumulator.options[0]: expected exactly 2 items [name, value], found 3"),
@@ -1219,10 +1159,7 @@ noop = "true"
         ];
         for (o, want) in cases {
             let errs = errors(&with_acc(&format!("{base}input_format='statsd'\n{o}")));
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
         let c = load(&with_acc(&format!(
             "{base}input_format='graphite'\noptions=[['globalSuffix','stats']]"
@@ -1268,10 +1205,7 @@ noop = "true"
         ];
         for (text, want) in &cases {
             let errs = errors(text);
-            assert!(
-                errs.iter().any(|e| e == want),
-                "want {want:?}\ngot {errs:#?}"
-            );
+            assert!(errs.iter().any(|e| e == want), "want {want:?}\ngot {errs:#?}");
         }
     }
 

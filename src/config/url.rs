@@ -161,17 +161,13 @@ fn unix_path(rest: &str, whole: &str) -> Result<PathBuf, String> {
 pub(crate) fn host_port(hp: &str, whole: &str) -> Result<String, String> {
     let bad = |why: &str| format!("invalid address \"{whole}\": {why}");
     let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
-        let (h, p) = rest
-            .split_once("]:")
-            .ok_or_else(|| bad("expected [host]:port"))?;
+        let (h, p) = rest.split_once("]:").ok_or_else(|| bad("expected [host]:port"))?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad("invalid IPv6 address"));
         }
         (h, p)
     } else {
-        let (h, p) = hp
-            .rsplit_once(':')
-            .ok_or_else(|| bad("expected host:port"))?;
+        let (h, p) = hp.rsplit_once(':').ok_or_else(|| bad("expected host:port"))?;
         if h.contains(':') {
             return Err(bad("IPv6 addresses must be written as [addr]:port"));
         }
@@ -183,8 +179,7 @@ pub(crate) fn host_port(hp: &str, whole: &str) -> Result<String, String> {
     if host.contains(['/', ' ', '?', '#', '@']) {
         return Err(bad("invalid host"));
     }
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err()
-    {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
         return Err(bad("invalid port"));
     }
     Ok(hp.to_string())
@@ -228,15 +223,11 @@ impl IpCidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -252,10 +243,7 @@ mod tests {
     fn config_url_dest_every_scheme() {
         let cases: &[(&str, Target)] = &[
             ("tcp://10.0.1.1:2004", Target::Tcp("10.0.1.1:2004".into())),
-            (
-                " udp://10.0.0.1:8126\r\n",
-                Target::Udp("10.0.0.1:8126".into()),
-            ),
+            (" udp://10.0.0.1:8126\r\n", Target::Udp("10.0.0.1:8126".into())),
             ("tcp://[::1]:2003", Target::Tcp("[::1]:2003".into())),
             ("tcp://localhost:2003", Target::Tcp("localhost:2003".into())),
             ("unix:///run/ch.sock", Target::Unix("/run/ch.sock".into())),
@@ -274,9 +262,7 @@ mod tests {
             assert_eq!(d.raw, s.trim(), "{s}");
         }
         assert_eq!(
-            DestUrl::parse("https://sink.example.com/in")
-                .unwrap()
-                .host_port(),
+            DestUrl::parse("https://sink.example.com/in").unwrap().host_port(),
             Some("sink.example.com:443".into())
         );
     }
@@ -329,10 +315,7 @@ mod tests {
             Listen::parse("http://0.0.0.0:8080").unwrap().url(),
             "http://0.0.0.0:8080/"
         );
-        assert_eq!(
-            Listen::parse("unix:///x.sock").unwrap().url(),
-            "unix:///x.sock"
-        );
+        assert_eq!(Listen::parse("unix:///x.sock").unwrap().url(), "unix:///x.sock");
         for s in ["https://0.0.0.0:1", "tcp://0.0.0.0", "moo", "udp://:1"] {
             assert!(Listen::parse(s).is_err(), "{s}");
         }

@@ -89,10 +89,7 @@ pub(crate) fn parse_toml(text: &str, file: &str) -> Result<Table, ConfigErrors> 
 pub(crate) fn top_level_order(text: &str, table: &Table) -> Vec<String> {
     match toml::from_str::<BTreeMap<toml::Spanned<String>, Value>>(text) {
         Ok(map) => {
-            let mut keys: Vec<(usize, String)> = map
-                .into_keys()
-                .map(|k| (k.span().start, k.into_inner()))
-                .collect();
+            let mut keys: Vec<(usize, String)> = map.into_keys().map(|k| (k.span().start, k.into_inner())).collect();
             keys.sort();
             keys.into_iter().map(|(_, k)| k).collect()
         }
@@ -272,12 +269,7 @@ impl<'a> Tbl<'a> {
         let s = match self.t.get(key)? {
             Value::String(s) => s,
             v => {
-                type_error(
-                    d,
-                    &self.path_of(key),
-                    "a duration string such as \"10s\"",
-                    v,
-                );
+                type_error(d, &self.path_of(key), "a duration string such as \"10s\"", v);
                 return None;
             }
         };
@@ -355,10 +347,7 @@ mod tests {
         assert_eq!(tb.usize(&mut d, "d"), None);
         assert_eq!(tb.str_array(&mut d, "e"), Some(vec!["x".to_string()]));
         assert_eq!(tb.dur(&mut d, "f", IntUnit::Secs), None);
-        assert_eq!(
-            tb.dur(&mut d, "a", IntUnit::Millis),
-            Some(Duration::from_millis(1))
-        );
+        assert_eq!(tb.dur(&mut d, "a", IntUnit::Millis), Some(Duration::from_millis(1)));
         assert_eq!(tb.bool(&mut d, "c"), None);
         assert_eq!(tb.str(&mut d, "missing"), None);
         assert_eq!(

@@ -50,7 +50,10 @@ pub struct StreamFramer {
 
 impl StreamFramer {
     pub fn new(max_line_length: usize) -> StreamFramer {
-        StreamFramer { max_line_length, discarding: false }
+        StreamFramer {
+            max_line_length,
+            discarding: false,
+        }
     }
 
     /// Calls `on` for every complete line in `buf` and removes what it consumed. A partial last line stays in

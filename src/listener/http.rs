@@ -71,11 +71,18 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    section: Arc<Section>,
+    path: Arc<str>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if !path_matches(&path, req.uri().path()) {
         return Ok(text(StatusCode::NOT_FOUND, "not found\n".into()));
     }
-    let body = match Limited::new(req.into_body(), section.max_read_buffer_size.max(1)).collect().await {
+    let body = match Limited::new(req.into_body(), section.max_read_buffer_size.max(1))
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))),
     };

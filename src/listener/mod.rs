@@ -54,7 +54,13 @@ pub async fn start(
                 std::fs::remove_file(path)?;
             }
             let l = tokio::net::UnixListener::bind(path)?;
-            tracker.spawn(stream::run_unix(l, path.clone(), section, tracker.clone(), stop.clone()));
+            tracker.spawn(stream::run_unix(
+                l,
+                path.clone(),
+                section,
+                tracker.clone(),
+                stop.clone(),
+            ));
             Bound::Unix(path.clone())
         }
         Listen::Udp(addr) => {

@@ -128,11 +128,7 @@ mod tests {
     ];
 
     fn spec(algo: HasherAlgo, elter: Elter, vnodes: usize) -> RingSpec {
-        RingSpec {
-            algo,
-            elter,
-            vnodes,
-        }
+        RingSpec { algo, elter, vnodes }
     }
 
     fn members(list: &[(&str, u32)]) -> Vec<(String, u32)> {
@@ -147,14 +143,7 @@ mod tests {
 
     // ---- T: the tester set -------------------------------------------------------------------
 
-    const S: [(&str, u32); 6] = [
-        ("s1", 1),
-        ("s2", 2),
-        ("s3", 3),
-        ("s4", 4),
-        ("s5", 5),
-        ("s6", 6),
-    ];
+    const S: [(&str, u32); 6] = [("s1", 1), ("s2", 2), ("s3", 3), ("s4", 4), ("s5", 5), ("s6", 6)];
 
     /// key, owner (s<id>), md5 hash.
     const T_WORDS: [(&str, u32, u32); 25] = [
@@ -310,10 +299,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_points() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 4),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         let want: [(u32, u32); 12] = [
             (589_492_717, 6004),
             (644_736_872, 6003),
@@ -333,10 +319,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_lookups() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 4),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         let cases: [(&str, u32, [u32; 2]); 10] = [
             ("moo.goo.org", 3_731_202_008, [6004, 6003]),
             ("stats.timers.foo", 751_954_487, [6002, 6003]),
@@ -358,10 +341,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_after_removing_6004() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 4),
-            &members(&C_SERVERS[..2]),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS[..2]));
         let cases = [
             ("moo.goo.org", 6003),
             ("stats.timers.foo", 6002),
@@ -378,10 +358,7 @@ mod tests {
 
     #[test]
     fn d_mmh3_4_goconsistent() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Mmh3, Elter::GoConsistent, 4),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 4), &members(&C_SERVERS));
         let cases: [(&str, u32, u32); 10] = [
             ("moo.goo.org", 61_507_069, 6003),
             ("stats.timers.foo", 4_105_842_398, 6002),
@@ -446,10 +423,7 @@ mod tests {
                 "graphitetest.cow.now.test",
                 [(843_084_962, 6081), (3_622_803_612, 6080), (61504, 6082)],
             ),
-            (
-                "a.b.c",
-                [(3_705_500_287, 6080), (3_514_717_311, 6080), (25138, 6082)],
-            ),
+            ("a.b.c", [(3_705_500_287, 6080), (3_514_717_311, 6080), (25138, 6082)]),
             (
                 "foo.bar.baz",
                 [(3_045_365_595, 6082), (3_039_951_615, 6081), (64301, 6080)],
@@ -458,21 +432,14 @@ mod tests {
                 "consthash.test",
                 [(3_769_518_252, 6080), (483_505_174, 6081), (12419, 6081)],
             ),
-            (
-                "gorets",
-                [(2_268_872_479, 6082), (2_932_506_491, 6081), (12213, 6081)],
-            ),
+            ("gorets", [(2_268_872_479, 6082), (2_932_506_491, 6081), (12213, 6081)]),
         ];
         let algos = [HasherAlgo::Fnv1, HasherAlgo::Fnv1a, HasherAlgo::Sha1];
         for (col, algo) in algos.into_iter().enumerate() {
             let ring = ConsthashRing::new(&spec(algo, Elter::Graphite, 40), &servers);
             for (key, row) in cases {
                 let (hash, port) = row[col];
-                assert_eq!(
-                    ring.position(key.as_bytes()),
-                    u64::from(hash),
-                    "{algo:?} {key}"
-                );
+                assert_eq!(ring.position(key.as_bytes()), u64::from(hash), "{algo:?} {key}");
                 assert_eq!(ring.get(key.as_bytes()), Some(port), "{algo:?} {key}");
             }
         }
@@ -482,10 +449,7 @@ mod tests {
 
     #[test]
     fn f_mmh3_goconsistent_40() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Mmh3, Elter::GoConsistent, 40),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 40), &members(&C_SERVERS));
         let want = [6003, 6002, 6004, 6002, 6003, 6002, 6004, 6004, 6002, 6002];
         for (key, port) in K.iter().zip(want) {
             assert_eq!(ring.get(key.as_bytes()), Some(port), "{key}");
@@ -508,26 +472,17 @@ mod tests {
 
     #[test]
     fn zero_vnodes_means_one_point() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 0),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 0), &members(&C_SERVERS));
         assert_eq!(ring.points(), 3);
     }
 
     #[test]
     fn one_point_ring_and_n_clamping() {
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 1),
-            &members(&[("only", 9)]),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 1), &members(&[("only", 9)]));
         assert_eq!(get_n(&ring, "k", 1), vec![9]);
         assert_eq!(get_n(&ring, "k", 5), vec![9]);
         assert_eq!(get_n(&ring, "k", 0), Vec::<u32>::new());
-        let ring = ConsthashRing::new(
-            &spec(HasherAlgo::Crc32, Elter::Graphite, 4),
-            &members(&C_SERVERS),
-        );
+        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         assert_eq!(get_n(&ring, "gorets", 10), vec![6004, 6002, 6003]);
     }
 
@@ -556,11 +511,7 @@ mod tests {
             HasherAlgo::Mmh3,
         ]);
         let elter = prop::sample::select(vec![Elter::Graphite, Elter::Statsd, Elter::GoConsistent]);
-        (algo, elter, 0usize..40).prop_map(|(algo, elter, vnodes)| RingSpec {
-            algo,
-            elter,
-            vnodes,
-        })
+        (algo, elter, 0usize..40).prop_map(|(algo, elter, vnodes)| RingSpec { algo, elter, vnodes })
     }
 
     /// 1..8 members with distinct hashkeys; ids are their list positions.

@@ -72,9 +72,9 @@ pub fn widen_unsigned(b: u8) -> u32 {
 /// FNV-1 32-bit: multiply, then xor.
 #[inline]
 pub fn fnv1_32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(FNV32_OFFSET, |h, &b| {
-        h.wrapping_mul(FNV32_PRIME) ^ widen_unsigned(b)
-    })
+    bytes
+        .iter()
+        .fold(FNV32_OFFSET, |h, &b| h.wrapping_mul(FNV32_PRIME) ^ widen_unsigned(b))
 }
 
 /// FNV-1a 32-bit: xor, then multiply.
@@ -86,9 +86,9 @@ pub fn fnv1a_32(bytes: &[u8]) -> u32 {
 /// FNV-1a 32-bit with a caller-chosen byte-to-word mapping (e.g. carbon-c-relay's sign extension).
 #[inline]
 pub fn fnv1a_32_by(bytes: &[u8], widen: impl Fn(u8) -> u32) -> u32 {
-    bytes.iter().fold(FNV32_OFFSET, |h, &b| {
-        (h ^ widen(b)).wrapping_mul(FNV32_PRIME)
-    })
+    bytes
+        .iter()
+        .fold(FNV32_OFFSET, |h, &b| (h ^ widen(b)).wrapping_mul(FNV32_PRIME))
 }
 
 /// FNV-1a 64-bit: xor, then multiply.
@@ -100,9 +100,9 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 /// FNV-1a 64-bit with a caller-chosen byte-to-word mapping.
 #[inline]
 pub fn fnv1a_64_by(bytes: &[u8], widen: impl Fn(u8) -> u64) -> u64 {
-    bytes.iter().fold(FNV64_OFFSET, |h, &b| {
-        (h ^ widen(b)).wrapping_mul(FNV64_PRIME)
-    })
+    bytes
+        .iter()
+        .fold(FNV64_OFFSET, |h, &b| (h ^ widen(b)).wrapping_mul(FNV64_PRIME))
 }
 
 /// MurmurHash3 x86_32.
@@ -167,12 +167,7 @@ mod tests {
             (b"The quick brown fox jumps over the lazy dog", 0x2e4f_f723),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                murmur3_32(input, 0),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(murmur3_32(input, 0), want, "{:?}", String::from_utf8_lossy(input));
             assert_eq!(HasherAlgo::Mmh3.hash(input), want);
         }
     }
@@ -194,11 +189,7 @@ mod tests {
             (b"a", 0x9747_b28c, 0x7fa0_9ea6),
             (b"abcd", 0x9747_b28c, 0xf047_8627),
             (b"Hello, world!", 0x9747_b28c, 0x2488_4cba),
-            (
-                b"The quick brown fox jumps over the lazy dog",
-                0x9747_b28c,
-                0x2fa8_26cd,
-            ),
+            (b"The quick brown fox jumps over the lazy dog", 0x9747_b28c, 0x2fa8_26cd),
         ];
         for (input, seed, want) in cases {
             assert_eq!(murmur3_32(input, seed), want, "{input:?} seed {seed:#x}");

@@ -104,11 +104,7 @@ pub fn clean(s: &str) -> Cow<'_, str> {
     if !s.contains("://") {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(
-        s.replace("udp://", "")
-            .replace("tcp://", "")
-            .replace("http://", ""),
-    )
+    Cow::Owned(s.replace("udp://", "").replace("tcp://", "").replace("http://", ""))
 }
 
 /// Everything a ring needs besides its members.
@@ -188,18 +184,8 @@ mod tests {
         let cases = [
             (Elter::Graphite, "udp://10.0.0.1:8126", 7, "10.0.0.1:8126:7"),
             (Elter::Statsd, "udp://10.0.0.1:8126", 7, "10.0.0.1:8126-7"),
-            (
-                Elter::GoConsistent,
-                "udp://10.0.0.1:8126",
-                7,
-                "7udp://10.0.0.1:8126",
-            ),
-            (
-                Elter::Graphite,
-                "tcp://127.0.0.1:6002",
-                0,
-                "127.0.0.1:6002:0",
-            ),
+            (Elter::GoConsistent, "udp://10.0.0.1:8126", 7, "7udp://10.0.0.1:8126"),
+            (Elter::Graphite, "tcp://127.0.0.1:6002", 0, "127.0.0.1:6002:0"),
             (Elter::Graphite, "http://h:80", 12, "h:80:12"),
             (Elter::Graphite, "https://h:443", 1, "https://h:443:1"),
             (Elter::Statsd, "s1", 99, "s1-99"),

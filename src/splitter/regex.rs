@@ -23,9 +23,14 @@ impl RegexSplitter {
     }
 
     pub(super) fn split<'a>(&self, line: &'a [u8], caps: &mut CaptureLocations) -> Result<Split<'a>, SplitError> {
-        self.regex.captures_read(caps, line).ok_or(SplitError::RegexNotMatched)?;
+        self.regex
+            .captures_read(caps, line)
+            .ok_or(SplitError::RegexNotMatched)?;
         match caps.get(self.key_group) {
-            Some((start, end)) if end > start => Ok(Split { key: &line[start..end], line }),
+            Some((start, end)) if end > start => Ok(Split {
+                key: &line[start..end],
+                line,
+            }),
             _ => Err(SplitError::RegexNoKey),
         }
     }
@@ -49,11 +54,21 @@ mod tests {
     #[test]
     fn spec_vectors() {
         assert_eq!(
-            run(R1, "<13>Nov 18 01:22:36 web-7-frontend-lb-prod mfp-nginx: 190.172.234.165 - momo").as_deref(),
+            run(
+                R1,
+                "<13>Nov 18 01:22:36 web-7-frontend-lb-prod mfp-nginx: 190.172.234.165 - momo"
+            )
+            .as_deref(),
             Ok("web-7-frontend-lb-prod")
         );
-        assert_eq!(run(R1, "Nov 18 01:22:36 web-7-frontend-lb-prod"), Err(SplitError::RegexNotMatched));
-        assert_eq!(run(r"^(?P<Key>\S+) (?P<Rest>.*)", "moo.goo.org some rest").as_deref(), Ok("moo.goo.org"));
+        assert_eq!(
+            run(R1, "Nov 18 01:22:36 web-7-frontend-lb-prod"),
+            Err(SplitError::RegexNotMatched)
+        );
+        assert_eq!(
+            run(r"^(?P<Key>\S+) (?P<Rest>.*)", "moo.goo.org some rest").as_deref(),
+            Ok("moo.goo.org")
+        );
         assert_eq!(run(r"^(?P<Key>[a-z.]+)$", "moo.goo.org").as_deref(), Ok("moo.goo.org"));
         assert_eq!(run(r"^(?P<Key>[a-z]*)x", "x"), Err(SplitError::RegexNoKey));
         assert_eq!(run(r"^(?:(?P<Key>a)|b)", "b"), Err(SplitError::RegexNoKey));

@@ -5,7 +5,10 @@ use super::{Split, SplitError};
 
 pub(super) fn split(line: &[u8]) -> Result<Split<'_>, SplitError> {
     let colon = memchr::memchr(b':', line).ok_or(SplitError::NoColon)?;
-    Ok(Split { key: &line[..colon], line })
+    Ok(Split {
+        key: &line[..colon],
+        line,
+    })
 }
 
 #[cfg(test)]

@@ -24,9 +24,7 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         if num.is_empty() || num == "." {
             bail!("invalid duration {s:?}");
         }
-        let value: f64 = num
-            .parse()
-            .with_context(|| format!("invalid duration {s:?}"))?;
+        let value: f64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());

@@ -180,12 +180,7 @@ mod tests {
             let key: Vec<&str> = parts[0].split('.').collect();
             assert_eq!(key.len(), 4, "{line}");
             assert_eq!(key[0], "graphitetest");
-            assert!(
-                key[1..]
-                    .iter()
-                    .all(|w| ["test", "house", "here"].contains(w)),
-                "{line}"
-            );
+            assert!(key[1..].iter().all(|w| ["test", "house", "here"].contains(w)), "{line}");
             assert!(parts[1].parse::<u64>().unwrap() < VALUE_RANGE);
             assert_eq!(parts[2], "1700000000");
         }

@@ -55,12 +55,7 @@ struct Args {
     #[arg(long, default_value = "tcp://127.0.0.1:8125")]
     servers: String,
     /// Line format
-    #[arg(
-        long = "type",
-        value_name = "TYPE",
-        value_enum,
-        default_value = "statsd"
-    )]
+    #[arg(long = "type", value_name = "TYPE", value_enum, default_value = "statsd")]
     kind: Kind,
     /// Sleep after each send (Go duration: 0.1s, 10ms, 0 = none)
     #[arg(long, default_value = "0.1s", value_parser = parse_duration)]
@@ -108,9 +103,7 @@ fn main() -> ExitCode {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Lines sender `index` of `senders` must send: an even split of `total` (0 = unlimited).
@@ -123,10 +116,7 @@ fn quota(total: u64, senders: u64, index: u64) -> u64 {
 }
 
 async fn blast(args: Args) -> anyhow::Result<()> {
-    let targets: Vec<Arc<Target>> = target::parse_list(&args.servers)?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let targets: Vec<Arc<Target>> = target::parse_list(&args.servers)?.into_iter().map(Arc::new).collect();
     let words: Vec<Vec<u8>> = args
         .words
         .split(',')
@@ -153,12 +143,7 @@ async fn blast(args: Args) -> anyhow::Result<()> {
             let index = t as u64 * args.forks + f;
             let sender = Sender {
                 target: target.clone(),
-                gen: LineGen::new(
-                    args.kind,
-                    words.clone(),
-                    args.keys,
-                    seed.wrapping_add(index),
-                ),
+                gen: LineGen::new(args.kind, words.clone(), args.keys, seed.wrapping_add(index)),
                 quota: quota(args.lines, senders, index),
                 buffer: args.buffer as usize,
                 rate: args.rate,
@@ -187,16 +172,9 @@ async fn blast(args: Args) -> anyhow::Result<()> {
     reporter.abort();
     let elapsed = start.elapsed().as_secs_f64();
     let total = sent.load(Relaxed);
-    let rate = if elapsed > 0.0 {
-        total as f64 / elapsed
-    } else {
-        0.0
-    };
+    let rate = if elapsed > 0.0 { total as f64 / elapsed } else { 0.0 };
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "TOTAL sent={total} elapsed={elapsed:.3} rate={rate:.2}"
-    )?;
+    writeln!(out, "TOTAL sent={total} elapsed={elapsed:.3} rate={rate:.2}")?;
     out.flush()?;
     Ok(())
 }
@@ -244,8 +222,7 @@ impl Sender {
 
 /// Every 5 s: lines sent in the last interval and their rate.
 async fn report(sent: Arc<AtomicU64>) {
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
     let mut last = 0u64;
     loop {
         tick.tick().await;
@@ -280,8 +257,7 @@ mod tests {
 
     #[test]
     fn args_parse_durations_and_defaults() {
-        let a =
-            Args::try_parse_from(["statblast", "--rate", "10ms", "--type", "graphite"]).unwrap();
+        let a = Args::try_parse_from(["statblast", "--rate", "10ms", "--type", "graphite"]).unwrap();
         assert_eq!(a.rate, Duration::from_millis(10));
         assert_eq!(a.kind, Kind::Graphite);
         assert_eq!(a.buffer, 512);
@@ -290,9 +266,7 @@ mod tests {
         assert_eq!(d.rate, Duration::from_millis(100));
         assert_eq!(d.kind, Kind::Statsd);
         assert_eq!(
-            Args::try_parse_from(["statblast", "--rate", "0"])
-                .unwrap()
-                .rate,
+            Args::try_parse_from(["statblast", "--rate", "0"]).unwrap().rate,
             Duration::ZERO
         );
         assert!(Args::try_parse_from(["statblast", "--rate", "10"]).is_err());

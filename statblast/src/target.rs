@@ -107,10 +107,7 @@ impl Target {
             match self.write(conn, batch).await {
                 Ok(delivered) => return delivered,
                 Err(e) => {
-                    log::line(format_args!(
-                        "[{}] write failed, re-dialling: {e}",
-                        self.url
-                    ));
+                    log::line(format_args!("[{}] write failed, re-dialling: {e}", self.url));
                     *guard = None;
                     if matches!(self.endpoint, Endpoint::Udp(_)) {
                         return false;
@@ -186,10 +183,7 @@ impl Target {
                 if (200..300).contains(&status) {
                     Ok(true)
                 } else {
-                    log::line(format_args!(
-                        "[{}] HTTP status {status}: batch dropped",
-                        self.url
-                    ));
+                    log::line(format_args!("[{}] HTTP status {status}: batch dropped", self.url));
                     Ok(false)
                 }
             }
@@ -199,12 +193,7 @@ impl Target {
 
 /// Reads one HTTP/1.1 response (Content-Length or chunked body) and returns its status code.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<u16> {
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad HTTP response: {what}"),
-        )
-    };
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("bad HTTP response: {what}"));
     buf.clear();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -46,17 +46,12 @@ fn total_sent(out: &Output) -> u64 {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]
 fn no_arguments_prints_defaults_and_exits_zero() {
-    let out = Command::new(env!("CARGO_BIN_EXE_statblast"))
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_statblast")).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
@@ -99,16 +94,10 @@ fn sends_exactly_the_requested_graphite_lines_over_tcp() {
         "10",
     ]);
     let out = finish(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(total_sent(&out), 1000);
 
-    let data = rx
-        .recv_timeout(DEADLINE)
-        .expect("the sink saw end of stream");
+    let data = rx.recv_timeout(DEADLINE).expect("the sink saw end of stream");
     let text = String::from_utf8(data).unwrap();
     assert!(text.ends_with('\n'));
     let lines: Vec<&str> = text.lines().collect();
@@ -116,11 +105,7 @@ fn sends_exactly_the_requested_graphite_lines_over_tcp() {
     for line in lines {
         let parts: Vec<&str> = line.split(' ').collect();
         assert_eq!(parts.len(), 3, "{line}");
-        let key: u64 = parts[0]
-            .strip_prefix("graphitetest.k")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let key: u64 = parts[0].strip_prefix("graphitetest.k").unwrap().parse().unwrap();
         assert!(key < 10, "{line}");
         assert!(parts[1].parse::<u64>().unwrap() < 10_000, "{line}");
         let ts: u64 = parts[2].parse().unwrap();
@@ -144,8 +129,7 @@ fn statsd_over_udp_fits_each_batch_in_the_buffer() {
         "--forks",
         "3",
     ]);
-    sink.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let end = Instant::now() + DEADLINE;
     let mut lines = Vec::new();
     let mut buf = [0u8; 65536];
@@ -165,15 +149,9 @@ fn statsd_over_udp_fits_each_batch_in_the_buffer() {
         let (key, rest) = line.split_once(':').unwrap();
         let key: Vec<&str> = key.split('.').collect();
         assert_eq!(key[0], "statdtest", "{line}");
-        assert!(
-            key.len() == 4 && key[1..].iter().all(|w| words.contains(w)),
-            "{line}"
-        );
+        assert!(key.len() == 4 && key[1..].iter().all(|w| words.contains(w)), "{line}");
         let f: Vec<&str> = rest.split('|').collect();
-        assert!(
-            f.len() == 3 && f[0].parse::<u64>().unwrap() < 10_000,
-            "{line}"
-        );
+        assert!(f.len() == 3 && f[0].parse::<u64>().unwrap() < 10_000, "{line}");
         assert!(["c", "g", "ms"].contains(&f[1]), "{line}");
         let rate: f64 = f[2].strip_prefix('@').unwrap().parse().unwrap();
         assert!((0.01..=1.0).contains(&rate) && f[2].len() == 5, "{line}");

@@ -19,14 +19,25 @@ fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
 fn no_arguments_print_the_flags_and_exit_1() {
     let (code, _, err) = run(&[]);
     assert_eq!(code, 1);
-    for flag in ["--config", "--prereg", "--loglevel", "--version", "--check-config", "config.toml"] {
+    for flag in [
+        "--config",
+        "--prereg",
+        "--loglevel",
+        "--version",
+        "--check-config",
+        "config.toml",
+    ] {
         assert!(err.contains(flag), "usage names {flag}: {err}");
     }
 }
@@ -84,10 +95,21 @@ fn a_bad_config_prints_every_error_with_its_key_path_and_starts_nothing() {
         args.extend_from_slice(extra);
         let (code, _, err) = run(&args);
         assert_eq!(code, 1, "{err}");
-        for want in ["typo.sevrers", "kind.msg_type", "keys.servers[0].hashkeys", "heartbeat_time_delay"] {
-            assert!(err.lines().any(|l| l.contains("bad.toml") && l.contains(want)), "an error names {want}:\n{err}");
+        for want in [
+            "typo.sevrers",
+            "kind.msg_type",
+            "keys.servers[0].hashkeys",
+            "heartbeat_time_delay",
+        ] {
+            assert!(
+                err.lines().any(|l| l.contains("bad.toml") && l.contains(want)),
+                "an error names {want}:\n{err}"
+            );
         }
-        assert!(!err.contains("listening") && !err.contains("in use"), "nothing was started:\n{err}");
+        assert!(
+            !err.contains("listening") && !err.contains("in use"),
+            "nothing was started:\n{err}"
+        );
     }
     drop(held);
 }
@@ -139,9 +161,14 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(connected);
-    let lines: Vec<String> = (0..5_000).map(|i| format!("bin.key{} {i} 1700000000", i % 50)).collect();
+    let lines: Vec<String> = (0..5_000)
+        .map(|i| format!("bin.key{} {i} 1700000000", i % 50))
+        .collect();
     crate::send_tcp(addr, &lines).await;
-    wait_until("lines through the binary", Duration::from_secs(30), || sink.count() >= lines.len()).await;
+    wait_until("lines through the binary", Duration::from_secs(30), || {
+        sink.count() >= lines.len()
+    })
+    .await;
     assert_eq!(
         std::fs::read_to_string(&pid_file).expect("pid file").trim(),
         child.0.id().to_string(),
@@ -160,8 +187,17 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
-    child.0.stderr.take().expect("stderr").read_to_string(&mut err).expect("read stderr");
-    assert!(err.contains(&format!("Process {} is already running", std::process::id())), "{err}");
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(
+        err.contains(&format!("Process {} is already running", std::process::id())),
+        "{err}"
+    );
     assert!(err.contains("SIGHUP"), "{err}");
     assert!(!pid_file.exists(), "the pid file is removed on exit");
     let mut got = sink.lines();

@@ -12,7 +12,9 @@ use crate::{send_tcp, start, tcp_addr, wait_until};
 const LONG: Duration = Duration::from_secs(60);
 
 fn graphite_lines(n: usize, keys: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{tag}.key{}.value {i} 1700000000", i % keys)).collect()
+    (0..n)
+        .map(|i| format!("{tag}.key{}.value {i} 1700000000", i % keys))
+        .collect()
 }
 
 fn key_of(line: &str) -> &str {
@@ -38,7 +40,11 @@ fn servers_toml(sinks: &[&Sink]) -> String {
 
 /// The ring the relay builds for these sinks with the default hasher (crc32/graphite/4, hashkeys = URLs).
 fn default_ring(sinks: &[&Sink]) -> Ring {
-    let spec = RingSpec { algo: HasherAlgo::Crc32, elter: Elter::Graphite, vnodes: 4 };
+    let spec = RingSpec {
+        algo: HasherAlgo::Crc32,
+        elter: Elter::Graphite,
+        vnodes: 4,
+    };
     let members: Vec<(String, u32)> = sinks.iter().enumerate().map(|(i, s)| (s.url(), i as u32)).collect();
     Ring::new(&spec, &members)
 }
@@ -50,7 +56,12 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_graphite_lines_arrive_once_at_the_ring_owner() {
-    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let sinks = [
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+    ];
     let refs: Vec<&Sink> = sinks.iter().collect();
     let relay = start(&format!(
         "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
@@ -59,14 +70,20 @@ async fn tcp_graphite_lines_arrive_once_at_the_ring_owner() {
     .await;
     let lines = graphite_lines(100_000, 10_000, "tcp");
     send_parallel(tcp_addr(&relay, "relay"), &lines, 4).await;
-    wait_until("100 000 lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    wait_until("100 000 lines at the sinks", LONG, || {
+        sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()
+    })
+    .await;
 
     let ring = default_ring(&refs);
     let mut ids = Vec::new();
     let mut received = Vec::new();
     for (i, sink) in sinks.iter().enumerate() {
         let got = sink.lines();
-        assert!(!got.is_empty(), "sink {i} got nothing: the ring should spread 10 000 keys");
+        assert!(
+            !got.is_empty(),
+            "sink {i} got nothing: the ring should spread 10 000 keys"
+        );
         for line in &got {
             ring.get_n(key_of(line).as_bytes(), 1, &mut ids);
             assert_eq!(ids, [i as u32], "{line} arrived at sink {i}");
@@ -108,8 +125,10 @@ async fn placement_matches_the_spec_vectors() {
     wait_until("20 copies", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= 20).await;
     for (key, ports) in vectors {
         let line = format!("{key} 1 1700000000");
-        let at: Vec<usize> =
-            (0..3).filter(|&i| sinks[i].lines().contains(&line)).map(|i| 6002 + i).collect();
+        let at: Vec<usize> = (0..3)
+            .filter(|&i| sinks[i].lines().contains(&line))
+            .map(|i| 6002 + i)
+            .collect();
         let mut want = ports.to_vec();
         want.sort();
         assert_eq!(at, want, "{key}");
@@ -119,7 +138,12 @@ async fn placement_matches_the_spec_vectors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ring_gets_every_line_and_replicas_go_to_distinct_servers() {
-    let a = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let a = [
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+    ];
     let b = [Sink::tcp().await, Sink::tcp().await];
     let ra: Vec<&Sink> = a.iter().collect();
     let rb: Vec<&Sink> = b.iter().collect();
@@ -133,7 +157,10 @@ async fn every_ring_gets_every_line_and_replicas_go_to_distinct_servers() {
     let lines = graphite_lines(20_000, 2_000, "rep");
     send_parallel(tcp_addr(&relay, "relay"), &lines, 4).await;
     let want = lines.len() * 4; // 2 replicas in each of 2 rings
-    wait_until("all copies", LONG, || a.iter().chain(&b).map(Sink::count).sum::<usize>() >= want).await;
+    wait_until("all copies", LONG, || {
+        a.iter().chain(&b).map(Sink::count).sum::<usize>() >= want
+    })
+    .await;
 
     for (ring_sinks, refs) in [(&a[..], &ra), (&b[..], &rb)] {
         let ring = default_ring(refs);
@@ -158,7 +185,12 @@ async fn every_ring_gets_every_line_and_replicas_go_to_distinct_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statsd_over_udp_several_lines_per_datagram() {
-    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let sinks = [
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+    ];
     let refs: Vec<&Sink> = sinks.iter().collect();
     let relay = start(&format!(
         "[default]\n[statsd]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n[[statsd.servers]]\n{}\n",
@@ -174,10 +206,16 @@ async fn statsd_over_udp_several_lines_per_datagram() {
         sock.send_to(chunk.join("\n").as_bytes(), addr).await.expect("send");
         if n % 200 == 199 {
             let sent = (n + 1) * 10;
-            wait_until("relay keeps up", LONG, || section.stats.all_lines.load(Relaxed) as usize >= sent).await;
+            wait_until("relay keeps up", LONG, || {
+                section.stats.all_lines.load(Relaxed) as usize >= sent
+            })
+            .await;
         }
     }
-    wait_until("100 000 lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    wait_until("100 000 lines at the sinks", LONG, || {
+        sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()
+    })
+    .await;
     let ring = default_ring(&refs);
     let mut ids = Vec::new();
     let mut received = Vec::new();
@@ -195,7 +233,10 @@ async fn statsd_over_udp_several_lines_per_datagram() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_in_and_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sinks = [Sink::unix(dir.path().join("a.sock")).await, Sink::unix(dir.path().join("b.sock")).await];
+    let sinks = [
+        Sink::unix(dir.path().join("a.sock")).await,
+        Sink::unix(dir.path().join("b.sock")).await,
+    ];
     let refs: Vec<&Sink> = sinks.iter().collect();
     let listen = dir.path().join("in.sock");
     std::fs::write(&listen, b"stale").expect("stale socket file is replaced");
@@ -207,9 +248,14 @@ async fn unix_socket_in_and_out() {
     .await;
     let lines = graphite_lines(20_000, 1_000, "unix");
     let mut s = tokio::net::UnixStream::connect(&listen).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut s, (lines.join("\n")).as_bytes()).await.expect("write");
+    tokio::io::AsyncWriteExt::write_all(&mut s, (lines.join("\n")).as_bytes())
+        .await
+        .expect("write");
     drop(s); // the last line has no newline: it is processed at EOF
-    wait_until("lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    wait_until("lines at the sinks", LONG, || {
+        sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()
+    })
+    .await;
     let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
     assert_eq!(sorted(received), sorted(lines));
     relay.shutdown().await;
@@ -230,13 +276,25 @@ async fn http_post_bodies_in_and_out() {
     let client = reqwest::Client::new();
     let lines = graphite_lines(10_000, 500, "http");
     for body in lines.chunks(500) {
-        let resp = client.post(&url).body(body.join("\n") + "\n\n").send().await.expect("POST");
+        let resp = client
+            .post(&url)
+            .body(body.join("\n") + "\n\n")
+            .send()
+            .await
+            .expect("POST");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.expect("body"), "lines processed 500");
     }
-    let resp = client.post(format!("http://{}/elsewhere", tcp_addr(&relay, "relay"))).body("x 1 2").send().await;
+    let resp = client
+        .post(format!("http://{}/elsewhere", tcp_addr(&relay, "relay")))
+        .body("x 1 2")
+        .send()
+        .await;
     assert_eq!(resp.expect("POST").status(), 404);
-    wait_until("lines at the sinks", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+    wait_until("lines at the sinks", LONG, || {
+        sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()
+    })
+    .await;
     let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
     assert_eq!(sorted(received), sorted(lines));
     relay.shutdown().await;
@@ -257,10 +315,17 @@ async fn udp_destinations_get_whole_lines_packed_per_datagram() {
     for chunk in lines.chunks(200) {
         send_tcp(addr, chunk).await;
         let want = sinks.iter().map(Sink::count).sum::<usize>() + chunk.len();
-        wait_until("paced UDP delivery", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= want).await;
+        wait_until("paced UDP delivery", LONG, || {
+            sinks.iter().map(Sink::count).sum::<usize>() >= want
+        })
+        .await;
     }
     let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
-    assert_eq!(sorted(received), sorted(lines), "whole lines, none split across datagrams");
+    assert_eq!(
+        sorted(received),
+        sorted(lines),
+        "whole lines, none split across datagrams"
+    );
     relay.shutdown().await;
 }
 
@@ -288,7 +353,10 @@ async fn a_sink_down_for_two_seconds_gets_every_line_after_restart() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself, not a synchronisation
     let sink = stopped.restart().await;
-    wait_until("every line after the restart", LONG, || sink.count() >= before.len() + during.len()).await;
+    wait_until("every line after the restart", LONG, || {
+        sink.count() >= before.len() + during.len()
+    })
+    .await;
 
     let got: HashSet<String> = sink.lines().into_iter().collect();
     for l in before.iter().chain(&during) {
@@ -313,7 +381,10 @@ async fn with_a_small_queue_the_books_balance() {
     let lines = graphite_lines(20_000, 100, "books");
     send_tcp(addr, &lines).await;
     let section = relay.section("relay").expect("section").clone();
-    wait_until("all lines read", LONG, || section.stats.valid_lines.load(Relaxed) as usize >= lines.len()).await;
+    wait_until("all lines read", LONG, || {
+        section.stats.valid_lines.load(Relaxed) as usize >= lines.len()
+    })
+    .await;
     let sink = stopped.restart().await;
     let dest = section.backend.destinations()[0].clone();
     wait_until("delivered + dropped = sent", LONG, || {
@@ -348,7 +419,9 @@ async fn malformed_input_is_counted_and_the_relay_keeps_serving() {
     garbage.extend_from_slice(b"\n\n   \n");
     garbage.extend_from_slice(b"half.line:2|c"); // no newline: processed at close
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut s, &garbage).await.expect("write");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &garbage)
+        .await
+        .expect("write");
     drop(s);
     let section = relay.section("relay").expect("section").clone();
     wait_until("lines framed", LONG, || section.stats.all_lines.load(Relaxed) >= 6).await;
@@ -364,7 +437,10 @@ async fn malformed_input_is_counted_and_the_relay_keeps_serving() {
     assert_eq!(section.stats.all_lines.load(Relaxed), 6);
     // still serving
     send_tcp(addr, &["after.garbage:1|c".to_string()]).await;
-    wait_until("a later line", LONG, || sink.lines().contains(&"after.garbage:1|c".to_string())).await;
+    wait_until("a later line", LONG, || {
+        sink.lines().contains(&"after.garbage:1|c".to_string())
+    })
+    .await;
     let got = sink.lines();
     assert!(got.contains(&"good.one:1|c".to_string()));
     assert!(got.contains(&"half.line:2|c".to_string()));

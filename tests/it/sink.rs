@@ -62,7 +62,11 @@ impl Sink {
                 conns.spawn(read_lines(s, ls.clone()));
             }
         });
-        Sink { addr: SinkAddr::Tcp(addr), lines, tasks }
+        Sink {
+            addr: SinkAddr::Tcp(addr),
+            lines,
+            tasks,
+        }
     }
 
     pub async fn unix(path: PathBuf) -> Sink {
@@ -76,7 +80,11 @@ impl Sink {
                 conns.spawn(read_lines(s, ls.clone()));
             }
         });
-        Sink { addr: SinkAddr::Unix(path), lines, tasks }
+        Sink {
+            addr: SinkAddr::Unix(path),
+            lines,
+            tasks,
+        }
     }
 
     pub async fn udp() -> Sink {
@@ -93,12 +101,18 @@ impl Sink {
                 record(&ls, &buf[..n]);
             }
         });
-        Sink { addr: SinkAddr::Udp(addr), lines, tasks }
+        Sink {
+            addr: SinkAddr::Udp(addr),
+            lines,
+            tasks,
+        }
     }
 
     pub async fn http() -> Sink {
         use hyper::service::service_fn;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind http sink");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind http sink");
         let addr = l.local_addr().expect("local addr");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut tasks = JoinSet::new();
@@ -111,7 +125,12 @@ impl Sink {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let ls = ls.clone();
                         async move {
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             record(&ls, &body);
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                         }
@@ -122,7 +141,11 @@ impl Sink {
                 });
             }
         });
-        Sink { addr: SinkAddr::Http(addr), lines, tasks }
+        Sink {
+            addr: SinkAddr::Http(addr),
+            lines,
+            tasks,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -140,8 +163,13 @@ impl Sink {
     /// Stops listening and closes every connection; keeps what was received.
     pub async fn stop(mut self) -> StoppedSink {
         self.tasks.shutdown().await;
-        let SinkAddr::Tcp(addr) = self.addr else { panic!("only tcp sinks restart") };
-        StoppedSink { addr, lines: self.lines.clone() }
+        let SinkAddr::Tcp(addr) = self.addr else {
+            panic!("only tcp sinks restart")
+        };
+        StoppedSink {
+            addr,
+            lines: self.lines.clone(),
+        }
     }
 }
 
