@@ -30,6 +30,39 @@ pub enum StartError {
     HttpClient(#[from] reqwest::Error),
 }
 
+/// Period of the `stats_tick` log lines.
+const STATS_TICK: Duration = Duration::from_secs(5);
+
+/// `stats_tick = true`: one INFO line of counters per section every `period`.
+async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: CancellationToken) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        for s in &sections {
+            let dests = s.backend.destinations();
+            let sent: u64 = dests.iter().map(|d| d.stats.sent_lines.load(Relaxed)).sum();
+            let dropped: u64 = dests.iter().map(|d| d.stats.dropped_total()).sum();
+            let queued: usize = dests.iter().map(|d| d.queue.depth().0).sum();
+            tracing::info!(
+                section = %s.name,
+                lines = s.stats.all_lines.load(Relaxed),
+                valid = s.stats.valid_lines.load(Relaxed),
+                invalid = s.stats.invalid_total(),
+                no_server = s.stats.no_server_lines.load(Relaxed),
+                sent,
+                dropped,
+                queued,
+                connections_open = s.stats.connections_open.load(Relaxed),
+                "stats"
+            );
+        }
+    }
+}
+
 /// The running relay.
 pub struct Relay {
     sections: Vec<(Arc<Section>, Bound)>,
@@ -137,6 +170,10 @@ impl Relay {
                     });
                 }
             }
+        }
+        if config.globals.stats_tick {
+            let sections: Vec<Arc<Section>> = relay.sections().cloned().collect();
+            relay.listeners.spawn(log_stats_every(STATS_TICK, sections, relay.stop_listeners.clone()));
         }
         Ok(relay)
     }

@@ -71,6 +71,9 @@ fn main() -> ExitCode {
     {
         tracing::warn!("{w}");
     }
+    if config.globals.cpu_profile {
+        tracing::warn!("cpu_profile: no profiler endpoint exists (consthash served Go pprof on :6060); ignored");
+    }
     if let Some(p) = prereg.as_ref().filter(|p| !p.groups.is_empty()) {
         tracing::warn!(
             groups = p.groups.len(),
@@ -150,9 +153,10 @@ async fn wait_for_signal() {
     };
     loop {
         tokio::select! {
+            biased; // a SIGHUP that came first is logged before a SIGTERM ends the loop
+            _ = hup.recv() => tracing::warn!("SIGHUP received: ignored (no reload; restart to apply a new config)"),
             _ = int.recv() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => tracing::warn!("SIGHUP received: ignored (no reload; restart to apply a new config)"),
         }
     }
 }

@@ -158,6 +158,7 @@ pub fn init_logging(level: Level) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .event_format(LineFormat)
         .try_init();
 }

@@ -313,8 +313,8 @@ async fn udp_destinations_get_whole_lines_packed_per_datagram() {
     let lines: Vec<String> = (0..2_000).map(|i| format!("udp.out.key{}:{i}|c", i % 100)).collect();
     let addr = tcp_addr(&relay, "relay");
     for chunk in lines.chunks(200) {
-        send_tcp(addr, chunk).await;
         let want = sinks.iter().map(Sink::count).sum::<usize>() + chunk.len();
+        send_tcp(addr, chunk).await;
         wait_until("paced UDP delivery", LONG, || {
             sinks.iter().map(Sink::count).sum::<usize>() >= want
         })
@@ -445,4 +445,45 @@ async fn malformed_input_is_counted_and_the_relay_keeps_serving() {
     assert!(got.contains(&"good.one:1|c".to_string()));
     assert!(got.contains(&"half.line:2|c".to_string()));
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_and_single_sending_methods_deliver_every_line() {
+    for method in ["pool", "single"] {
+        let sinks = [Sink::tcp().await, Sink::tcp().await];
+        let refs: Vec<&Sink> = sinks.iter().collect();
+        let relay = start(&format!(
+            "[default]\nsending_method = \"{method}\"\nmax_pool_connections = 2\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\n\
+             msg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+            servers_toml(&refs)
+        ))
+        .await;
+        let lines = graphite_lines(2_000, 100, method);
+        send_tcp(tcp_addr(&relay, "relay"), &lines).await;
+        wait_until(method, LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+        let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
+        assert_eq!(sorted(received), sorted(lines), "{method}");
+        relay.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_left_at_shutdown_are_counted_as_dropped() {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    // `nobody` is closed again: connections to it are refused
+    let relay = start(&format!(
+        "[default]\nshutdown_timeout = 1\nout_block_timeout = 60000\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\n\
+         msg_type = \"graphite\"\n[[relay.servers]]\nservers = [\"tcp://{nobody}\"]\n"
+    ))
+    .await;
+    let lines = graphite_lines(5_000, 100, "late");
+    send_tcp(tcp_addr(&relay, "relay"), &lines).await;
+    let section = relay.section("relay").expect("section").clone();
+    wait_until("lines read", LONG, || section.stats.valid_lines.load(Relaxed) >= 5_000).await;
+    let dest = section.backend.destinations()[0].clone();
+    assert_eq!(dest.queue.depth().0, 5_000, "queued while the server is unreachable");
+    relay.shutdown().await;
+    assert_eq!(dest.stats.dropped(consthash::telemetry::DropReason::Shutdown), 5_000);
+    assert_eq!(dest.stats.sent_lines.load(Relaxed), 0);
+    assert_eq!(dest.queue.depth().0, 0);
 }
