@@ -5,16 +5,19 @@
 //! destination queues, let the senders drain them for up to `shutdown_timeout`, then stop the senders and count
 //! what is left as dropped (`shutdown`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::{Backend, DestParams};
-use crate::config::{Config, MsgType, Section as SectionConfig};
+use crate::api::{self, stats::History, AdminState};
+use crate::backend::{Backend, DestParams, HealthParams, NewMember, Runtime};
+use crate::config::{Config, Listen, MsgType, Section as SectionConfig};
 use crate::listener::{self, Bound};
 use crate::section::Section;
+use crate::selfstats;
 use crate::splitter::{RegexSplitter, Splitter};
 
 /// Why the relay could not start (after a valid config: sockets, mostly).
@@ -66,10 +69,15 @@ async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: Ca
 /// The running relay.
 pub struct Relay {
     sections: Vec<(Arc<Section>, Bound)>,
+    admin: Option<SocketAddr>,
     listeners: TaskTracker,
     stop_listeners: CancellationToken,
     senders: TaskTracker,
     stop_senders: CancellationToken,
+    stop_checks: CancellationToken,
+    /// The admin server and self-stats: stopped last.
+    services: TaskTracker,
+    stop_services: CancellationToken,
     shutdown_timeout: Duration,
 }
 
@@ -97,67 +105,93 @@ fn backend_of(s: &SectionConfig) -> Backend {
         queue_lines: s.out_queue_lines,
         queue_bytes: s.out_queue_bytes,
     };
-    let rings: Vec<Vec<_>> = s
+    let health = HealthParams {
+        delay: s.heartbeat_time_delay,
+        timeout: s.heartbeat_time_timeout,
+        failures: s.failed_heartbeat_count.max(1),
+        policy: s.server_down_policy,
+    };
+    let rings: Vec<Vec<NewMember>> = s
         .rings
         .iter()
         .map(|r| {
             r.servers
                 .iter()
                 .enumerate()
-                .map(|(i, url)| {
-                    (
-                        url.clone(),
-                        r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone()),
-                    )
+                .map(|(i, url)| NewMember {
+                    url: url.clone(),
+                    check: r.check_servers.get(i).cloned().unwrap_or_else(|| url.clone()),
+                    hashkey: r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone()),
                 })
                 .collect()
         })
         .collect();
-    Backend::new(&s.name, s.ring_spec, s.num_dupe_replicas, &rings, &params)
+    Backend::new(&s.name, s.ring_spec, s.num_dupe_replicas, &rings, &params, health)
+}
+
+/// Builds the sections of `config` without starting anything (the relay, and `consthash hashcheck`).
+pub fn build_sections(config: &Config) -> Vec<Arc<Section>> {
+    config
+        .sections
+        .iter()
+        .map(|s| {
+            let listening = match s.listen {
+                Listen::BackendOnly => "BACKEND-ONLY".to_string(),
+                _ => s.listen.url(),
+            };
+            Arc::new(Section::new(
+                &s.name,
+                listening,
+                splitter_of(s),
+                Arc::new(backend_of(s)),
+                s.max_line_length,
+                s.max_read_buffer_size,
+            ))
+        })
+        .collect()
 }
 
 impl Relay {
-    /// Starts every section of `config`. Listeners bind last; a bind failure stops what was started.
+    /// Starts every section of `config`: senders and health checks, then the listeners, then the admin server
+    /// and self-stats. A bind failure stops what was started.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
         let http = reqwest::Client::builder()
             .connect_timeout(crate::backend::DIAL_TIMEOUT)
             .build()?;
-        let relay = Relay {
+        let mut relay = Relay {
             sections: Vec::new(),
+            admin: None,
             listeners: TaskTracker::new(),
             stop_listeners: CancellationToken::new(),
             senders: TaskTracker::new(),
             stop_senders: CancellationToken::new(),
+            stop_checks: CancellationToken::new(),
+            services: TaskTracker::new(),
+            stop_services: CancellationToken::new(),
             shutdown_timeout: config.globals.shutdown_timeout,
         };
-        let mut built = Vec::new();
-        for s in &config.sections {
-            let section = Arc::new(Section::new(
-                &s.name,
-                s.listen.url(),
-                splitter_of(s),
-                backend_of(s),
-                s.max_line_length,
-                s.max_read_buffer_size,
-            ));
-            section
-                .backend
-                .start_senders(&relay.senders, &relay.stop_senders, &http);
-            built.push((section, s));
+        let runtime = Runtime {
+            tracker: relay.senders.clone(),
+            stop_senders: relay.stop_senders.clone(),
+            stop_checks: relay.stop_checks.clone(),
+            http,
+        };
+        let sections = build_sections(config);
+        for section in &sections {
+            section.backend.start(runtime.clone());
         }
-        let mut relay = relay;
-        for (section, s) in built {
-            match listener::start(
+        for (section, s) in sections.into_iter().zip(&config.sections) {
+            let started = listener::start(
                 &s.listen,
                 section.clone(),
                 s.read_buffer_size,
                 &relay.listeners,
                 &relay.stop_listeners,
             )
-            .await
-            {
+            .await;
+            match started {
                 Ok(bound) => {
-                    tracing::info!(section = %s.name, listen = %s.listen.url(), "listening");
+                    tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
                     relay.sections.push((section, bound));
                 }
                 Err(source) => {
@@ -171,9 +205,53 @@ impl Relay {
                 }
             }
         }
-        if config.globals.stats_tick {
-            let sections: Vec<Arc<Section>> = relay.sections().cloned().collect();
-            relay.listeners.spawn(log_stats_every(STATS_TICK, sections, relay.stop_listeners.clone()));
+        let all: Vec<Arc<Section>> = relay.sections().cloned().collect();
+        let g = &config.globals;
+        if let Some(addr) = &g.internal_health_server_listen {
+            let l = match tokio::net::TcpListener::bind(addr.as_str()).await {
+                Ok(l) => l,
+                Err(source) => {
+                    relay.shutdown().await;
+                    return Err(StartError::Listen {
+                        section: "default".into(),
+                        listen: format!("internal_health_server_listen {addr}"),
+                        source,
+                    });
+                }
+            };
+            relay.admin = l.local_addr().ok();
+            tracing::info!(listen = %addr, bound = ?relay.admin, "admin/stats server listening");
+            let state = AdminState {
+                histories: config
+                    .sections
+                    .iter()
+                    .map(|s| History::new(s.internal_health_server_points))
+                    .collect(),
+                sections: all.clone(),
+                started: std::time::Instant::now(),
+                index_dir: g.internal_health_server_path.clone(),
+                allow: g.internal_health_server_admin_allow.clone(),
+            };
+            relay.services.spawn(api::serve(
+                l,
+                Arc::new(state),
+                relay.services.clone(),
+                relay.stop_services.clone(),
+            ));
+        }
+        if let Some(server) = &g.statsd_server {
+            relay.services.spawn(selfstats::run(
+                server.clone(),
+                g.statsd_prefix.clone(),
+                g.statsd_interval,
+                all.clone(),
+                relay.stop_services.clone(),
+            ));
+        }
+        if g.stats_tick {
+            relay
+                .listeners
+                .spawn(log_stats_every(STATS_TICK, all, relay.stop_listeners.clone()));
         }
         Ok(relay)
     }
@@ -191,10 +269,16 @@ impl Relay {
         self.sections.iter().find(|(s, _)| s.name == name).map(|(_, b)| b)
     }
 
+    /// Where the admin/stats server is bound, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
     /// Graceful shutdown (spec §2): stop reading, route what was read, drain the queues for up to
-    /// `shutdown_timeout`, count the rest as dropped.
+    /// `shutdown_timeout`, count the rest as dropped; stop the admin server and self-stats last.
     pub async fn shutdown(self) {
         self.stop_listeners.cancel();
+        self.stop_checks.cancel();
         self.listeners.close();
         self.listeners.wait().await;
         for (s, _) in &self.sections {
@@ -212,5 +296,8 @@ impl Relay {
         for (s, _) in &self.sections {
             s.backend.drop_remaining();
         }
+        self.stop_services.cancel();
+        self.services.close();
+        self.services.wait().await;
     }
 }

@@ -1,5 +1,6 @@
 //! consthash: a consistent-hashing line proxy for graphite and statsd metrics.
 
+pub mod api;
 pub mod app;
 pub mod backend;
 pub mod config;
@@ -7,5 +8,6 @@ pub mod line;
 pub mod listener;
 pub mod ring;
 pub mod section;
+pub mod selfstats;
 pub mod splitter;
 pub mod telemetry;

@@ -34,6 +34,22 @@ struct Args {
     /// Load and validate both files, print every error, exit 0 if valid else 1
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print, for each KEY, where every section would send it (what the admin API's /hashcheck answers),
+    /// without starting anything
+    Hashcheck {
+        /// Main config file
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// Routing keys (the splitter's key, e.g. the graphite metric name)
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +71,9 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     };
     telemetry::init_logging(level);
+    if let Some(Command::Hashcheck { config, keys }) = &args.command {
+        return hashcheck(config, keys);
+    }
     let (config, prereg) = match load(&args) {
         Ok(c) => c,
         Err(errors) => {
@@ -85,6 +104,24 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     run(config)
+}
+
+/// `consthash hashcheck`: one JSON document per key, as `/hashcheck?key=` answers.
+fn hashcheck(path: &Path, keys: &[String]) -> ExitCode {
+    let config = match read(path).and_then(|t| config::load_main(&t, &path.display().to_string()).map_err(|e| e.0)) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let sections = consthash::app::build_sections(&config);
+    for key in keys {
+        println!("{}", consthash::api::hashcheck(&sections, key.as_bytes()));
+    }
+    ExitCode::SUCCESS
 }
 
 fn read(path: &Path) -> Result<String, Vec<String>> {

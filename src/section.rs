@@ -7,7 +7,7 @@
 //! per line once the buffers have grown.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ pub struct Section {
     /// The listen URL as shown in stats, or `BACKEND-ONLY`.
     pub listening: String,
     pub splitter: Splitter,
-    pub backend: Backend,
+    pub backend: Arc<Backend>,
     pub stats: SectionStats,
     pub max_line_length: usize,
     /// Input back-pressure threshold (spec §5.3).
@@ -34,6 +34,16 @@ pub struct Section {
     pub read_buffer_drained: Notify,
     invalid_log: RateLimit,
     no_server_log: RateLimit,
+    recent: Mutex<RecentKeys>,
+}
+
+/// How many recently routed keys a section keeps (one per read) for dry runs of ring changes.
+pub const RECENT_KEYS: usize = 4096;
+
+#[derive(Debug, Default)]
+struct RecentKeys {
+    slots: Vec<Vec<u8>>,
+    next: usize,
 }
 
 impl Section {
@@ -41,7 +51,7 @@ impl Section {
         name: &str,
         listening: String,
         splitter: Splitter,
-        backend: Backend,
+        backend: Arc<Backend>,
         max_line_length: usize,
         max_read_buffer_size: usize,
     ) -> Section {
@@ -56,7 +66,27 @@ impl Section {
             read_buffer_drained: Notify::new(),
             invalid_log: RateLimit::default(),
             no_server_log: RateLimit::default(),
+            recent: Mutex::default(),
         }
+    }
+
+    /// Remembers a routed key (the slots are reused: no allocation once full).
+    fn sample_key(&self, key: &[u8]) {
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let next = r.next;
+        if r.slots.len() < RECENT_KEYS {
+            r.slots.push(key.to_vec());
+        } else {
+            let slot = &mut r.slots[next];
+            slot.clear();
+            slot.extend_from_slice(key);
+        }
+        r.next = (next + 1) % RECENT_KEYS;
+    }
+
+    /// A copy of the recently routed keys (at most [`RECENT_KEYS`]).
+    pub fn recent_keys(&self) -> Vec<Vec<u8>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).slots.clone()
     }
 
     /// Waits while the section holds more read-but-unrouted bytes than `max_read_buffer_size`.
@@ -110,6 +140,8 @@ pub struct Router {
     touched: Vec<u32>,
     ids: Vec<u32>,
     counts: Counts,
+    /// The first key of the current read, offered to the section's sample of recent keys at flush.
+    sample: Vec<u8>,
 }
 
 impl Router {
@@ -122,6 +154,7 @@ impl Router {
             touched: Vec::new(),
             ids: Vec::new(),
             counts: Counts::default(),
+            sample: Vec::new(),
         }
     }
 
@@ -141,6 +174,9 @@ impl Router {
             Err(e) => return self.invalid(InvalidReason::Split(e), line),
         };
         self.counts.valid += 1;
+        if self.sample.is_empty() {
+            self.sample.extend_from_slice(split.key);
+        }
         for ring in &self.rings.rings {
             ring.get_n(split.key, self.rings.replicas, &mut self.ids);
             if self.ids.is_empty() {
@@ -176,6 +212,10 @@ impl Router {
     /// routed since the previous flush.
     pub async fn flush(&mut self, wait: bool) -> u64 {
         let valid = self.publish_counts();
+        if !self.sample.is_empty() {
+            self.section.sample_key(&self.sample);
+            self.sample.clear();
+        }
         for id in std::mem::take(&mut self.touched) {
             let out = &mut self.outs[id as usize];
             let batch = Batch {

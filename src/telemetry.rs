@@ -77,6 +77,9 @@ pub struct SectionStats {
     pub worker_lines: AtomicU64,
     /// Lines that had no destination because a ring was empty.
     pub no_server_lines: AtomicU64,
+    /// Lines a PreReg rule rejected / redirected to another section.
+    pub rejected_lines: AtomicU64,
+    pub redirected_lines: AtomicU64,
     pub bytes_read: AtomicU64,
     pub connections: AtomicU64,
     pub connections_open: AtomicU64,
@@ -100,6 +103,9 @@ pub struct DestStats {
     pub connect_failures: AtomicU64,
     pub write_failures: AtomicU64,
     pub connections_open: AtomicU64,
+    /// Health transitions to down / back up.
+    pub health_down: AtomicU64,
+    pub health_up: AtomicU64,
 }
 
 impl DestStats {

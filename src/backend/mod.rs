@@ -1,36 +1,43 @@
-//! Backends: the rings of a section and the destinations they name.
+//! Backends: the rings of a section, the destinations they name, their health, and live membership changes.
 //!
 //! A [`Backend`] holds an immutable [`RingSet`] snapshot behind an `ArcSwap`; routers load it once per read and
-//! never lock. Membership changes (health, API) build a new snapshot from the ordered member list of each ring,
-//! so placement always equals a fresh start with that list (spec §7.1). Destinations are identified by URL within
-//! a section: a URL present in two rings is one destination that receives two copies of a line. A destination's
-//! index in [`RingSet::dests`] never changes; removed destinations stay in the list, purged and in no ring.
+//! never lock. Membership changes (health transitions, the admin API's addserver/purgeserver) edit the ordered
+//! member list of a ring under a mutex and build a new snapshot from it, so placement always equals a fresh start
+//! with that list (spec §7.1). Destinations are identified by URL within a section: a URL present in two rings
+//! is one destination that receives two copies of a line. A destination's index in [`RingSet::dests`] never
+//! changes; purged destinations stay in the list, closed and in no ring.
 
 mod destination;
+mod health;
 mod queue;
 mod sender;
 
-pub use self::sender::DIAL_TIMEOUT;
-
-use std::sync::{Arc, Mutex};
-
 use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::destination::{DestParams, Destination};
+pub use self::health::{check, HealthParams};
 pub use self::queue::{DestQueue, PushError};
-use crate::config::DestUrl;
+pub use self::sender::DIAL_TIMEOUT;
+use crate::config::{DestUrl, DownPolicy};
 use crate::ring::{Ring, RingSpec};
 use crate::telemetry::DropReason;
 
-/// One ring member: its ring identity and its destination.
+/// One ring member.
 #[derive(Clone, Debug)]
 pub struct Member {
+    /// Ring identity (spec §7.5).
     pub hashkey: String,
+    /// Index into [`RingSet::dests`].
     pub dest: u32,
-    /// Health state; members that are down are left out of the ring (`server_down_policy = "remove_node"`).
+    /// Health-check URL.
+    pub check: DestUrl,
+    /// Health state (members start up).
     pub up: bool,
+    /// Stops this member's health checks when it is purged.
+    pub stop_checks: CancellationToken,
 }
 
 /// What routers read: the rings, the destinations they index, and the replica count.
@@ -42,56 +49,89 @@ pub struct RingSet {
     pub replicas: usize,
 }
 
+/// A member to create: destination URL, health-check URL, ring identity.
+#[derive(Clone, Debug)]
+pub struct NewMember {
+    pub url: DestUrl,
+    pub check: DestUrl,
+    pub hashkey: String,
+}
+
+/// Handles a running backend needs to start senders and health checks for members added later.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub tracker: TaskTracker,
+    /// Hard stop of the senders (shutdown deadline).
+    pub stop_senders: CancellationToken,
+    /// Stops health checks (shutdown start).
+    pub stop_checks: CancellationToken,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug)]
+struct State {
+    rings: Vec<Vec<Member>>,
+    dests: Vec<Arc<Destination>>,
+}
+
+/// Why a membership change was refused (the admin API answers 400 with these texts).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("Replica index Too large")]
+    RingTooLarge,
+    #[error("Server {0} is not in the ring")]
+    NotAMember(String),
+}
+
 /// The outgoing side of a section.
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
     spec: RingSpec,
+    params: DestParams,
+    health: HealthParams,
     snapshot: ArcSwap<RingSet>,
-    /// Ordered member list per ring; the source every snapshot is built from.
-    members: Mutex<Vec<Vec<Member>>>,
+    state: Mutex<State>,
+    runtime: OnceLock<Runtime>,
 }
 
 impl Backend {
-    /// Builds the rings from `(url, hashkey)` lists per ring. Destinations are created per distinct URL.
+    /// Builds the rings from the member lists per ring. Destinations are created per distinct URL.
     pub fn new(
         name: &str,
         spec: RingSpec,
         replicas: usize,
-        rings: &[Vec<(DestUrl, String)>],
+        rings: &[Vec<NewMember>],
         params: &DestParams,
+        health: HealthParams,
     ) -> Backend {
-        let mut dests: Vec<Arc<Destination>> = Vec::new();
-        let mut members = Vec::new();
+        let mut state = State {
+            rings: Vec::new(),
+            dests: Vec::new(),
+        };
         for ring in rings {
-            let mut list = Vec::new();
-            for (url, hashkey) in ring {
-                let dest = match dests.iter().position(|d| d.url.raw == url.raw) {
-                    Some(i) => i,
-                    None => {
-                        dests.push(Arc::new(Destination::new(name, url.clone(), params.clone())));
-                        dests.len() - 1
-                    }
-                };
-                list.push(Member {
-                    hashkey: hashkey.clone(),
-                    dest: dest as u32,
-                    up: true,
-                });
-            }
-            members.push(list);
+            let list = ring.iter().map(|m| state.member(name, m, params)).collect();
+            state.rings.push(list);
         }
         let snapshot = RingSet {
-            rings: build_rings(&spec, &members),
-            dests,
+            rings: build_rings(&spec, health.policy, &state.rings),
+            dests: state.dests.clone(),
             replicas: replicas.max(1),
         };
         Backend {
             name: name.to_string(),
             spec,
+            params: params.clone(),
+            health,
             snapshot: ArcSwap::from_pointee(snapshot),
-            members: Mutex::new(members),
+            state: Mutex::new(state),
+            runtime: OnceLock::new(),
         }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current snapshot (cheap; routers call it once per read).
@@ -99,19 +139,138 @@ impl Backend {
         self.snapshot.load_full()
     }
 
+    pub fn spec(&self) -> &RingSpec {
+        &self.spec
+    }
+
     /// Every destination ever created for this backend.
     pub fn destinations(&self) -> Vec<Arc<Destination>> {
         self.snapshot.load().dests.clone()
     }
 
-    /// Starts `max_pool_connections` senders per destination on `tracker`; they stop at `stop` or when their
-    /// queue is closed and drained.
-    pub fn start_senders(&self, tracker: &TaskTracker, stop: &CancellationToken, http: &reqwest::Client) {
-        for dest in self.snapshot.load().dests.iter() {
-            for _ in 0..dest.params.max_connections.max(1) {
-                tracker.spawn(sender::run(dest.clone(), http.clone(), stop.clone()));
+    /// The ordered member lists, one per ring.
+    pub fn members(&self) -> Vec<Vec<Member>> {
+        self.state().rings.clone()
+    }
+
+    /// Starts `max_pool_connections` senders per destination and the health checks of every member.
+    pub fn start(self: &Arc<Self>, runtime: Runtime) {
+        let runtime = self.runtime.get_or_init(|| runtime).clone();
+        let state = self.state();
+        for dest in &state.dests {
+            start_senders(dest, &runtime);
+        }
+        for (ring, members) in state.rings.iter().enumerate() {
+            for m in members {
+                self.start_checks(&runtime, ring, m);
             }
         }
+    }
+
+    fn start_checks(self: &Arc<Self>, runtime: &Runtime, ring: usize, m: &Member) {
+        let stop = m.stop_checks.clone();
+        let global = runtime.stop_checks.clone();
+        let (backend, check, dest, http) = (self.clone(), m.check.clone(), m.dest, runtime.http.clone());
+        runtime.tracker.spawn(async move {
+            tokio::select! {
+                _ = health::run(&backend, ring, dest, &check, &http) => {}
+                _ = stop.cancelled() => {}
+                _ = global.cancelled() => {}
+            }
+        });
+    }
+
+    /// Health transition of a member (called by its checker): updates the member, the destination's state and,
+    /// with `remove_node`, the ring.
+    fn set_member_up(&self, ring: usize, dest: u32, up: bool) {
+        let mut state = self.state();
+        let Some(m) = state
+            .rings
+            .get_mut(ring)
+            .and_then(|r| r.iter_mut().find(|m| m.dest == dest))
+        else {
+            return; // purged meanwhile
+        };
+        if m.up == up {
+            return;
+        }
+        m.up = up;
+        let d = state.dests[dest as usize].clone();
+        // A destination in several rings is down only when every member using it is.
+        let any_up = state.rings.iter().flatten().any(|m| m.dest == dest && m.up);
+        d.set_health_down(!any_up);
+        self.rebuild(&state);
+    }
+
+    /// Appends a member to ring `ring` (ignored when its URL is already in that ring); creates its destination,
+    /// senders and health checks. Returns whether the ring changed.
+    pub fn add_server(self: &Arc<Self>, ring: usize, new: NewMember) -> Result<bool, MembershipError> {
+        let mut state = self.state();
+        if ring >= state.rings.len() {
+            return Err(MembershipError::RingTooLarge);
+        }
+        if state.rings[ring]
+            .iter()
+            .any(|m| state.dests[m.dest as usize].url.raw == new.url.raw)
+        {
+            return Ok(false);
+        }
+        let known = state.dests.len();
+        let member = state.member(&self.name, &new, &self.params);
+        if let Some(rt) = self.runtime.get() {
+            if state.dests.len() > known {
+                start_senders(&state.dests[member.dest as usize], rt);
+            }
+            self.start_checks(rt, ring, &member);
+        }
+        state.rings[ring].push(member);
+        self.rebuild(&state);
+        Ok(true)
+    }
+
+    /// Removes the member with this URL from ring `ring` for good. When no ring uses its destination any more,
+    /// the destination's connections close and its queue is dropped (counted as `purged`).
+    pub fn purge_server(&self, ring: usize, url: &str) -> Result<(), MembershipError> {
+        let mut state = self.state();
+        if ring >= state.rings.len() {
+            return Err(MembershipError::RingTooLarge);
+        }
+        let dests = state.dests.clone();
+        let Some(pos) = state.rings[ring]
+            .iter()
+            .position(|m| dests[m.dest as usize].url.raw == url)
+        else {
+            return Err(MembershipError::NotAMember(url.to_string()));
+        };
+        let m = state.rings[ring].remove(pos);
+        m.stop_checks.cancel();
+        if !state.rings.iter().flatten().any(|o| o.dest == m.dest) {
+            dests[m.dest as usize].purge();
+        }
+        self.rebuild(&state);
+        Ok(())
+    }
+
+    /// What the ring set would be with `change` applied to a copy of the member lists (for dry runs).
+    pub fn preview(&self, change: impl FnOnce(&mut Vec<Vec<(String, u32)>>)) -> Vec<Ring> {
+        let state = self.state();
+        let mut lists: Vec<Vec<(String, u32)>> = state
+            .rings
+            .iter()
+            .map(|r| live_members(r, self.health.policy))
+            .collect();
+        change(&mut lists);
+        lists.iter().map(|l| Ring::new(&self.spec, l)).collect()
+    }
+
+    fn rebuild(&self, state: &State) {
+        let replicas = self.snapshot.load().replicas;
+        let next = RingSet {
+            rings: build_rings(&self.spec, self.health.policy, &state.rings),
+            dests: state.dests.clone(),
+            replicas,
+        };
+        self.snapshot.store(Arc::new(next));
     }
 
     /// Closes every destination queue: no more pushes; senders drain what is left.
@@ -128,30 +287,48 @@ impl Backend {
             d.drop_batch(DropReason::Shutdown, lines);
         }
     }
+}
 
-    /// Rebuilds the rings from the member lists (after a membership or health change).
-    pub fn rebuild(&self) {
-        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.snapshot.load();
-        let next = RingSet {
-            rings: build_rings(&self.spec, &members),
-            dests: old.dests.clone(),
-            replicas: old.replicas,
+impl State {
+    /// A member for `m`, reusing the live destination with the same URL or creating one (a purged destination
+    /// stays closed: adding its URL again makes a fresh one).
+    fn member(&mut self, section: &str, m: &NewMember, params: &DestParams) -> Member {
+        let dest = match self.dests.iter().position(|d| d.url.raw == m.url.raw && !d.is_purged()) {
+            Some(i) => i,
+            None => {
+                self.dests
+                    .push(Arc::new(Destination::new(section, m.url.clone(), params.clone())));
+                self.dests.len() - 1
+            }
         };
-        self.snapshot.store(Arc::new(next));
+        Member {
+            hashkey: m.hashkey.clone(),
+            dest: dest as u32,
+            check: m.check.clone(),
+            up: true,
+            stop_checks: CancellationToken::new(),
+        }
     }
 }
 
-fn build_rings(spec: &RingSpec, members: &[Vec<Member>]) -> Vec<Ring> {
+fn start_senders(dest: &Arc<Destination>, rt: &Runtime) {
+    for _ in 0..dest.params.max_connections.max(1) {
+        rt.tracker
+            .spawn(sender::run(dest.clone(), rt.http.clone(), rt.stop_senders.clone()));
+    }
+}
+
+/// The members a ring is built from: all of them, or with `remove_node` only those that are up.
+fn live_members(list: &[Member], policy: DownPolicy) -> Vec<(String, u32)> {
+    list.iter()
+        .filter(|m| m.up || policy != DownPolicy::RemoveNode)
+        .map(|m| (m.hashkey.clone(), m.dest))
+        .collect()
+}
+
+fn build_rings(spec: &RingSpec, policy: DownPolicy, members: &[Vec<Member>]) -> Vec<Ring> {
     members
         .iter()
-        .map(|list| {
-            let up: Vec<(String, u32)> = list
-                .iter()
-                .filter(|m| m.up)
-                .map(|m| (m.hashkey.clone(), m.dest))
-                .collect();
-            Ring::new(spec, &up)
-        })
+        .map(|list| Ring::new(spec, &live_members(list, policy)))
         .collect()
 }

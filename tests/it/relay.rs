@@ -460,7 +460,10 @@ async fn pool_and_single_sending_methods_deliver_every_line() {
         .await;
         let lines = graphite_lines(2_000, 100, method);
         send_tcp(tcp_addr(&relay, "relay"), &lines).await;
-        wait_until(method, LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()).await;
+        wait_until(method, LONG, || {
+            sinks.iter().map(Sink::count).sum::<usize>() >= lines.len()
+        })
+        .await;
         let received: Vec<String> = sinks.iter().flat_map(Sink::lines).collect();
         assert_eq!(sorted(received), sorted(lines), "{method}");
         relay.shutdown().await;
@@ -469,7 +472,10 @@ async fn pool_and_single_sending_methods_deliver_every_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_left_at_shutdown_are_counted_as_dropped() {
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     // `nobody` is closed again: connections to it are refused
     let relay = start(&format!(
         "[default]\nshutdown_timeout = 1\nout_block_timeout = 60000\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\n\

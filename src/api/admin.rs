@@ -1,0 +1,391 @@
+//! Request handling of the admin/stats server; see the module table in `api`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::stats::{History, TICK};
+use crate::backend::{MembershipError, NewMember};
+use crate::config::{DestUrl, IpCidr, Target};
+use crate::ring::Ring;
+use crate::section::Section;
+
+/// Synthetic keys used to estimate how much of the key space a dry-run change moves.
+const DRY_RUN_SAMPLE: usize = 100_000;
+
+/// What the admin server serves.
+pub struct AdminState {
+    pub sections: Vec<Arc<Section>>,
+    pub histories: Vec<History>,
+    pub started: Instant,
+    pub index_dir: Option<PathBuf>,
+    pub allow: Vec<IpCidr>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private, max-age=0, no-cache"));
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn json_resp(v: &Value) -> Resp {
+    respond(StatusCode::OK, "application/json", v.to_string())
+}
+
+/// Serves until `stop`. Every `TICK` the per-section histories advance.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let ticker = {
+        let (state, stop) = (state.clone(), stop.clone());
+        async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                for (s, h) in state.sections.iter().zip(&state.histories) {
+                    h.tick(s);
+                }
+            }
+        }
+    };
+    tracker.spawn(ticker);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.cancelled() => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                continue;
+            }
+        };
+        let (state, stop) = (state.clone(), stop.clone());
+        tracker.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+            });
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(sock), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (parts.as_slice(), &path[..]) {
+        (_, "/ops/status" | "/ping" | "/status") => text(StatusCode::OK, "ok"),
+        (_, "/stats") => {
+            let mut m = Map::new();
+            for (s, h) in state.sections.iter().zip(&state.histories) {
+                m.insert(s.name.clone(), h.server_stats(s, state.started.elapsed()));
+            }
+            let body = Value::Object(m).to_string();
+            match query(&req).get("jsonp").filter(|cb| !cb.is_empty()) {
+                Some(cb) => respond(StatusCode::OK, "application/javascript", format!("{cb}({body})")),
+                None => respond(StatusCode::OK, "application/json", body),
+            }
+        }
+        (_, "/hashcheck") => match query(&req).get("key") {
+            Some(key) => json_resp(&hashcheck(&state.sections, key.as_bytes())),
+            None => text(StatusCode::NOT_FOUND, "Please provide a 'key' to process"),
+        },
+        (_, "/servers") => {
+            let mut m = Map::new();
+            for s in &state.sections {
+                let n = &s.name;
+                let paths = [
+                    "",
+                    "/ping",
+                    "/ops/status",
+                    "/stats",
+                    "/addserver",
+                    "/purgeserver",
+                    "/accumulator",
+                ];
+                m.insert(
+                    n.clone(),
+                    paths.iter().map(|p| format!("/{n}{p}")).collect::<Vec<_>>().into(),
+                );
+            }
+            json_resp(&Value::Object(m))
+        }
+        (_, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            super::metrics::render(&state.sections, state.started.elapsed()),
+        ),
+        ([name], _) | ([name, ""], _) => match section(state, name) {
+            Some((s, h)) => json_resp(&h.server_stats(s, state.started.elapsed())),
+            None => index(state).await,
+        },
+        ([name, rest @ ..], _) => {
+            let Some((s, h)) = section(state, name) else {
+                return text(StatusCode::BAD_REQUEST, "Invalid server name");
+            };
+            match rest {
+                ["stats"] | ["stats", ""] => json_resp(&h.server_stats(s, state.started.elapsed())),
+                ["ops", "status"] | ["ops", "status", ""] | ["ping"] | ["status"] => {
+                    if s.backend.load().rings.iter().any(|r| !r.is_empty()) {
+                        text(StatusCode::OK, "ok")
+                    } else {
+                        text(StatusCode::SERVICE_UNAVAILABLE, "all servers down")
+                    }
+                }
+                ["accumulator"] => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
+                ["addserver"] | ["purgeserver"] => mutate(state, s, rest[0] == "addserver", req, peer.ip()).await,
+                _ => index(state).await,
+            }
+        }
+        _ => index(state).await,
+    }
+}
+
+fn section<'a>(state: &'a AdminState, name: &str) -> Option<(&'a Arc<Section>, &'a History)> {
+    state
+        .sections
+        .iter()
+        .zip(&state.histories)
+        .find(|(s, _)| s.name == name)
+}
+
+async fn index(state: &AdminState) -> Resp {
+    let Some(dir) = &state.index_dir else {
+        return text(StatusCode::NOT_FOUND, "Not found");
+    };
+    match tokio::fs::read(dir.join("index.html")).await {
+        Ok(body) => respond(StatusCode::OK, "text/html; charset=utf-8", body),
+        Err(_) => text(StatusCode::NOT_FOUND, "Not found"),
+    }
+}
+
+/// `/hashcheck`: per section, the destinations of every ring for `key` and the key's ring position (§7.6).
+pub fn hashcheck(sections: &[Arc<Section>], key: &[u8]) -> Value {
+    let mut m = Map::new();
+    let mut ids = Vec::new();
+    for s in sections {
+        let set = s.backend.load();
+        let (mut to, mut hv) = (Vec::new(), Vec::new());
+        for ring in &set.rings {
+            ring.get_n(key, set.replicas, &mut ids);
+            for &id in &ids {
+                to.push(Value::from(set.dests[id as usize].url.raw.clone()));
+                hv.push(Value::from(ring.position(key)));
+            }
+        }
+        let all_empty = set.rings.iter().all(Ring::is_empty);
+        m.insert(
+            s.name.clone(),
+            json!({
+                "to_servers": if all_empty { Value::Null } else { Value::Array(to) },
+                "hash_key": String::from_utf8_lossy(key),
+                "hash_value": hv,
+            }),
+        );
+    }
+    Value::Object(m)
+}
+
+fn allowed(state: &AdminState, ip: IpAddr) -> bool {
+    state.allow.iter().any(|c| c.contains(ip))
+}
+
+/// addserver / purgeserver (§11.1).
+async fn mutate(state: &AdminState, s: &Arc<Section>, add: bool, req: Request<Incoming>, ip: IpAddr) -> Resp {
+    if req.method() != Method::POST && req.method() != Method::PUT {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed: use POST or PUT");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, PUT"));
+        return r;
+    }
+    if !allowed(state, ip) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("Forbidden: {ip} may not change the rings"),
+        );
+    }
+    let mut params = query(&req);
+    let form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/x-www-form-urlencoded"));
+    if let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await {
+        if form {
+            params.extend(url::form_urlencoded::parse(&body.to_bytes()).into_owned());
+        }
+    }
+    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg.to_string());
+    let Some(server) = params.get("server").and_then(|u| DestUrl::parse(u).ok()) else {
+        return bad("Not a valid server URL");
+    };
+    let ring = match params.get("replica").map(|r| r.trim().parse::<i64>()) {
+        None => 0,
+        Some(Err(_)) => return bad("Replica index is not an int"),
+        Some(Ok(r)) if r < 0 => return bad("Replica index Too small"),
+        Some(Ok(r)) if r as usize >= s.backend.members().len() => return bad("Replica index Too large"),
+        Some(Ok(r)) => r as usize,
+    };
+    let dry_run = params
+        .get("dry_run")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    if add {
+        let check = match params.get("check_server").filter(|c| !c.is_empty()) {
+            None => server.clone(),
+            Some(c) => match DestUrl::parse(c) {
+                Err(_) => return bad("Not a valid Check server URL"),
+                Ok(u) if !matches!(u.target, Target::Tcp(_) | Target::Http(_) | Target::Https(_)) => {
+                    return bad("Check server can only be TCP or HTTP")
+                }
+                Ok(u) => u,
+            },
+        };
+        let hashkey = params
+            .get("hashkey")
+            .filter(|h| !h.is_empty())
+            .cloned()
+            .unwrap_or_else(|| server.raw.clone());
+        if dry_run {
+            let (url, hk) = (server.raw.clone(), hashkey.clone());
+            return json_resp(&dry_run_report(s, "addserver", &url, ring, |lists| {
+                lists[ring].push((hk, u32::MAX));
+            }));
+        }
+        match s.backend.add_server(
+            ring,
+            NewMember {
+                url: server.clone(),
+                check,
+                hashkey,
+            },
+        ) {
+            Ok(changed) => {
+                if changed {
+                    tracing::warn!(section = %s.name, server = %server.raw, ring, "server added through the API");
+                }
+                text(StatusCode::OK, format!("Server {} Added", server.raw))
+            }
+            Err(e) => bad(&e.to_string()),
+        }
+    } else {
+        if dry_run {
+            let dests = s.backend.destinations();
+            let url = server.raw.clone();
+            return json_resp(&dry_run_report(s, "purgeserver", &url, ring, |lists| {
+                lists[ring].retain(|(_, d)| dests.get(*d as usize).is_none_or(|x| x.url.raw != url));
+            }));
+        }
+        match s.backend.purge_server(ring, &server.raw) {
+            Ok(()) => {
+                tracing::warn!(section = %s.name, server = %server.raw, ring, "server purged through the API");
+                text(StatusCode::OK, format!("Server {} Purged", server.raw))
+            }
+            Err(e @ MembershipError::NotAMember(_)) | Err(e @ MembershipError::RingTooLarge) => bad(&e.to_string()),
+        }
+    }
+}
+
+/// What a membership change would move: over `DRY_RUN_SAMPLE` synthetic keys (an estimate of the key space)
+/// and over the section's sample of recently routed keys. Compares the primary destination of each key.
+fn dry_run_report(
+    s: &Section,
+    action: &str,
+    server: &str,
+    ring: usize,
+    change: impl FnOnce(&mut Vec<Vec<(String, u32)>>),
+) -> Value {
+    let before = s.backend.preview(|_| {});
+    let after = s.backend.preview(change);
+    let dests = s.backend.destinations();
+    let name = |id: u32| {
+        dests
+            .get(id as usize)
+            .map_or_else(|| server.to_string(), |d| d.url.raw.clone())
+    };
+    let synthetic: Vec<Vec<u8>> = (0..DRY_RUN_SAMPLE)
+        .map(|i| format!("consthash.dryrun.key{i}").into_bytes())
+        .collect();
+    let recent = s.recent_keys();
+    let report = |keys: &[Vec<u8>]| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut moves: HashMap<(u32, u32), usize> = HashMap::new();
+        for k in keys {
+            before[ring].get_n(k, 1, &mut a);
+            after[ring].get_n(k, 1, &mut b);
+            if a != b {
+                let from = a.first().copied().unwrap_or(u32::MAX - 1);
+                let to = b.first().copied().unwrap_or(u32::MAX - 1);
+                *moves.entry((from, to)).or_default() += 1;
+            }
+        }
+        let n = keys.len().max(1) as f64;
+        let label = |id: u32| {
+            if id == u32::MAX - 1 {
+                Value::Null
+            } else {
+                Value::from(name(id))
+            }
+        };
+        let mut list: Vec<Value> = moves
+            .iter()
+            .map(|((f, t), c)| json!({"from": label(*f), "to": label(*t), "keys": c, "fraction": *c as f64 / n}))
+            .collect();
+        list.sort_by(|x, y| y["keys"].as_u64().cmp(&x["keys"].as_u64()));
+        let moved: usize = moves.values().sum();
+        json!({"sample": keys.len(), "moved": moved, "moved_fraction": moved as f64 / n, "moves": list})
+    };
+    json!({
+        "section": s.name,
+        "action": action,
+        "server": server,
+        "replica": ring,
+        "dry_run": true,
+        "key_space": report(&synthetic),
+        "recent_keys": report(&recent),
+    })
+}

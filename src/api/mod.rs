@@ -1,0 +1,24 @@
+//! The admin/stats HTTP server (spec §11) on `internal_health_server_listen`.
+//!
+//! | path | method | answer |
+//! |---|---|---|
+//! | `/`, unknown paths | GET | `<internal_health_server_path>/index.html`, 404 if unset or missing |
+//! | `/ops/status`, `/ping`, `/status` | GET | `200 ok` |
+//! | `/stats` (`?jsonp=cb`) | GET | `{"<section>": ServerStats}` |
+//! | `/hashcheck?key=K` | GET | per section: `to_servers`, `hash_key`, `hash_value` |
+//! | `/servers` | GET | per section: its endpoint paths |
+//! | `/metrics` | GET | Prometheus text |
+//! | `/<s>`, `/<s>/stats` | GET | ServerStats of section s |
+//! | `/<s>/ops/status`, `/<s>/ping`, `/<s>/status` | GET | `200 ok`, or `503 all servers down` when no ring has members |
+//! | `/<s>/accumulator` | GET | `501 No accumulators defined` |
+//! | `/<s>/addserver`, `/<s>/purgeserver` | POST, PUT | live membership change (`dry_run=1`: what would move) |
+//!
+//! Every answer carries `Cache-Control: private, max-age=0, no-cache`. Mutations are refused with 405 for other
+//! methods and with 403 for clients outside `internal_health_server_admin_allow`. Fixed routes take precedence
+//! over section names; an unknown section under a section route is `400 Invalid server name`.
+
+mod admin;
+pub mod metrics;
+pub mod stats;
+
+pub use self::admin::{hashcheck, serve, AdminState};

@@ -1,0 +1,242 @@
+//! ServerStats (spec §11.2): totals read live from the counters, and per-tick history kept by [`History`], which
+//! a task updates every [`TICK`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::section::Section;
+
+/// How often the `current_*` values and the `*_list` histories advance.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// The counters of ServerStats, in a fixed order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub valid: u64,
+    pub worker: u64,
+    pub invalid: u64,
+    pub success_send: u64,
+    pub fail_send: u64,
+    pub unsendable: u64,
+    pub unknown: u64,
+    pub all: u64,
+    pub redirected: u64,
+    pub rejected: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub dropped: u64,
+}
+
+impl Totals {
+    pub fn of(s: &Section) -> Totals {
+        let st = &s.stats;
+        let mut t = Totals {
+            valid: st.valid_lines.load(Relaxed),
+            worker: st.worker_lines.load(Relaxed),
+            invalid: st.invalid_total(),
+            all: st.all_lines.load(Relaxed),
+            unknown: st.no_server_lines.load(Relaxed),
+            redirected: st.redirected_lines.load(Relaxed),
+            rejected: st.rejected_lines.load(Relaxed),
+            bytes_read: st.bytes_read.load(Relaxed),
+            ..Totals::default()
+        };
+        for d in s.backend.destinations() {
+            t.success_send += d.stats.sent_lines.load(Relaxed);
+            t.fail_send += d.stats.write_failures.load(Relaxed) + d.stats.connect_failures.load(Relaxed);
+            t.unsendable += d.stats.dropped_total();
+            t.bytes_written += d.stats.sent_bytes.load(Relaxed);
+        }
+        t.dropped = t.unsendable + t.unknown;
+        t
+    }
+
+    fn minus(&self, o: &Totals) -> Totals {
+        Totals {
+            valid: self.valid - o.valid,
+            worker: self.worker - o.worker,
+            invalid: self.invalid - o.invalid,
+            success_send: self.success_send - o.success_send,
+            fail_send: self.fail_send - o.fail_send,
+            unsendable: self.unsendable - o.unsendable,
+            unknown: self.unknown - o.unknown,
+            all: self.all - o.all,
+            redirected: self.redirected - o.redirected,
+            rejected: self.rejected - o.rejected,
+            bytes_read: self.bytes_read - o.bytes_read,
+            bytes_written: self.bytes_written - o.bytes_written,
+            dropped: self.dropped - o.dropped,
+        }
+    }
+}
+
+/// Live tasks of a section: its listener, open connections and senders.
+pub fn tasks(s: &Section) -> u64 {
+    let senders: u64 = s
+        .backend
+        .destinations()
+        .iter()
+        .filter(|d| !d.is_purged())
+        .map(|d| d.params.max_connections as u64)
+        .sum();
+    1 + s.stats.connections_open.load(Relaxed) + senders
+}
+
+#[derive(Debug, Default)]
+struct Ticks {
+    last: Totals,
+    current: Totals,
+    deltas: VecDeque<Totals>,
+    tasks: VecDeque<u64>,
+    times_ms: VecDeque<u64>,
+}
+
+/// The per-tick history of one section, `points` long.
+#[derive(Debug)]
+pub struct History {
+    points: usize,
+    ticks: Mutex<Ticks>,
+}
+
+impl History {
+    pub fn new(points: usize) -> History {
+        History {
+            points: points.max(1),
+            ticks: Mutex::default(),
+        }
+    }
+
+    /// Records one tick for `s`.
+    pub fn tick(&self, s: &Section) {
+        let now = Totals::of(s);
+        let mut t = self.ticks.lock().unwrap_or_else(|p| p.into_inner());
+        let delta = now.minus(&t.last);
+        t.last = now;
+        t.current = delta;
+        t.deltas.push_back(delta);
+        t.tasks.push_back(tasks(s));
+        t.times_ms.push_back(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        );
+        while t.deltas.len() > self.points {
+            t.deltas.pop_front();
+            t.tasks.pop_front();
+            t.times_ms.pop_front();
+        }
+    }
+
+    /// The ServerStats JSON object of `s`.
+    pub fn server_stats(&self, s: &Section, uptime: Duration) -> Value {
+        let total = Totals::of(s);
+        let t = self.ticks.lock().unwrap_or_else(|p| p.into_inner());
+        let secs = uptime.as_secs_f64().max(0.001);
+        let list = |f: fn(&Totals) -> u64| Value::from(t.deltas.iter().map(f).collect::<Vec<u64>>());
+        let rate = |v: u64| json!(v as f64 / secs);
+        let (up, down, checking) = servers(s);
+        let queued: usize = s.backend.destinations().iter().map(|d| d.queue.depth().0).sum();
+        let mut m = Map::new();
+        let c = &t.current;
+        for (name, v) in [
+            ("valid_line_count", total.valid),
+            ("worker_line_count", total.worker),
+            ("invalid_line_count", total.invalid),
+            ("success_send_count", total.success_send),
+            ("fail_send_count", total.fail_send),
+            ("unsendable_send_count", total.unsendable),
+            ("unknown_send_count", total.unknown),
+            ("all_lines_count", total.all),
+            ("redirected_lines_count", total.redirected),
+            ("rejected_lines_count", total.rejected),
+            ("bytes_written", total.bytes_written),
+            ("bytes_read", total.bytes_read),
+            ("dropped_lines_count", total.dropped),
+            ("current_valid_line_count", c.valid),
+            ("current_worker_line_count", c.worker),
+            ("current_invalid_line_count", c.invalid),
+            ("current_success_send_count", c.success_send),
+            ("current_fail_send_count", c.fail_send),
+            ("current_unsendable_send_count", c.unsendable),
+            ("current_unknown_send_count", c.unknown),
+            ("current_all_lines_count", c.all),
+            ("current_rejected_lines_count", c.rejected),
+            ("current_redirected_lines_count", c.redirected),
+            ("current_bytes_read_count", c.bytes_read),
+            ("current_bytes_written_count", c.bytes_written),
+        ] {
+            m.insert(name.into(), v.into());
+        }
+        for (name, f) in [
+            ("valid_line_count_list", (|t: &Totals| t.valid) as fn(&Totals) -> u64),
+            ("worker_line_count_list", |t| t.worker),
+            ("invalid_line_count_list", |t| t.invalid),
+            ("success_send_count_list", |t| t.success_send),
+            ("fail_send_count_list", |t| t.fail_send),
+            ("unsendable_send_count_list", |t| t.unsendable),
+            ("unknown_send_count_list", |t| t.unknown),
+            ("all_lines_count_list", |t| t.all),
+            ("redirected_lines_count_list", |t| t.redirected),
+            ("rejected_lines_count_list", |t| t.rejected),
+            ("bytes_read_count_list", |t| t.bytes_read),
+            ("bytes_written_count_list", |t| t.bytes_written),
+        ] {
+            m.insert(name.into(), list(f));
+        }
+        m.insert(
+            "go_routines_list".into(),
+            Value::from(t.tasks.iter().copied().collect::<Vec<u64>>()),
+        );
+        m.insert(
+            "ticks_list".into(),
+            Value::from(t.times_ms.iter().copied().collect::<Vec<u64>>()),
+        );
+        for (name, v) in [
+            ("valid_line_count_persec", total.valid),
+            ("worker_line_count_persec", total.worker),
+            ("invalid_line_count_persec", total.invalid),
+            ("success_send_count_persec", total.success_send),
+            ("unsendable_count_persec", total.unsendable),
+            ("unknown_send_count_persec", total.unknown),
+            ("all_lines_count_persec", total.all),
+            ("redirected_lines_count_persec", total.redirected),
+            ("rejected_lines_count_persec", total.rejected),
+            ("bytes_read_count_persec", total.bytes_read),
+            ("bytes_written_count_persec", total.bytes_written),
+        ] {
+            m.insert(name.into(), rate(v));
+        }
+        m.insert("go_routines".into(), tasks(s).into());
+        m.insert("uptime_sec".into(), json!(uptime.as_secs_f64()));
+        m.insert("listening".into(), s.listening.clone().into());
+        m.insert("servers_up".into(), up.into());
+        m.insert("servers_down".into(), down.into());
+        m.insert("servers_checking".into(), checking.into());
+        m.insert(
+            "current_read_buffer_size".into(),
+            s.stats.read_buffer_bytes.load(Relaxed).into(),
+        );
+        m.insert("max_read_buffer_size".into(), s.max_read_buffer_size.into());
+        m.insert("input_queue_size".into(), 0.into());
+        m.insert("work_queue_size".into(), queued.into());
+        Value::Object(m)
+    }
+}
+
+/// (ring identities of members up, of members down, check URLs), over all rings.
+pub fn servers(s: &Section) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut up, mut down, mut checking) = (Vec::new(), Vec::new(), Vec::new());
+    for m in s.backend.members().into_iter().flatten() {
+        if m.up {
+            up.push(m.hashkey.clone());
+        } else {
+            down.push(m.hashkey.clone());
+        }
+        checking.push(m.check.raw.clone());
+    }
+    (up, down, checking)
+}
