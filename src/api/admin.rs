@@ -167,25 +167,36 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
             None => index(state).await,
         },
         ([name, rest @ ..], _) => {
+            let route = match rest {
+                ["stats"] | ["stats", ""] => SectionRoute::Stats,
+                ["ops", "status"] | ["ops", "status", ""] | ["ping"] | ["status"] => SectionRoute::Status,
+                ["accumulator"] => SectionRoute::Accumulator,
+                ["addserver"] => SectionRoute::Mutate { add: true },
+                ["purgeserver"] => SectionRoute::Mutate { add: false },
+                _ => return index(state).await,
+            };
             let Some((s, h)) = section(state, name) else {
                 return text(StatusCode::BAD_REQUEST, "Invalid server name");
             };
-            match rest {
-                ["stats"] | ["stats", ""] => json_resp(&h.server_stats(s, state.started.elapsed())),
-                ["ops", "status"] | ["ops", "status", ""] | ["ping"] | ["status"] => {
-                    if s.backend.load().rings.iter().any(|r| !r.is_empty()) {
-                        text(StatusCode::OK, "ok")
-                    } else {
-                        text(StatusCode::SERVICE_UNAVAILABLE, "all servers down")
-                    }
+            match route {
+                SectionRoute::Stats => json_resp(&h.server_stats(s, state.started.elapsed())),
+                SectionRoute::Status if s.backend.load().rings.iter().any(|r| !r.is_empty()) => {
+                    text(StatusCode::OK, "ok")
                 }
-                ["accumulator"] => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
-                ["addserver"] | ["purgeserver"] => mutate(state, s, rest[0] == "addserver", req, peer.ip()).await,
-                _ => index(state).await,
+                SectionRoute::Status => text(StatusCode::SERVICE_UNAVAILABLE, "all servers down"),
+                SectionRoute::Accumulator => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
+                SectionRoute::Mutate { add } => mutate(state, s, add, req, peer.ip()).await,
             }
         }
         _ => index(state).await,
     }
+}
+
+enum SectionRoute {
+    Stats,
+    Status,
+    Accumulator,
+    Mutate { add: bool },
 }
 
 fn section<'a>(state: &'a AdminState, name: &str) -> Option<(&'a Arc<Section>, &'a History)> {

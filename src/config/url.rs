@@ -106,7 +106,7 @@ impl DestUrl {
             "unix" => Target::Unix(unix_path(rest, &raw)?),
             "http" | "https" => {
                 let u = url::Url::parse(&raw).map_err(|e| format!("invalid URL \"{raw}\": {e}"))?;
-                if u.host_str().map_or(true, str::is_empty) {
+                if u.host_str().is_none_or(str::is_empty) {
                     return Err(format!("invalid URL \"{raw}\": missing host"));
                 }
                 if scheme == "http" {

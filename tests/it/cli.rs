@@ -206,3 +206,39 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn hashcheck_prints_the_placement_without_starting_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    let port = free_port();
+    let held = std::net::TcpListener::bind(("127.0.0.1", port)).expect("hold the listen port");
+    // §7.7 C: crc32/graphite/4 over 6002..6004
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n\
+             servers = [\"tcp://127.0.0.1:6002\", \"tcp://127.0.0.1:6003\", \"tcp://127.0.0.1:6004\"]\n"
+        ),
+    )
+    .expect("write");
+    let (code, out, err) = run(&[
+        "hashcheck",
+        "--config",
+        &path.to_string_lossy(),
+        "moo.goo.org",
+        "stats.timers.foo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let docs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(
+        docs[0]["relay"]["to_servers"],
+        serde_json::json!(["tcp://127.0.0.1:6004"])
+    );
+    assert_eq!(docs[0]["relay"]["hash_value"], serde_json::json!([3731202008u32]));
+    assert_eq!(
+        docs[1]["relay"]["to_servers"],
+        serde_json::json!(["tcp://127.0.0.1:6002"])
+    );
+    drop(held);
+}

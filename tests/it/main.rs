@@ -1,11 +1,11 @@
 //! Integration tests: the relay in-process (or the real binary) on 127.0.0.1, real lines over real sockets to
 //! in-test sinks. Every wait is a condition with a deadline.
 
+mod admin;
 mod cli;
 mod relay;
 mod sink;
 
-use std::future::Future;
 use std::time::Duration;
 
 use consthash::app::Relay;
@@ -33,17 +33,6 @@ pub fn tcp_addr(relay: &Relay, section: &str) -> std::net::SocketAddr {
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Same as [`wait_until`] for a condition that needs `.await`.
-pub async fn wait_until_async<F: Future<Output = bool>>(what: &str, timeout: Duration, mut cond: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !cond().await {
         if tokio::time::Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
