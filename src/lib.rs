@@ -1,5 +1,6 @@
 //! consthash: a consistent-hashing line proxy for graphite and statsd metrics.
 
+pub mod accumulator;
 pub mod api;
 pub mod app;
 pub mod backend;
@@ -11,3 +12,4 @@ pub mod section;
 pub mod selfstats;
 pub mod splitter;
 pub mod telemetry;
+pub mod writer;
