@@ -6,6 +6,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod line;
+pub mod prereg;
 pub mod listener;
 pub mod ring;
 pub mod section;

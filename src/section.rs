@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
+use crate::accumulator::input::AccInput;
 use crate::backend::{Backend, RingSet};
+use crate::prereg::{Action, PreReg};
 use crate::line::Batch;
 use crate::listener::framing::Framed;
 use crate::splitter::{Scratch, Splitter};
@@ -25,7 +27,13 @@ pub struct Section {
     /// The listen URL as shown in stats, or `BACKEND-ONLY`.
     pub listening: String,
     pub splitter: Splitter,
+    /// This section's index in the process's section list.
+    pub index: usize,
     pub backend: Arc<Backend>,
+    /// Every section's backend, by section index (redirect targets).
+    pub backends: Vec<Arc<Backend>>,
+    pub prereg: Option<PreReg>,
+    pub accumulator: Option<Arc<AccInput>>,
     pub stats: SectionStats,
     pub max_line_length: usize,
     /// Input back-pressure threshold (spec §5.3).
@@ -59,6 +67,10 @@ impl Section {
             name: name.to_string(),
             listening,
             splitter,
+            index: 0,
+            backends: vec![backend.clone()],
+            prereg: None,
+            accumulator: None,
             backend,
             stats: SectionStats::default(),
             max_line_length,
@@ -87,6 +99,23 @@ impl Section {
     /// A copy of the recently routed keys (at most [`RECENT_KEYS`]).
     pub fn recent_keys(&self) -> Vec<Vec<u8>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner()).slots.clone()
+    }
+
+    /// Places the section at `index` among `backends` (every section's backend), with its PreReg rules and the
+    /// input of its accumulator.
+    pub fn with_routing(
+        mut self,
+        index: usize,
+        backends: Vec<Arc<Backend>>,
+        prereg: Option<PreReg>,
+        accumulator: Option<Arc<AccInput>>,
+    ) -> Section {
+        self.stats.redirected_to = (0..backends.len()).map(|_| Default::default()).collect();
+        self.index = index;
+        self.backends = backends;
+        self.prereg = prereg;
+        self.accumulator = accumulator;
+        self
     }
 
     /// Waits while the section holds more read-but-unrouted bytes than `max_read_buffer_size`.
@@ -121,6 +150,19 @@ struct Out {
     lines: usize,
 }
 
+impl Out {
+    fn push(&mut self, line: &[u8]) {
+        self.buf.reserve(line.len() + 1);
+        self.buf.extend_from_slice(line);
+        self.buf.extend_from_slice(b"\n");
+        self.lines += 1;
+    }
+
+    fn take(&mut self) -> Batch {
+        Batch { data: self.buf.split().freeze(), lines: std::mem::take(&mut self.lines) }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     all: u64,
@@ -128,16 +170,41 @@ struct Counts {
     invalid: [u64; 4],
     copies: u64,
     no_server: u64,
+    rejected: u64,
+    /// Redirected lines by target section index.
+    redirected: Vec<u64>,
+    accumulated: u64,
     last_invalid: Option<(InvalidReason, Vec<u8>)>,
 }
 
-/// Routes the lines of one listener task (connection, datagram socket, HTTP request) of a section.
-pub struct Router {
-    section: Arc<Section>,
-    scratch: Scratch,
-    rings: Arc<RingSet>,
+/// The outgoing buffers of one target section (the own one, or a redirect target).
+#[derive(Debug, Default)]
+struct TargetOut {
+    /// Loaded at the first line of a read, dropped at flush.
+    rings: Option<Arc<RingSet>>,
     outs: Vec<Out>,
     touched: Vec<u32>,
+}
+
+/// Where the lines a router sees come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A listener of the section: counted as input, PreReg and accumulator apply.
+    Listener,
+    /// Accumulator output into the section: straight to its rings, bypassing its PreReg and accumulator.
+    Bypass,
+}
+
+/// Routes the lines of one task (a connection, the datagram socket, an HTTP request, an accumulator flush).
+pub struct Router {
+    section: Arc<Section>,
+    splitter: Splitter,
+    mode: Mode,
+    scratch: Scratch,
+    /// By section index.
+    targets: Vec<TargetOut>,
+    touched_targets: Vec<usize>,
+    to_accumulator: Out,
     ids: Vec<u32>,
     counts: Counts,
     /// The first key of the current read, offered to the section's sample of recent keys at flush.
@@ -145,16 +212,31 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router for a listener of `section`.
     pub fn new(section: Arc<Section>) -> Router {
+        let splitter = section.splitter.clone();
+        Router::with(section, splitter, Mode::Listener)
+    }
+
+    /// A router into `section` that splits with `splitter` (the accumulator's output splitter) and bypasses the
+    /// section's PreReg and accumulator.
+    pub fn bypass(section: Arc<Section>, splitter: Splitter) -> Router {
+        Router::with(section, splitter, Mode::Bypass)
+    }
+
+    fn with(section: Arc<Section>, splitter: Splitter, mode: Mode) -> Router {
+        let n = section.backends.len().max(section.index + 1);
         Router {
-            scratch: section.splitter.scratch(),
-            rings: section.backend.load(),
-            section,
-            outs: Vec::new(),
-            touched: Vec::new(),
+            scratch: splitter.scratch(),
+            splitter,
+            mode,
+            targets: (0..n).map(|_| TargetOut::default()).collect(),
+            touched_targets: Vec::new(),
+            to_accumulator: Out::default(),
             ids: Vec::new(),
-            counts: Counts::default(),
+            counts: Counts { redirected: vec![0; n], ..Counts::default() },
             sample: Vec::new(),
+            section,
         }
     }
 
@@ -169,7 +251,7 @@ impl Router {
             Framed::Line(l) => l,
             Framed::TooLong => return self.invalid(InvalidReason::TooLong, b""),
         };
-        let split = match self.section.splitter.split(line, &mut self.scratch) {
+        let split = match self.splitter.split(line, &mut self.scratch) {
             Ok(s) => s,
             Err(e) => return self.invalid(InvalidReason::Split(e), line),
         };
@@ -177,24 +259,49 @@ impl Router {
         if self.sample.is_empty() {
             self.sample.extend_from_slice(split.key);
         }
-        for ring in &self.rings.rings {
-            ring.get_n(split.key, self.rings.replicas, &mut self.ids);
+        let s = &*self.section;
+        let action = match (&s.prereg, self.mode) {
+            (Some(p), Mode::Listener) => p.route(split.key),
+            _ => Action::Own,
+        };
+        let target = match action {
+            Action::Reject => {
+                self.counts.rejected += 1;
+                return;
+            }
+            Action::Redirect(i) => {
+                self.counts.redirected[i] += 1;
+                i
+            }
+            Action::Own => match (&s.accumulator, self.mode) {
+                (Some(_), Mode::Listener) => {
+                    self.to_accumulator.push(split.line);
+                    self.counts.accumulated += 1;
+                    return;
+                }
+                _ => s.index,
+            },
+        };
+        let Some(backend) = s.backends.get(target) else { return };
+        let t = &mut self.targets[target];
+        if t.rings.is_none() && t.touched.is_empty() {
+            self.touched_targets.push(target);
+        }
+        let rings = t.rings.get_or_insert_with(|| backend.load());
+        for ring in &rings.rings {
+            ring.get_n(split.key, rings.replicas, &mut self.ids);
             if self.ids.is_empty() {
                 self.counts.no_server += 1;
             }
             for &id in &self.ids {
                 let i = id as usize;
-                if i >= self.outs.len() {
-                    self.outs.resize_with(i + 1, Out::default);
+                if i >= t.outs.len() {
+                    t.outs.resize_with(i + 1, Out::default);
                 }
-                let out = &mut self.outs[i];
-                if out.lines == 0 {
-                    self.touched.push(id);
+                if t.outs[i].lines == 0 {
+                    t.touched.push(id);
                 }
-                out.buf.reserve(split.line.len() + 1);
-                out.buf.extend_from_slice(split.line);
-                out.buf.extend_from_slice(b"\n");
-                out.lines += 1;
+                t.outs[i].push(split.line);
                 self.counts.copies += 1;
             }
         }
@@ -207,44 +314,60 @@ impl Router {
         }
     }
 
-    /// Hands every buffered batch to its destination queue (waiting for room with `wait`, spec §8.3), publishes
-    /// the counters, and picks up the latest ring snapshot for the next read. Returns the number of valid lines
-    /// routed since the previous flush.
+    /// Hands every buffered batch to its destination queue or the accumulator (waiting for room with `wait`, spec
+    /// §8.3), publishes the counters, and lets the next read pick up the latest ring snapshots. Returns the number
+    /// of valid lines routed since the previous flush.
     pub async fn flush(&mut self, wait: bool) -> u64 {
         let valid = self.publish_counts();
         if !self.sample.is_empty() {
             self.section.sample_key(&self.sample);
             self.sample.clear();
         }
-        for id in std::mem::take(&mut self.touched) {
-            let out = &mut self.outs[id as usize];
-            let batch = Batch {
-                data: out.buf.split().freeze(),
-                lines: std::mem::take(&mut out.lines),
-            };
-            if let Some(dest) = self.rings.dests.get(id as usize) {
-                dest.push(batch, wait).await;
+        for ti in std::mem::take(&mut self.touched_targets) {
+            let t = &mut self.targets[ti];
+            let Some(rings) = t.rings.take() else { continue };
+            for id in std::mem::take(&mut t.touched) {
+                let batch = t.outs[id as usize].take();
+                if let Some(dest) = rings.dests.get(id as usize) {
+                    dest.push(batch, wait).await;
+                }
             }
         }
-        self.rings = self.section.backend.load();
+        if self.to_accumulator.lines > 0 {
+            let batch = self.to_accumulator.take();
+            if let Some(acc) = &self.section.accumulator {
+                acc.push(batch, wait).await;
+            }
+        }
         valid
     }
 
     fn publish_counts(&mut self) -> u64 {
-        let c = std::mem::take(&mut self.counts);
+        let mut c = std::mem::take(&mut self.counts);
+        self.counts.redirected = vec![0; c.redirected.len()];
         let s = &self.section.stats;
         if c.all == 0 {
             return 0;
         }
-        s.all_lines.fetch_add(c.all, Relaxed);
-        s.valid_lines.fetch_add(c.valid, Relaxed);
-        s.worker_lines.fetch_add(c.copies, Relaxed);
-        for (total, n) in s.invalid_lines.iter().zip(c.invalid) {
-            if n > 0 {
-                total.fetch_add(n, Relaxed);
+        if self.mode == Mode::Listener {
+            s.all_lines.fetch_add(c.all, Relaxed);
+            s.valid_lines.fetch_add(c.valid, Relaxed);
+            for (total, n) in s.invalid_lines.iter().zip(c.invalid) {
+                if n > 0 {
+                    total.fetch_add(n, Relaxed);
+                }
             }
         }
-        if let Some((reason, line)) = c.last_invalid {
+        s.worker_lines.fetch_add(c.copies, Relaxed);
+        s.rejected_lines.fetch_add(c.rejected, Relaxed);
+        s.accumulated_lines.fetch_add(c.accumulated, Relaxed);
+        for (i, n) in c.redirected.iter().enumerate().filter(|(_, n)| **n > 0) {
+            s.redirected_lines.fetch_add(*n, Relaxed);
+            if let Some(per) = s.redirected_to.get(i) {
+                per.fetch_add(*n, Relaxed);
+            }
+        }
+        if let Some((reason, line)) = c.last_invalid.take() {
             if let Some(suppressed) = self.section.invalid_log.allow() {
                 let what = match reason {
                     InvalidReason::TooLong => "line longer than max_line_length",

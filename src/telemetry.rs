@@ -80,6 +80,10 @@ pub struct SectionStats {
     /// Lines a PreReg rule rejected / redirected to another section.
     pub rejected_lines: AtomicU64,
     pub redirected_lines: AtomicU64,
+    /// Redirected lines by target section index.
+    pub redirected_to: Vec<AtomicU64>,
+    /// Lines handed to the section's accumulator.
+    pub accumulated_lines: AtomicU64,
     pub bytes_read: AtomicU64,
     pub connections: AtomicU64,
     pub connections_open: AtomicU64,

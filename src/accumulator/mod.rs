@@ -57,3 +57,4 @@ pub struct StatRepr {
     pub mean: f64,
     pub count: u64,
 }
+pub mod input;
