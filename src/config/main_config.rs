@@ -10,7 +10,7 @@ use super::duration::fmt_duration;
 use super::url::{trim_url, DestUrl, IpCidr, Listen};
 use super::value::{check_keys, parse_toml, top_level_order, type_error, Diag, IntUnit, Tbl};
 use super::ConfigErrors;
-use crate::ring::{Elter, HasherAlgo, RingSpec};
+use crate::ring::{default_hashkey, validate_hashkey, Elter, HasherAlgo, RingKind, RingSpec};
 
 /// The validated main config.
 #[derive(Clone, Debug)]
@@ -62,12 +62,14 @@ pub struct Section {
     pub msg_regex: Option<regex::bytes::Regex>,
     /// One per `[[<name>.servers]]` block, in file order; never empty.
     pub rings: Vec<RingConfig>,
-    /// For the consthash ring family. For a peer algorithm (`hasher_algo_name`) `algo` is `Crc32` and unused.
+    /// `kind` selects the ring (spec §7.4); `algo`/`elter`/`vnodes` are for the consthash family only
+    /// (for a peer ring `algo` is `Crc32` and unused).
     pub ring_spec: RingSpec,
     /// `hasher_algo` as written (inherited or `crc32`).
     pub hasher_algo_name: String,
     /// Already capped at the smallest ring size (with a warning).
     pub num_dupe_replicas: usize,
+    /// carbon_ch's DIVERSE_REPLICAS; also in `ring_spec.kind` for `carbon_ch`.
     pub diverse_replicas: bool,
     pub cache_items: usize,
     pub heartbeat_time_delay: Duration,
@@ -388,13 +390,14 @@ impl Settings {
         let algo_tbl = from("hasher_algo");
         let hasher_algo = algo_tbl.str(d, "hasher_algo").unwrap_or_else(|| "crc32".to_string());
         let hasher_algo_path = algo_tbl.path_of("hasher_algo");
-        let peer = PEER_ALGOS.contains(&hasher_algo.as_str());
+        let diverse_replicas = from("diverse_replicas").bool(d, "diverse_replicas").unwrap_or(true);
+        let kind = match RingKind::parse(&hasher_algo) {
+            Some(RingKind::CarbonCh { .. }) => RingKind::CarbonCh { diverse_replicas },
+            Some(k) => k,
+            None => RingKind::ConstHash,
+        };
+        let peer = kind.is_peer();
         let algo = if peer {
-            // Never route with another ring than the one the user named without saying so.
-            d.warn(
-                &hasher_algo_path,
-                format!("exact peer ring \"{hasher_algo}\" is not available in this version, using crc32"),
-            );
             HasherAlgo::Crc32
         } else {
             HasherAlgo::parse(&hasher_algo).unwrap_or_else(|| {
@@ -464,9 +467,14 @@ impl Settings {
             .unwrap_or_else(|| read_buffer_size.saturating_mul(1000));
         Settings {
             hasher_algo,
-            ring_spec: RingSpec { algo, elter, vnodes },
+            ring_spec: RingSpec {
+                algo,
+                elter,
+                vnodes,
+                kind,
+            },
             num_dupe_replicas: us(d, "num_dupe_replicas", 1).max(1),
-            diverse_replicas: from("diverse_replicas").bool(d, "diverse_replicas").unwrap_or(true),
+            diverse_replicas,
             cache_items: us(d, "cache_items", 10_000),
             heartbeat_time_delay: dur(d, "heartbeat_time_delay", IntUnit::Secs, Duration::from_secs(30)),
             heartbeat_time_timeout: dur(d, "heartbeat_time_timeout", IntUnit::Secs, Duration::from_secs(5)),
@@ -558,7 +566,7 @@ fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Sectio
     }
 
     let s = Settings::resolve(d, sec, def);
-    let rings = parse_rings(d, sec, &s.hasher_algo);
+    let rings = parse_rings(d, sec, &s.ring_spec.kind);
 
     if s.heartbeat_time_delay < 2 * s.heartbeat_time_timeout {
         d.error(
@@ -628,7 +636,7 @@ fn parse_urls(d: &mut Diag, ring: Tbl, key: &str) -> Option<Vec<DestUrl>> {
     Some(out)
 }
 
-fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
+fn parse_rings(d: &mut Diag, sec: Tbl, kind: &RingKind) -> Vec<RingConfig> {
     let servers_path = sec.path_of("servers");
     let Some(blocks) = sec.table_array(d, "servers") else {
         if !sec.has("servers") {
@@ -645,7 +653,7 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
             format!("required: at least one [[{servers_path}]] block"),
         );
     }
-    let peer = PEER_ALGOS.contains(&algo);
+    let peer = kind.is_peer();
     let mut rings = Vec::new();
     for (i, t) in blocks {
         let path = format!("{servers_path}[{i}]");
@@ -681,14 +689,30 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
             }
         };
         let hashkeys = match ring.str_array(d, "hashkeys") {
-            None => servers
-                .iter()
-                .map(|s| match (peer, s.host_port()) {
-                    (true, Some(hp)) => hp,
-                    _ => s.raw.clone(),
-                })
-                .collect(),
+            None => {
+                let keys: Vec<String> = servers
+                    .iter()
+                    .map(|s| match (peer, s.host_port()) {
+                        (true, Some(hp)) => default_hashkey(kind, &hp),
+                        _ => s.raw.clone(),
+                    })
+                    .collect();
+                for (j, k) in keys.iter().enumerate() {
+                    if let Err(e) = validate_hashkey(kind, k) {
+                        d.error(
+                            &format!("{}[{j}]", ring.path_of("servers")),
+                            format!("no valid default hashkey, set hashkeys: {e}"),
+                        );
+                    }
+                }
+                keys
+            }
             Some(h) => {
+                for (j, k) in h.iter().enumerate() {
+                    if let Err(e) = validate_hashkey(kind, k) {
+                        d.error(&format!("{}[{j}]", ring.path_of("hashkeys")), e);
+                    }
+                }
                 if h.len() != servers.len() {
                     d.error(
                         &ring.path_of("hashkeys"),
@@ -703,6 +727,26 @@ fn parse_rings(d: &mut Diag, sec: Tbl, algo: &str) -> Vec<RingConfig> {
                 h
             }
         };
+        if let RingKind::CarbonCh { .. } = kind {
+            // carbon keys its ring by (host, instance) only: two members there would be one node.
+            let nodes: Vec<_> = hashkeys
+                .iter()
+                .map(|k| crate::ring::member::parse_carbon(k).ok().map(|m| (m.host, m.instance)))
+                .collect();
+            for (j, n) in nodes.iter().enumerate() {
+                if let Some((host, inst)) = n {
+                    if nodes[..j].contains(n) {
+                        d.error(
+                            &format!("{}[{j}]", ring.path_of("hashkeys")),
+                            format!(
+                                "carbon_ch node (host \"{host}\", instance {}) already configured; give members on one host distinct instances",
+                                inst.map_or("None".to_string(), |i| format!("\"{i}\""))
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         rings.push(RingConfig {
             servers,
             check_servers,
@@ -766,10 +810,7 @@ msg_type = "statsd"
     #[test]
     fn config_main_spec_example_loads() {
         let c = load(EXAMPLE);
-        assert_eq!(
-            c.warnings,
-            ["relay.toml: statsd-relay.hasher_algo: exact peer ring \"statsd_hashring\" is not available in this version, using crc32"]
-        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let names: Vec<_> = c.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["graphite-relay", "statsd-relay", "aux"]);
         assert_eq!(
@@ -783,20 +824,14 @@ msg_type = "statsd"
         assert_eq!(g.rings[0].hashkeys[1], "('10.0.1.2', 'b')");
         assert_eq!(g.rings[1].hashkeys, ["tcp://10.9.1.1:2004"]);
         assert_eq!(g.rings[1].check_servers, g.rings[1].servers);
-        assert_eq!(
-            g.ring_spec,
-            RingSpec {
-                algo: HasherAlgo::Md5,
-                elter: Elter::Graphite,
-                vnodes: 100
-            }
-        );
+        assert_eq!(g.ring_spec, RingSpec::consthash(HasherAlgo::Md5, Elter::Graphite, 100));
         assert_eq!(g.heartbeat_time_delay, Duration::from_secs(60));
         assert_eq!(g.heartbeat_time_timeout, Duration::from_secs(2));
         assert_eq!(g.server_down_policy, DownPolicy::RemoveNode);
         let s = &c.sections[1];
         assert_eq!(s.hasher_algo_name, "statsd_hashring");
         assert_eq!(s.ring_spec.algo, HasherAlgo::Crc32);
+        assert_eq!(s.ring_spec.kind, RingKind::StatsdHashring);
         assert_eq!(s.rings[0].hashkeys, ["10.0.0.1:8126", "10.0.0.2:8126"]);
         assert_eq!(s.rings[0].check_servers[1].raw, "tcp://10.0.0.2:8127");
         assert_eq!(c.sections[2].listen, Listen::BackendOnly);
@@ -814,14 +849,7 @@ msg_type = "statsd"
         let s = &c.sections[0];
         assert_eq!(s.listen, Listen::Tcp("127.0.0.1:6000".into()));
         assert_eq!(s.hasher_algo_name, "crc32");
-        assert_eq!(
-            s.ring_spec,
-            RingSpec {
-                algo: HasherAlgo::Crc32,
-                elter: Elter::Graphite,
-                vnodes: 4
-            }
-        );
+        assert_eq!(s.ring_spec, RingSpec::consthash(HasherAlgo::Crc32, Elter::Graphite, 4));
         assert_eq!(s.num_dupe_replicas, 1);
         assert!(s.diverse_replicas);
         assert_eq!(s.cache_items, 10_000);
@@ -895,11 +923,7 @@ servers = ["http://127.0.0.1:8080/in"]
         assert_eq!(two.hasher_algo_name, "nodejs-hashring");
         assert_eq!(
             two.ring_spec,
-            RingSpec {
-                algo: HasherAlgo::NodejsHashring,
-                elter: Elter::Statsd,
-                vnodes: 40
-            }
+            RingSpec::consthash(HasherAlgo::NodejsHashring, Elter::Statsd, 40)
         );
         assert_eq!(two.sending_method, SendingMethod::Single);
         assert_eq!(two.max_read_buffer_size, 10_000);
@@ -1005,30 +1029,105 @@ servers = ["tcp://h:1"]
                 "relay.toml: a.pid_file: only read from [default]; no effect here",
                 "relay.toml: a.hasher_replicas: legacy key ignored (no effect)",
                 "relay.toml: a.hasher_algo: unknown hasher_algo \"crc23\", using crc32",
-                "relay.toml: b.hasher_algo: exact peer ring \"carbon_ch\" is not available in this version, using crc32",
                 "relay.toml: b.hasher_vnodes: ignored by hasher_algo \"carbon_ch\"",
             ]
         );
         assert_eq!(c.sections[0].ring_spec.algo, HasherAlgo::Crc32);
         assert_eq!(c.sections[1].hasher_algo_name, "carbon_ch");
         assert_eq!(c.sections[1].rings[0].hashkeys, ["h:1"]);
+        assert_eq!(
+            c.sections[1].ring_spec.kind,
+            RingKind::CarbonCh { diverse_replicas: true }
+        );
     }
 
     #[test]
-    fn config_main_peer_algos_warn_until_implemented() {
-        for algo in PEER_ALGOS {
+    fn config_main_peer_algos_select_their_ring() {
+        let kinds = [
+            ("carbon_ch", RingKind::CarbonCh { diverse_replicas: true }),
+            ("carbon_ch_c_relay", RingKind::CarbonChCRelay),
+            ("fnv1a_ch", RingKind::Fnv1aCh),
+            ("jump_fnv1a_ch", RingKind::JumpFnv1aCh),
+            ("statsd_hashring", RingKind::StatsdHashring),
+        ];
+        assert_eq!(PEER_ALGOS.len(), kinds.len());
+        for (algo, kind) in kinds {
+            assert!(PEER_ALGOS.contains(&algo));
             let c = load(&format!(
                 "[default]\nhasher_algo='{algo}'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n"
             ));
-            assert!(
-                c.warnings
-                    .iter()
-                    .any(|w| w.contains("not available") && w.contains(algo)),
-                "{algo}: {:?}",
-                c.warnings
-            );
-            assert_eq!(c.sections[0].hasher_algo_name, *algo);
+            assert!(c.warnings.is_empty(), "{algo}: {:?}", c.warnings);
+            assert_eq!(c.sections[0].hasher_algo_name, algo);
+            assert_eq!(c.sections[0].ring_spec.kind, kind);
+            assert_eq!(c.sections[0].rings[0].hashkeys, ["h:1"]);
         }
+        let c = load("[default]\nhasher_algo='md5'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n");
+        assert_eq!(c.sections[0].ring_spec.kind, RingKind::ConstHash);
+    }
+
+    #[test]
+    fn config_main_diverse_replicas_in_carbon_kind() {
+        let c = load(
+            "[default]\ndiverse_replicas=false\n[a]\nmsg_type='graphite'\nhasher_algo='carbon_ch'\n\
+             [[a.servers]]\nservers=['tcp://h:1','tcp://h:2']\nhashkeys=['h:1:a','h:2:b']\n",
+        );
+        assert_eq!(
+            c.sections[0].ring_spec.kind,
+            RingKind::CarbonCh {
+                diverse_replicas: false
+            }
+        );
+        assert!(!c.sections[0].diverse_replicas);
+    }
+
+    #[test]
+    fn config_main_peer_hashkeys_validated() {
+        let ring = |algo: &str, keys: &str| {
+            format!(
+                "[default]\n[graphite-relay]\nmsg_type='graphite'\nhasher_algo='{algo}'\n[[graphite-relay.servers]]\n\
+                 servers=['tcp://10.0.0.1:2003','tcp://10.0.0.2:2003']\nhashkeys=[{keys}]\n"
+            )
+        };
+        let cases = [
+            (
+                ring("carbon_ch", "'10.0.0.1:2003:a', \"10.0.0.2:2003:it's\""),
+                "relay.toml: graphite-relay.servers[0].hashkeys[1]: invalid carbon_ch member \"10.0.0.2:2003:it's\" (expected host:port[:instance]): instance \"it's\" contains '\\''; quotes, backslashes, spaces, non-ASCII and non-printable characters are not allowed",
+            ),
+            (
+                ring("carbon_ch", "'10.0.0.1:2003', 'nocolon'"),
+                "relay.toml: graphite-relay.servers[0].hashkeys[1]: invalid carbon_ch member \"nocolon\" (expected host:port[:instance]): expected host:port[:instance]",
+            ),
+            (
+                ring("carbon_ch", "'h:2003:a', 'h:2004:a'"),
+                "relay.toml: graphite-relay.servers[0].hashkeys[1]: carbon_ch node (host \"h\", instance \"a\") already configured; give members on one host distinct instances",
+            ),
+            (
+                ring("fnv1a_ch", "'10.0.0.1:2003=a', '10.0.0.2:x'"),
+                "relay.toml: graphite-relay.servers[0].hashkeys[1]: invalid fnv1a_ch member \"10.0.0.2:x\" (expected host[:port][=instance]): invalid port \"x\"",
+            ),
+            (
+                ring("statsd_hashring", "'10.0.0.1:8125', '10.0.0.2'"),
+                "relay.toml: graphite-relay.servers[0].hashkeys[1]: invalid statsd_hashring member \"10.0.0.2\" (expected host:port): expected host:port",
+            ),
+        ];
+        for (text, want) in cases {
+            let errs = errors(&text);
+            assert_eq!(errs, [want], "{text}");
+        }
+        // Forms that are valid per algorithm.
+        load(&ring("carbon_ch", "'10.0.0.1:2003:a', '[2001:db8::1]:2003:b'"));
+        load(&ring("carbon_ch_c_relay", "'10.0.0.1', '10.0.0.2:2004=b'"));
+        load(&ring("jump_fnv1a_ch", "'10.0.0.1=1', '10.0.0.2=2'"));
+        load(&ring("md5", "'any thing', \"('quoted')\""));
+        // A unix destination has no host:port to derive a peer hashkey from.
+        let errs = errors(
+            "[default]\n[a]\nmsg_type='graphite'\nhasher_algo='carbon_ch'\n[[a.servers]]\nservers=['unix:///tmp/x.sock']\n",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("relay.toml: a.servers[0].servers[0]: no valid default hashkey, set hashkeys: "),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ mod tests {
     ];
 
     fn spec(algo: HasherAlgo, elter: Elter, vnodes: usize) -> RingSpec {
-        RingSpec { algo, elter, vnodes }
+        RingSpec::consthash(algo, elter, vnodes)
     }
 
     fn members(list: &[(&str, u32)]) -> Vec<(String, u32)> {
@@ -511,7 +511,7 @@ mod tests {
             HasherAlgo::Mmh3,
         ]);
         let elter = prop::sample::select(vec![Elter::Graphite, Elter::Statsd, Elter::GoConsistent]);
-        (algo, elter, 0usize..40).prop_map(|(algo, elter, vnodes)| RingSpec { algo, elter, vnodes })
+        (algo, elter, 0usize..40).prop_map(|(algo, elter, vnodes)| RingSpec::consthash(algo, elter, vnodes))
     }
 
     /// 1..8 members with distinct hashkeys; ids are their list positions.

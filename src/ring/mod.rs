@@ -13,17 +13,84 @@
 //! - Lookups are deterministic functions of the key and the snapshot, and do not allocate when the
 //!   caller's output vector has capacity.
 //!
-//! Kinds: [`ConsthashRing`] (the consthash family: every [`HasherAlgo`] × [`Elter`] × vnodes,
-//! spec §7.1–§7.3). The exact peer rings of spec §7.4 (carbon_ch, fnv1a_ch, jump_fnv1a_ch,
-//! statsd_hashring) join [`Ring`] as further variants.
+//! Kinds ([`RingKind`], one file each): [`ConsthashRing`] (the consthash family: every
+//! [`HasherAlgo`] × [`Elter`] × vnodes, spec §7.1–§7.3) and the exact peer rings of spec §7.4:
+//! [`CarbonRing`] (carbon's `carbon_ch`), [`CRelayRing`] (carbon-c-relay's `carbon_ch` and
+//! `fnv1a_ch`), [`JumpRing`] (c-relay's `jump_fnv1a_ch`) and [`StatsdHashring`] (statsd proxy.js).
+//! Peer rings take their members' hashkeys in the peer's own syntax (spec §7.5,
+//! [`validate_hashkey`]) and are checked against golden vectors produced by the real programs
+//! (`tests/data/golden/`, `golden_tests.rs`).
 
+mod carbon;
 mod consthash;
+mod crelay;
+#[cfg(test)]
+mod golden_tests;
 pub mod hash;
+mod hashring;
+mod jump;
+pub mod member;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+pub use carbon::CarbonRing;
 pub use consthash::ConsthashRing;
+pub use crelay::{CRelayHash, CRelayRing};
+pub use hashring::StatsdHashring;
+pub use jump::JumpRing;
+pub use member::{default_hashkey, validate_hashkey};
+
+/// Which ring a section uses (`hasher_algo`): the consthash family or one exact peer ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RingKind {
+    /// The consthash family; [`RingSpec::algo`], `elter` and `vnodes` apply.
+    #[default]
+    ConstHash,
+    /// graphite carbon's ring and router (`carbon_ch`); `diverse_replicas` is carbon's
+    /// DIVERSE_REPLICAS.
+    CarbonCh { diverse_replicas: bool },
+    /// carbon-c-relay's `carbon_ch` (`carbon_ch_c_relay`).
+    CarbonChCRelay,
+    /// carbon-c-relay's `fnv1a_ch`.
+    Fnv1aCh,
+    /// carbon-c-relay's `jump_fnv1a_ch`.
+    JumpFnv1aCh,
+    /// statsd proxy.js's npm hashring (`statsd_hashring`).
+    StatsdHashring,
+}
+
+impl RingKind {
+    /// The peer ring for a `hasher_algo` name, or `None` for any other name (a consthash-family
+    /// hasher, or unknown). `carbon_ch` gets carbon's default `diverse_replicas = true`.
+    pub fn parse(name: &str) -> Option<RingKind> {
+        Some(match name {
+            "carbon_ch" => RingKind::CarbonCh { diverse_replicas: true },
+            "carbon_ch_c_relay" => RingKind::CarbonChCRelay,
+            "fnv1a_ch" => RingKind::Fnv1aCh,
+            "jump_fnv1a_ch" => RingKind::JumpFnv1aCh,
+            "statsd_hashring" => RingKind::StatsdHashring,
+            _ => return None,
+        })
+    }
+
+    /// The `hasher_algo` name (`consthash` for the family).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RingKind::ConstHash => "consthash",
+            RingKind::CarbonCh { .. } => "carbon_ch",
+            RingKind::CarbonChCRelay => "carbon_ch_c_relay",
+            RingKind::Fnv1aCh => "fnv1a_ch",
+            RingKind::JumpFnv1aCh => "jump_fnv1a_ch",
+            RingKind::StatsdHashring => "statsd_hashring",
+        }
+    }
+
+    /// True for the exact peer rings.
+    pub fn is_peer(&self) -> bool {
+        !matches!(self, RingKind::ConstHash)
+    }
+}
 
 /// A hash function of the consthash ring family (`hasher_algo`, spec §7.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +177,36 @@ pub fn clean(s: &str) -> Cow<'_, str> {
 /// Everything a ring needs besides its members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingSpec {
+    /// Consthash family only.
     pub algo: HasherAlgo,
+    /// Consthash family only.
     pub elter: Elter,
-    /// Points per member; non-positive values are treated as 1 by the ring.
+    /// Points per member; non-positive values are treated as 1 by the ring. Consthash family only.
     pub vnodes: usize,
+    /// Which ring to build.
+    pub kind: RingKind,
+}
+
+impl RingSpec {
+    /// A consthash-family spec.
+    pub fn consthash(algo: HasherAlgo, elter: Elter, vnodes: usize) -> RingSpec {
+        RingSpec {
+            algo,
+            elter,
+            vnodes,
+            kind: RingKind::ConstHash,
+        }
+    }
+
+    /// A peer-ring spec (the consthash fields hold their defaults and are unused).
+    pub fn peer(kind: RingKind) -> RingSpec {
+        RingSpec {
+            algo: HasherAlgo::Crc32,
+            elter: Elter::Graphite,
+            vnodes: 4,
+            kind,
+        }
+    }
 }
 
 /// A built ring of any kind. Immutable; see the module doc.
@@ -121,57 +214,104 @@ pub struct RingSpec {
 pub enum Ring {
     /// The consthash family (spec §7.1).
     ConstHash(ConsthashRing),
+    /// carbon's `carbon_ch`.
+    Carbon(CarbonRing),
+    /// carbon-c-relay's `carbon_ch` or `fnv1a_ch`.
+    CRelay(CRelayRing),
+    /// carbon-c-relay's `jump_fnv1a_ch`.
+    Jump(JumpRing),
+    /// statsd proxy.js's hashring.
+    Hashring(StatsdHashring),
+}
+
+/// Calls `$body` with the ring of whichever variant `$ring` is.
+macro_rules! each_ring {
+    ($ring:expr, $r:ident => $body:expr) => {
+        match $ring {
+            Ring::ConstHash($r) => $body,
+            Ring::Carbon($r) => $body,
+            Ring::CRelay($r) => $body,
+            Ring::Jump($r) => $body,
+            Ring::Hashring($r) => $body,
+        }
+    };
 }
 
 impl Ring {
-    /// Builds the ring for `spec` from the ordered member list `(hashkey, id)`.
+    /// Builds the ring for `spec` from the ordered member list `(hashkey, id)`. Peer rings expect
+    /// hashkeys valid for their kind ([`validate_hashkey`]).
     pub fn new(spec: &RingSpec, members: &[(String, u32)]) -> Ring {
-        Ring::ConstHash(ConsthashRing::new(spec, members))
+        match spec.kind {
+            RingKind::ConstHash => Ring::ConstHash(ConsthashRing::new(spec, members)),
+            RingKind::CarbonCh { diverse_replicas } => Ring::Carbon(CarbonRing::new(members, diverse_replicas)),
+            RingKind::CarbonChCRelay => Ring::CRelay(CRelayRing::new(CRelayHash::Carbon, members)),
+            RingKind::Fnv1aCh => Ring::CRelay(CRelayRing::new(CRelayHash::Fnv1a, members)),
+            RingKind::JumpFnv1aCh => Ring::Jump(JumpRing::new(members)),
+            RingKind::StatsdHashring => Ring::Hashring(StatsdHashring::new(members)),
+        }
     }
 
     /// The id of the member owning `key`, or `None` for an empty ring.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<u32> {
-        match self {
-            Ring::ConstHash(r) => r.get(key),
-        }
+        each_ring!(self, r => r.get(key))
     }
 
     /// Fills `out` (cleared first) with up to `n` distinct member ids for `key`, the owner first.
     /// Does not allocate when `out` has capacity for `n` ids.
     #[inline]
     pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        match self {
-            Ring::ConstHash(r) => r.get_n(key, n, out),
-        }
+        each_ring!(self, r => r.get_n(key, n, out))
     }
 
     /// The key's position on the ring, for introspection (`/hashcheck`, spec §7.6).
     pub fn position(&self, key: &[u8]) -> u64 {
-        match self {
-            Ring::ConstHash(r) => r.position(key),
-        }
+        each_ring!(self, r => r.position(key))
     }
 
     /// True when the ring has no points (every lookup yields no destination).
     pub fn is_empty(&self) -> bool {
-        match self {
-            Ring::ConstHash(r) => r.is_empty(),
-        }
+        each_ring!(self, r => r.is_empty())
     }
 
-    /// The number of distinct points on the ring.
+    /// The number of points on the ring (distinct points for the consthash family; entries for
+    /// the peer rings, buckets for jump).
     pub fn points(&self) -> usize {
-        match self {
-            Ring::ConstHash(r) => r.points(),
-        }
+        each_ring!(self, r => r.points())
     }
 
     /// The number of distinct member ids the ring was built from.
     pub fn members(&self) -> usize {
-        match self {
-            Ring::ConstHash(r) => r.members(),
-        }
+        each_ring!(self, r => r.members())
+    }
+}
+
+/// Helpers shared by the ring tests.
+#[cfg(test)]
+pub(crate) mod tests_common {
+    /// Spec §7.7 keys K.
+    pub const K: [&str; 10] = [
+        "moo.goo.org",
+        "stats.timers.foo",
+        "servers.main.cpu.load",
+        "servers.main-01.mem.free",
+        "statdtest.house.here",
+        "graphitetest.cow.now.test",
+        "a.b.c",
+        "foo.bar.baz",
+        "consthash.test",
+        "gorets",
+    ];
+
+    pub fn members(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        list.iter().map(|&(k, id)| (k.to_string(), id)).collect()
+    }
+
+    /// Runs a `get_n`-shaped lookup into a fresh vector.
+    pub fn get_n(f: impl Fn(&[u8], usize, &mut Vec<u32>), key: &str, n: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        f(key.as_bytes(), n, &mut out);
+        out
     }
 }
 
@@ -222,11 +362,7 @@ mod tests {
 
     #[test]
     fn ring_delegates() {
-        let spec = RingSpec {
-            algo: HasherAlgo::Crc32,
-            elter: Elter::Graphite,
-            vnodes: 4,
-        };
+        let spec = RingSpec::consthash(HasherAlgo::Crc32, Elter::Graphite, 4);
         let empty = Ring::new(&spec, &[]);
         assert!(empty.is_empty());
         assert_eq!(empty.get(b"k"), None);
@@ -240,5 +376,55 @@ mod tests {
         ring.get_n(b"k", 2, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(Some(out[0]), ring.get(b"k"));
+    }
+
+    #[test]
+    fn ring_kind_names() {
+        for name in [
+            "carbon_ch",
+            "carbon_ch_c_relay",
+            "fnv1a_ch",
+            "jump_fnv1a_ch",
+            "statsd_hashring",
+        ] {
+            let kind = RingKind::parse(name).unwrap();
+            assert_eq!(kind.name(), name);
+            assert!(kind.is_peer());
+        }
+        assert_eq!(
+            RingKind::parse("carbon_ch"),
+            Some(RingKind::CarbonCh { diverse_replicas: true })
+        );
+        assert_eq!(RingKind::parse("md5"), None);
+        assert!(!RingKind::ConstHash.is_peer());
+    }
+
+    #[test]
+    fn every_kind_behind_ring() {
+        let members = tests_common::members(&[("10.0.0.1:2003", 1), ("10.0.0.2:2004", 2), ("10.0.0.3:2005", 3)]);
+        let kinds = [
+            RingKind::CarbonCh { diverse_replicas: true },
+            RingKind::CarbonChCRelay,
+            RingKind::Fnv1aCh,
+            RingKind::JumpFnv1aCh,
+            RingKind::StatsdHashring,
+        ];
+        for kind in kinds {
+            let ring = Ring::new(&RingSpec::peer(kind), &members);
+            assert_eq!(ring.members(), 3, "{kind:?}");
+            let mut out = Vec::with_capacity(3);
+            let ptr = out.as_ptr();
+            for key in tests_common::K {
+                ring.get_n(key.as_bytes(), 3, &mut out);
+                assert_eq!(out.len(), 3, "{kind:?} {key}");
+                assert_eq!(Some(out[0]), ring.get(key.as_bytes()), "{kind:?} {key}");
+                assert_eq!(out.as_ptr(), ptr, "{kind:?} reallocated");
+            }
+            let empty = Ring::new(&RingSpec::peer(kind), &[]);
+            assert!(empty.is_empty());
+            assert_eq!(empty.get(b"k"), None);
+            empty.get_n(b"k", 2, &mut out);
+            assert!(out.is_empty());
+        }
     }
 }

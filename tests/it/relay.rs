@@ -40,11 +40,7 @@ fn servers_toml(sinks: &[&Sink]) -> String {
 
 /// The ring the relay builds for these sinks with the default hasher (crc32/graphite/4, hashkeys = URLs).
 fn default_ring(sinks: &[&Sink]) -> Ring {
-    let spec = RingSpec {
-        algo: HasherAlgo::Crc32,
-        elter: Elter::Graphite,
-        vnodes: 4,
-    };
+    let spec = RingSpec::consthash(HasherAlgo::Crc32, Elter::Graphite, 4);
     let members: Vec<(String, u32)> = sinks.iter().enumerate().map(|(i, s)| (s.url(), i as u32)).collect();
     Ring::new(&spec, &members)
 }
