@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::stats::{History, TICK};
 use crate::backend::{MembershipError, NewMember};
 use crate::config::{DestUrl, IpCidr, Target};
-use crate::ring::Ring;
+use crate::ring::{default_hashkey, validate_hashkey, Ring};
 use crate::section::Section;
 
 /// Synthetic keys used to estimate how much of the key space a dry-run change moves.
@@ -296,11 +296,19 @@ async fn mutate(state: &AdminState, s: &Arc<Section>, add: bool, req: Request<In
                 Ok(u) => u,
             },
         };
-        let hashkey = params
-            .get("hashkey")
-            .filter(|h| !h.is_empty())
-            .cloned()
-            .unwrap_or_else(|| server.raw.clone());
+        // The ring identity: given, or derived from the URL as at start-up (spec §7.5).
+        let kind = s.backend.spec().kind;
+        let hashkey = match params.get("hashkey").filter(|h| !h.is_empty()) {
+            Some(h) => h.clone(),
+            None if kind.is_peer() => match server.host_port() {
+                Some(hp) => default_hashkey(&kind, &hp),
+                None => return bad("Not a valid hashkey: this ring needs a host:port member"),
+            },
+            None => server.raw.clone(),
+        };
+        if let Err(e) = validate_hashkey(&kind, &hashkey) {
+            return bad(&format!("Not a valid hashkey: {e}"));
+        }
         if dry_run {
             let (url, hk) = (server.raw.clone(), hashkey.clone());
             return json_resp(&dry_run_report(s, "addserver", &url, ring, |lists| {

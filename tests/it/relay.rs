@@ -489,3 +489,40 @@ async fn lines_left_at_shutdown_are_counted_as_dropped() {
     assert_eq!(dest.stats.sent_lines.load(Relaxed), 0);
     assert_eq!(dest.queue.depth().0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carbon_ch_relay_places_keys_as_graphite_carbon_does() {
+    // §7.7 A for carbon_ch: hashkeys are carbon DESTINATIONS entries; the sinks listen elsewhere.
+    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nhasher_algo = \"carbon_ch\"\n\
+         num_dupe_replicas = 2\n[[relay.servers]]\n{}\n\
+         hashkeys = [\"192.168.10.200:2003:a\", \"192.168.10.201:2003:b\", \"192.168.10.202:2003:c\"]\n",
+        servers_toml(&refs)
+    ))
+    .await;
+    let vectors: &[(&str, [usize; 2])] = &[
+        ("moo.goo.org", [1, 2]),
+        ("stats.timers.foo", [2, 1]),
+        ("servers.main.cpu.load", [0, 2]),
+        ("servers.main-01.mem.free", [2, 1]),
+        ("statdtest.house.here", [1, 2]),
+        ("graphitetest.cow.now.test", [2, 0]),
+        ("a.b.c", [1, 2]),
+        ("foo.bar.baz", [2, 1]),
+        ("consthash.test", [2, 1]),
+        ("gorets", [1, 0]),
+    ];
+    let lines: Vec<String> = vectors.iter().map(|(k, _)| format!("{k} 1 1700000000")).collect();
+    send_tcp(tcp_addr(&relay, "relay"), &lines).await;
+    wait_until("20 copies", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= 20).await;
+    for (key, members) in vectors {
+        let line = format!("{key} 1 1700000000");
+        let at: Vec<usize> = (0..3).filter(|&i| sinks[i].lines().contains(&line)).collect();
+        let mut want = members.to_vec();
+        want.sort();
+        assert_eq!(at, want, "{key}");
+    }
+    relay.shutdown().await;
+}
