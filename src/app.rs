@@ -1,9 +1,11 @@
 //! Builds the running relay from a validated configuration and owns start-up and shutdown order.
 //!
-//! Start: sections (splitter, rings, destinations), then the senders of every destination (they dial lazily),
-//! then the listeners, last. Shutdown: stop the listeners (connections route what they already read), close the
-//! destination queues, let the senders drain them for up to `shutdown_timeout`, then stop the senders and count
-//! what is left as dropped (`shutdown`).
+//! Start: sections (splitter, PreReg, rings, destinations), then the senders and health checks of every
+//! destination (they dial lazily), the accumulators and their writers, then the listeners, then the admin server.
+//! Shutdown: stop the listeners (connections route what they already read), let the accumulators flush
+//! everything pending and the writers write it, close the destination queues, let the senders drain them for up to
+//! `shutdown_timeout`, then stop the senders and count what is left as dropped (`shutdown`); the admin server and
+//! self-stats stop last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +16,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, stats::History, AdminState};
 use crate::backend::{Backend, DestParams, HealthParams, NewMember, Runtime};
-use crate::config::{Config, Listen, MsgType, Section as SectionConfig};
+use crate::accumulator::bins::Bins;
+use crate::accumulator::clock::Clock;
+use crate::accumulator::task::{Accumulator, Task};
+use crate::config::{AccTarget, Config, Format, Listen, MsgType, PreRegConfig, Section as SectionConfig};
 use crate::listener::{self, Bound};
-use crate::section::Section;
+use crate::prereg::PreReg;
+use crate::section::{Router, Section};
+use crate::writer;
 use crate::selfstats;
 use crate::splitter::{RegexSplitter, Splitter};
 
@@ -29,6 +36,8 @@ pub enum StartError {
         listen: String,
         source: std::io::Error,
     },
+    #[error("accumulator of group {group}: {message}")]
+    Accumulator { group: String, message: String },
     #[error("could not build the HTTP client for outgoing connections: {0}")]
     HttpClient(#[from] reqwest::Error),
 }
@@ -75,6 +84,9 @@ pub struct Relay {
     senders: TaskTracker,
     stop_senders: CancellationToken,
     stop_checks: CancellationToken,
+    accumulators: TaskTracker,
+    stop_accumulators: CancellationToken,
+    writers: TaskTracker,
     /// The admin server and self-stats: stopped last.
     services: TaskTracker,
     stop_services: CancellationToken,
@@ -130,31 +142,68 @@ fn backend_of(s: &SectionConfig) -> Backend {
 }
 
 /// Builds the sections of `config` without starting anything (the relay, and `consthash hashcheck`).
-pub fn build_sections(config: &Config) -> Vec<Arc<Section>> {
-    config
-        .sections
-        .iter()
-        .map(|s| {
-            let listening = match s.listen {
-                Listen::BackendOnly => "BACKEND-ONLY".to_string(),
-                _ => s.listen.url(),
+pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Built, StartError> {
+    let backends: Vec<Arc<Backend>> = config.sections.iter().map(|s| Arc::new(backend_of(s))).collect();
+    let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
+    let mut built = Built { sections: Vec::new(), accumulators: Vec::new() };
+    for (i, s) in config.sections.iter().enumerate() {
+        let group = prereg.and_then(|p| p.group_for(&s.name));
+        let rules = group.map(|g| PreReg::new(g, i, index_of));
+        let mut accumulator = None;
+        if let Some((g, cfg)) = group.and_then(|g| g.accumulator.as_ref().map(|a| (g, a))) {
+            let (acc, input) = Accumulator::new(&s.name, &g.name, cfg.clone(), Clock::new())
+                .map_err(|e| StartError::Accumulator { group: g.name.clone(), message: e })?;
+            let output = match &cfg.backend {
+                AccTarget::Section(name) => index_of(name),
+                AccTarget::Blackhole => None,
             };
-            Arc::new(Section::new(
-                &s.name,
-                listening,
-                splitter_of(s),
-                Arc::new(backend_of(s)),
-                s.max_line_length,
-                s.max_read_buffer_size,
-            ))
-        })
-        .collect()
+            built.accumulators.push(PendingAccumulator { acc: acc.clone(), input, output });
+            accumulator = Some(acc);
+        }
+        let listening = match s.listen {
+            Listen::BackendOnly => "BACKEND-ONLY".to_string(),
+            _ => s.listen.url(),
+        };
+        let section = Section::new(
+            &s.name,
+            listening,
+            splitter_of(s),
+            backends[i].clone(),
+            s.max_line_length,
+            s.max_read_buffer_size,
+        )
+        .with_routing(i, backends.clone(), rules, accumulator);
+        built.sections.push(Arc::new(section));
+    }
+    Ok(built)
+}
+
+/// The sections of a configuration and the accumulators still to start.
+pub struct Built {
+    pub sections: Vec<Arc<Section>>,
+    pub accumulators: Vec<PendingAccumulator>,
+}
+
+/// An accumulator whose task is not running yet.
+pub struct PendingAccumulator {
+    pub acc: Arc<Accumulator>,
+    pub input: tokio::sync::mpsc::Receiver<crate::line::Batch>,
+    /// Index of the section its output goes to (`None` = `BLACKHOLE`).
+    pub output: Option<usize>,
+}
+
+/// The splitter that re-splits an accumulator's output lines.
+fn output_splitter(format: Format) -> Splitter {
+    match format {
+        Format::Graphite => Splitter::Graphite,
+        Format::Statsd => Splitter::Statsd,
+    }
 }
 
 impl Relay {
     /// Starts every section of `config`: senders and health checks, then the listeners, then the admin server
     /// and self-stats. A bind failure stops what was started.
-    pub async fn start(config: &Config) -> Result<Relay, StartError> {
+    pub async fn start(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Relay, StartError> {
         let http = reqwest::Client::builder()
             .connect_timeout(crate::backend::DIAL_TIMEOUT)
             .build()?;
@@ -166,6 +215,9 @@ impl Relay {
             senders: TaskTracker::new(),
             stop_senders: CancellationToken::new(),
             stop_checks: CancellationToken::new(),
+            accumulators: TaskTracker::new(),
+            stop_accumulators: CancellationToken::new(),
+            writers: TaskTracker::new(),
             services: TaskTracker::new(),
             stop_services: CancellationToken::new(),
             shutdown_timeout: config.globals.shutdown_timeout,
@@ -176,9 +228,15 @@ impl Relay {
             stop_checks: relay.stop_checks.clone(),
             http,
         };
-        let sections = build_sections(config);
+        let Built { sections, accumulators } = build_sections(config, prereg)?;
         for section in &sections {
             section.backend.start(runtime.clone());
+        }
+        for pending in accumulators {
+            if let Err(e) = relay.start_accumulator(pending, &sections).await {
+                relay.shutdown().await;
+                return Err(e);
+            }
         }
         for (section, s) in sections.into_iter().zip(&config.sections) {
             let started = listener::start(
@@ -256,6 +314,21 @@ impl Relay {
         Ok(relay)
     }
 
+    async fn start_accumulator(&self, p: PendingAccumulator, sections: &[Arc<Section>]) -> Result<(), StartError> {
+        let cfg = &p.acc.config;
+        let writers = match &cfg.writer {
+            Some(w) => writer::start(&p.acc.group, w, &cfg.times, &self.writers)
+                .await
+                .map_err(|e| StartError::Accumulator { group: p.acc.group.clone(), message: e.to_string() })?,
+            None => Vec::new(),
+        };
+        let output = p.output.and_then(|i| sections.get(i)).map(|s| Router::bypass(s.clone(), output_splitter(cfg.output_format)));
+        let max_line_length = p.output.and_then(|i| sections.get(i)).map_or(usize::MAX, |s| s.max_line_length);
+        let task = Task { acc: p.acc.clone(), input: p.input, output, max_line_length, bins: Bins::new(&cfg.times), writers };
+        self.accumulators.spawn(task.run(self.stop_accumulators.clone()));
+        Ok(())
+    }
+
     pub fn section(&self, name: &str) -> Option<&Arc<Section>> {
         self.sections.iter().find(|(s, _)| s.name == name).map(|(s, _)| s)
     }
@@ -281,6 +354,14 @@ impl Relay {
         self.stop_checks.cancel();
         self.listeners.close();
         self.listeners.wait().await;
+        // accumulators: a final flush of everything pending, into the queues and the writer queues
+        self.stop_accumulators.cancel();
+        self.accumulators.close();
+        self.accumulators.wait().await;
+        self.writers.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.writers.wait()).await.is_err() {
+            tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: records lost");
+        }
         for (s, _) in &self.sections {
             s.backend.close_queues();
         }

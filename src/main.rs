@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         println!("configuration OK: {} section(s)", config.sections.len());
         return ExitCode::SUCCESS;
     }
-    run(config)
+    run(config, prereg)
 }
 
 /// `consthash hashcheck`: one JSON document per key, as `/hashcheck?key=` answers.
@@ -117,7 +117,13 @@ fn hashcheck(path: &Path, keys: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let sections = consthash::app::build_sections(&config);
+    let sections = match consthash::app::build_sections(&config, None) {
+        Ok(built) => built.sections,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     for key in keys {
         println!("{}", consthash::api::hashcheck(&sections, key.as_bytes()));
     }
@@ -139,7 +145,7 @@ fn load(args: &Args) -> Result<(Config, Option<PreRegConfig>), Vec<String>> {
     Ok((config, Some(prereg)))
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
     raise_nofile_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.globals.num_procs > 0 {
@@ -157,7 +163,7 @@ fn run(config: Config) -> ExitCode {
         write_pid_file(p);
     }
     let code = rt.block_on(async move {
-        let relay = match Relay::start(&config).await {
+        let relay = match Relay::start(&config, prereg.as_ref()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}");

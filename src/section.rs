@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::accumulator::input::AccInput;
+use crate::accumulator::task::Accumulator;
 use crate::backend::{Backend, RingSet};
 use crate::prereg::{Action, PreReg};
 use crate::line::Batch;
@@ -33,7 +33,7 @@ pub struct Section {
     /// Every section's backend, by section index (redirect targets).
     pub backends: Vec<Arc<Backend>>,
     pub prereg: Option<PreReg>,
-    pub accumulator: Option<Arc<AccInput>>,
+    pub accumulator: Option<Arc<Accumulator>>,
     pub stats: SectionStats,
     pub max_line_length: usize,
     /// Input back-pressure threshold (spec §5.3).
@@ -101,14 +101,14 @@ impl Section {
         self.recent.lock().unwrap_or_else(|p| p.into_inner()).slots.clone()
     }
 
-    /// Places the section at `index` among `backends` (every section's backend), with its PreReg rules and the
-    /// input of its accumulator.
+    /// Places the section at `index` among `backends` (every section's backend), with its PreReg rules and its
+    /// accumulator.
     pub fn with_routing(
         mut self,
         index: usize,
         backends: Vec<Arc<Backend>>,
         prereg: Option<PreReg>,
-        accumulator: Option<Arc<AccInput>>,
+        accumulator: Option<Arc<Accumulator>>,
     ) -> Section {
         self.stats.redirected_to = (0..backends.len()).map(|_| Default::default()).collect();
         self.index = index;
@@ -336,7 +336,7 @@ impl Router {
         if self.to_accumulator.lines > 0 {
             let batch = self.to_accumulator.take();
             if let Some(acc) = &self.section.accumulator {
-                acc.push(batch, wait).await;
+                acc.input.push(batch, wait).await;
             }
         }
         valid

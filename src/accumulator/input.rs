@@ -2,7 +2,6 @@
 //! section. Stream listeners wait for room (back-pressure); UDP listeners drop and count what does not fit.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -24,7 +23,7 @@ pub struct AccInput {
 }
 
 impl AccInput {
-    pub fn new(section: &str) -> (Arc<AccInput>, mpsc::Receiver<Batch>) {
+    pub fn new(section: &str) -> (AccInput, mpsc::Receiver<Batch>) {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let input = AccInput {
             tx,
@@ -33,7 +32,7 @@ impl AccInput {
             log: RateLimit::default(),
             section: section.to_string(),
         };
-        (Arc::new(input), rx)
+        (input, rx)
     }
 
     pub async fn push(&self, batch: Batch, wait: bool) {

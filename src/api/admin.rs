@@ -184,7 +184,10 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
                     text(StatusCode::OK, "ok")
                 }
                 SectionRoute::Status => text(StatusCode::SERVICE_UNAVAILABLE, "all servers down"),
-                SectionRoute::Accumulator => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
+                SectionRoute::Accumulator => match &s.accumulator {
+                    Some(acc) => json_resp(&acc.report()),
+                    None => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
+                },
                 SectionRoute::Mutate { add } => mutate(state, s, add, req, peer.ip()).await,
             }
         }

@@ -1,6 +1,7 @@
 //! Integration tests: the relay in-process (or the real binary) on 127.0.0.1, real lines over real sockets to
 //! in-test sinks. Every wait is a condition with a deadline.
 
+mod accumulate;
 mod admin;
 mod cli;
 mod relay;
@@ -19,7 +20,15 @@ pub async fn start(toml: &str) -> Relay {
         Ok(c) => c,
         Err(e) => panic!("test config invalid:\n{e}\n---\n{toml}"),
     };
-    Relay::start(&config).await.expect("relay starts")
+    Relay::start(&config, None).await.expect("relay starts")
+}
+
+/// Loads a main config and a PreReg config (panics with every error) and starts the relay.
+pub async fn start_with_prereg(toml: &str, prereg: &str) -> Relay {
+    let config = config::load_main(toml, "test.toml").unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
+    let prereg =
+        config::load_prereg(prereg, "prereg.toml", &config).unwrap_or_else(|e| panic!("test prereg invalid:\n{e}\n---\n{prereg}"));
+    Relay::start(&config, Some(&prereg)).await.expect("relay starts")
 }
 
 pub fn tcp_addr(relay: &Relay, section: &str) -> std::net::SocketAddr {
