@@ -322,6 +322,7 @@ impl Relay {
                 .map_err(|e| StartError::Accumulator { group: p.acc.group.clone(), message: e.to_string() })?,
             None => Vec::new(),
         };
+        let _ = p.acc.writer_stats.set(writers.iter().map(|q| (q.bin_secs(), q.driver(), q.stats().clone())).collect());
         let output = p.output.and_then(|i| sections.get(i)).map(|s| Router::bypass(s.clone(), output_splitter(cfg.output_format)));
         let max_line_length = p.output.and_then(|i| sections.get(i)).map_or(usize::MAX, |s| s.max_line_length);
         let task = Task { acc: p.acc.clone(), input: p.input, output, max_line_length, bins: Bins::new(&cfg.times), writers };

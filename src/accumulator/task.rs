@@ -7,7 +7,7 @@
 //! The aggregation state sits behind a mutex only so that the admin API can read it; the task is its only writer.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -26,7 +26,7 @@ use crate::line::Batch;
 use crate::listener::framing::frame_all;
 use crate::section::Router;
 use crate::telemetry::RateLimit;
-use crate::writer::WriterQueue;
+use crate::writer::{WriterQueue, WriterStats};
 
 /// The aggregation of one accumulator, by input format.
 #[derive(Debug)]
@@ -102,6 +102,8 @@ pub struct Accumulator {
     /// Unix ms of the last base flush (0 before the first).
     last_flush_ms: AtomicU64,
     clock: Clock,
+    /// Per bin: (bin seconds, driver, counters), once the writers started.
+    pub writer_stats: OnceLock<Vec<(u64, &'static str, Arc<WriterStats>)>>,
 }
 
 impl Accumulator {
@@ -121,6 +123,7 @@ impl Accumulator {
             stats: AccStats::default(),
             last_flush_ms: AtomicU64::new(0),
             clock,
+            writer_stats: OnceLock::new(),
         };
         Ok((Arc::new(acc), rx))
     }

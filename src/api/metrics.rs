@@ -5,11 +5,12 @@
 //! (section, proto, reason, destination, ring, state); never from traffic.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::section::Section;
 use crate::telemetry::{DropReason, InvalidReason};
+use crate::writer::WriterStats;
 
 /// Escapes a label value (backslash, double quote, newline).
 fn esc(v: &str) -> String {
@@ -104,6 +105,23 @@ pub fn render(sections: &[std::sync::Arc<Section>], uptime: Duration) -> String 
             f.sample("consthash_accumulator_keys", &[("section", &s.name)], a.keys());
         }
     }
+    let writers = |f: &mut Family<'_>, name: &str, help: &str, pick: fn(&WriterStats) -> &AtomicU64, driver: bool| {
+        f.head(name, counter, help);
+        for s in sections {
+            let Some(a) = &s.accumulator else { continue };
+            for (bin, drv, st) in a.writer_stats.get().into_iter().flatten() {
+                let bin = bin.to_string();
+                let mut labels = vec![("group", a.group.as_str()), ("bin", bin.as_str())];
+                if driver {
+                    labels.push(("driver", drv));
+                }
+                f.sample(name, &labels, pick(st).load(Relaxed));
+            }
+        }
+    };
+    writers(&mut f, "consthash_writer_records_total", "Records written.", |w| &w.records, true);
+    writers(&mut f, "consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
+    writers(&mut f, "consthash_writer_skipped_flushes_total", "Bin flushes skipped: queue full.", |w| &w.skipped_flushes, false);
     f.head("consthash_lines_sent_total", counter, "Lines written to a destination.");
     for s in sections {
         for d in s.backend.destinations() {
