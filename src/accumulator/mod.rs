@@ -4,6 +4,9 @@
 //! flushed: it renders output lines (to the accumulator's backend section) and one [`Record`] per key that
 //! received samples, which the [`bins`] merge and hand to the writers at their own aligned ticks.
 
+pub mod jsnum;
+pub mod statsd;
+
 /// One key's aggregate over one base interval (spec §9.5).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
