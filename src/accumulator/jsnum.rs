@@ -59,26 +59,8 @@ impl std::fmt::Write for NumBuf {
     }
 }
 
-fn format_js(v: f64, out: &mut NumBuf) {
-    if v.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if v.is_infinite() {
-        out.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    if v == 0.0 {
-        out.push(b'0');
-        return;
-    }
-    // Shortest round-trip digits from Rust: "-d.ddde-x".
-    let mut e = NumBuf::new();
-    if write!(e, "{:e}", v.abs()).is_err() {
-        out.push(b'0');
-        return;
-    }
-    let s = &e.b[..e.len];
+/// `d.ddde-x` (Rust's `{:e}`) → (digits, digit count, decimal exponent x).
+fn split_exp(s: &[u8]) -> ([u8; 24], usize, i32) {
     let epos = s.iter().position(|&c| c == b'e').unwrap_or(s.len());
     let mut digits = [0u8; 24];
     let mut k = 0;
@@ -97,8 +79,36 @@ fn format_js(v: f64, out: &mut NumBuf) {
             _ => {}
         }
     }
-    if neg_exp {
-        exp = -exp;
+    (digits, k, if neg_exp { -exp } else { exp })
+}
+
+fn format_js(v: f64, out: &mut NumBuf) {
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    if v == 0.0 {
+        out.push(b'0');
+        return;
+    }
+    // Shortest round-trip digits from Rust: "d.ddde-x".
+    let mut e = NumBuf::new();
+    if write!(e, "{:e}", v.abs()).is_err() {
+        out.push(b'0');
+        return;
+    }
+    let (mut digits, mut k, mut exp) = split_exp(&e.b[..e.len]);
+    if k >= 16 {
+        // Among several shortest candidates Rust may pick either neighbour of an exact tie; JavaScript takes the
+        // closest, ties to even: that is the k-digit correct rounding, which Rust's exact mode computes.
+        let mut e = NumBuf::new();
+        if write!(e, "{:.*e}", k - 1, v.abs()).is_ok() {
+            (digits, k, exp) = split_exp(&e.b[..e.len]);
+        }
     }
     let digits = &digits[..k];
     let k = k as i32;
@@ -270,6 +280,8 @@ mod tests {
             (-1e-7, "-1e-7"),
             (123.456, "123.456"),
             (2.0 / 1.5, "1.3333333333333333"),
+            // An exact tie between two shortest candidates: JavaScript takes the even one.
+            (f64::from_bits(0x431b658f5697721d), "1927872669670535.2"),
         ];
         for &(v, want) in cases {
             assert_eq!(js(v), want, "js_number({v:e})");
