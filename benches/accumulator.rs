@@ -75,7 +75,13 @@ fn bench_flush(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(20));
     g.bench_function("graphite", |b| {
         b.iter_batched(
-            || (filled(&input, 2), Vec::with_capacity(64 << 20), Vec::with_capacity(1 << 20)),
+            || {
+                (
+                    filled(&input, 2),
+                    Vec::with_capacity(64 << 20),
+                    Vec::with_capacity(1 << 20),
+                )
+            },
             |(mut a, mut out, mut records)| {
                 black_box(a.flush(10.0, 1_700_000_000, Format::Graphite, &mut out, &mut records));
                 (a, out, records)

@@ -95,6 +95,22 @@ fn format_js(v: f64, out: &mut NumBuf) {
         out.push(b'0');
         return;
     }
+    if v.fract() == 0.0 && v.abs() < 9007199254740992.0 {
+        // Integers below 2^53 are their own shortest digits.
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        let mut n = v.abs() as u64;
+        while n > 0 {
+            i -= 1;
+            d[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        d[i..].iter().for_each(|&c| out.push(c));
+        return;
+    }
     // Shortest round-trip digits from Rust: "d.ddde-x".
     let mut e = NumBuf::new();
     if write!(e, "{:e}", v.abs()).is_err() {
@@ -156,6 +172,9 @@ pub(crate) fn js_trim(s: &str) -> &str {
 
 /// JavaScript `Number(s)`; `None` where it is NaN.
 pub fn js_parse_number(s: &str) -> Option<f64> {
+    if let Some(v) = fast_decimal(s.as_bytes()) {
+        return Some(v);
+    }
     let s = js_trim(s);
     if s.is_empty() {
         return Some(0.0);
@@ -185,6 +204,40 @@ pub fn js_parse_number(s: &str) -> Option<f64> {
     }
     // The grammar is checked above; Rust's parser is correctly rounded for any length.
     s.parse::<f64>().ok()
+}
+
+/// The common `123`, `-4.25`: at most 15 significant digits and no exponent, where m / 10^f is exact-then-rounded
+/// once (Clinger's fast path), so equal to the correctly rounded value.
+#[inline]
+fn fast_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, b) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let mut m: u64 = 0;
+    let mut digits = 0;
+    let mut frac: Option<usize> = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if frac.is_none() && i > 0 && i + 1 < b.len() => frac = Some(b.len() - i - 1),
+            _ => return None,
+        }
+    }
+    if digits > 15 {
+        return None;
+    }
+    let v = m as f64 / POW10[frac.unwrap_or(0)];
+    Some(if neg { -v } else { v })
 }
 
 /// StrUnsignedDecimalLiteral without `Infinity`: `1`, `1.`, `.5`, `1.5e-3`.
