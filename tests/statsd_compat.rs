@@ -711,3 +711,90 @@ fn js_number_and_parse_match_node() {
     }
     let _ = std::io::stdout().flush();
 }
+
+/// The spec's parse examples and statsd's quirks: raw vs trimmed types, whitespace values, literals, rate forms.
+#[test]
+fn parse_edge_cases() {
+    check(Scenario::new(
+        "parse-edges",
+        &[
+            "k1:1|c",
+            "k2:1|ms",
+            "k3:3|ms|@0.01",
+            "k4:1|h",
+            "k5:1|g",
+            "k5:+1|g",
+            "k6:-5|g",
+            "u:abc|s",
+            "k7:1|c:2|c",
+            "k8:1",
+            "k9:3|ms|@gg",
+            "k10:-1|ms",
+            "k11:abc|c",
+            "k12:1|c|0.1",
+            "w1:-1| ms",
+            "w2:5| s",
+            "w3:2| g:+3| g",
+            "w4:1|c |@0.5",
+            "h1:0x1F|g",
+            "h2:0o17|c",
+            "h3:0b101|ms",
+            "h4:1e-3|c",
+            "h5:.5|c",
+            "h6:5.|c",
+            "h7:-0|g",
+            "h8:   |c",
+            "h9:1\u{2003}|c",
+            "h10:-0|ms",
+            "r1:1|c|@1.5e1",
+            "r2:1|ms|@0.5",
+            "r3:1|c|@5.",
+            "r4:1|c|@0.5|@0.1",
+            ":5|c",
+            "e1:1|c|@1.2.3",
+            "e2:Infinity|c",
+            "e3:-Infinity|g",
+            "e4:1e400|ms",
+        ],
+    ));
+}
+
+/// Many random lines over a few keys: bit-exact sums with rates, gauge delta order, timer statistics.
+#[test]
+fn random_mix() {
+    let mut x: u64 = 42;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let rates = ["", "|@0.1", "|@0.25", "|@0.3", "|@0.5", "|@0.7"];
+    let mut v = Vec::new();
+    for _ in 0..3000 {
+        let r = next();
+        let key = format!("rk{}", r % 23);
+        let val = match (r >> 8) % 4 {
+            0 => format!("{}", (r >> 16) % 1000),
+            1 => format!("{:.2}", ((r >> 16) % 100_000) as f64 / 7.0),
+            2 => format!("-{}", (r >> 16) % 50),
+            _ => format!("{}", ((r >> 16) % 1_000_000) as f64 / 1024.0),
+        };
+        let rate = rates[((r >> 40) % rates.len() as u64) as usize];
+        let line = match (r >> 4) % 4 {
+            0 => format!("{key}.c:{val}|c{rate}"),
+            1 => format!("{key}.t:{}|ms{rate}", val.trim_start_matches('-')),
+            2 if (r >> 50) % 2 == 0 => format!("{key}.g:{val}|g"),
+            2 => format!("{key}.g:+{}|g", val.trim_start_matches('-')),
+            _ => format!("{key}.s:{}|s", (r >> 20) % 40),
+        };
+        v.push(line);
+    }
+    check(Scenario {
+        options: &[("percentThreshold", "50,90,95,99,-5")],
+        statsd_pct: "50,90,95,99,-5",
+        rounds: vec![v],
+        interval_ms: 3000,
+        ..Scenario::new("random-mix", &[])
+    });
+}
