@@ -570,7 +570,11 @@ impl StatsdAccumulator {
 
     /// Folds one framed line (the raw statsd line including its key). Returns (valid value parts, invalid value parts).
     pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
-        let line: Cow<'_, str> = String::from_utf8_lossy(line);
+        // Node decodes the datagram as UTF-8 with replacement characters; validating first is the faster path.
+        let line: Cow<'_, str> = match std::str::from_utf8(line) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let line: &str = &line;
         // 1. `|#` tags: the text between the first and second `|#`.
         let (metric, tags) = match line.find("|#") {
