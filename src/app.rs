@@ -14,18 +14,18 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, stats::History, AdminState};
-use crate::backend::{Backend, DestParams, HealthParams, NewMember, Runtime};
 use crate::accumulator::bins::Bins;
 use crate::accumulator::clock::Clock;
 use crate::accumulator::task::{Accumulator, Task};
+use crate::api::{self, stats::History, AdminState};
+use crate::backend::{Backend, DestParams, HealthParams, NewMember, Runtime};
 use crate::config::{AccTarget, Config, Format, Listen, MsgType, PreRegConfig, Section as SectionConfig};
 use crate::listener::{self, Bound};
 use crate::prereg::PreReg;
 use crate::section::{Router, Section};
-use crate::writer;
 use crate::selfstats;
 use crate::splitter::{RegexSplitter, Splitter};
+use crate::writer;
 
 /// Why the relay could not start (after a valid config: sockets, mostly).
 #[derive(Debug, thiserror::Error)]
@@ -145,19 +145,29 @@ fn backend_of(s: &SectionConfig) -> Backend {
 pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Built, StartError> {
     let backends: Vec<Arc<Backend>> = config.sections.iter().map(|s| Arc::new(backend_of(s))).collect();
     let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
-    let mut built = Built { sections: Vec::new(), accumulators: Vec::new() };
+    let mut built = Built {
+        sections: Vec::new(),
+        accumulators: Vec::new(),
+    };
     for (i, s) in config.sections.iter().enumerate() {
         let group = prereg.and_then(|p| p.group_for(&s.name));
         let rules = group.map(|g| PreReg::new(g, i, index_of));
         let mut accumulator = None;
         if let Some((g, cfg)) = group.and_then(|g| g.accumulator.as_ref().map(|a| (g, a))) {
-            let (acc, input) = Accumulator::new(&s.name, &g.name, cfg.clone(), Clock::new())
-                .map_err(|e| StartError::Accumulator { group: g.name.clone(), message: e })?;
+            let (acc, input) =
+                Accumulator::new(&s.name, &g.name, cfg.clone(), Clock::new()).map_err(|e| StartError::Accumulator {
+                    group: g.name.clone(),
+                    message: e,
+                })?;
             let output = match &cfg.backend {
                 AccTarget::Section(name) => index_of(name),
                 AccTarget::Blackhole => None,
             };
-            built.accumulators.push(PendingAccumulator { acc: acc.clone(), input, output });
+            built.accumulators.push(PendingAccumulator {
+                acc: acc.clone(),
+                input,
+                output,
+            });
             accumulator = Some(acc);
         }
         let listening = match s.listen {
@@ -319,13 +329,34 @@ impl Relay {
         let writers = match &cfg.writer {
             Some(w) => writer::start(&p.acc.group, w, &cfg.times, &self.writers)
                 .await
-                .map_err(|e| StartError::Accumulator { group: p.acc.group.clone(), message: e.to_string() })?,
+                .map_err(|e| StartError::Accumulator {
+                    group: p.acc.group.clone(),
+                    message: e.to_string(),
+                })?,
             None => Vec::new(),
         };
-        let _ = p.acc.writer_stats.set(writers.iter().map(|q| (q.bin_secs(), q.driver(), q.stats().clone())).collect());
-        let output = p.output.and_then(|i| sections.get(i)).map(|s| Router::bypass(s.clone(), output_splitter(cfg.output_format)));
-        let max_line_length = p.output.and_then(|i| sections.get(i)).map_or(usize::MAX, |s| s.max_line_length);
-        let task = Task { acc: p.acc.clone(), input: p.input, output, max_line_length, bins: Bins::new(&cfg.times), writers };
+        let _ = p.acc.writer_stats.set(
+            writers
+                .iter()
+                .map(|q| (q.bin_secs(), q.driver(), q.stats().clone()))
+                .collect(),
+        );
+        let output = p
+            .output
+            .and_then(|i| sections.get(i))
+            .map(|s| Router::bypass(s.clone(), output_splitter(cfg.output_format)));
+        let max_line_length = p
+            .output
+            .and_then(|i| sections.get(i))
+            .map_or(usize::MAX, |s| s.max_line_length);
+        let task = Task {
+            acc: p.acc.clone(),
+            input: p.input,
+            output,
+            max_line_length,
+            bins: Bins::new(&cfg.times),
+            writers,
+        };
         self.accumulators.spawn(task.run(self.stop_accumulators.clone()));
         Ok(())
     }
@@ -360,7 +391,10 @@ impl Relay {
         self.accumulators.close();
         self.accumulators.wait().await;
         self.writers.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.writers.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, self.writers.wait())
+            .await
+            .is_err()
+        {
             tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: records lost");
         }
         for (s, _) in &self.sections {

@@ -33,13 +33,24 @@ impl PreReg {
         let rules = group
             .rules
             .iter()
-            .map(|r| (r.matcher.clone(), if r.reject { Action::Reject } else { target(&r.backend) }))
+            .map(|r| {
+                (
+                    r.matcher.clone(),
+                    if r.reject { Action::Reject } else { target(&r.backend) },
+                )
+            })
             .collect();
-        PreReg { rules, default: target(&group.default_backend) }
+        PreReg {
+            rules,
+            default: target(&group.default_backend),
+        }
     }
 
     pub fn route(&self, key: &[u8]) -> Action {
-        self.rules.iter().find(|(m, _)| m.matches(key)).map_or(self.default, |(_, a)| *a)
+        self.rules
+            .iter()
+            .find(|(m, _)| m.matches(key))
+            .map_or(self.default, |(_, a)| *a)
     }
 }
 
@@ -51,8 +62,18 @@ mod tests {
     #[test]
     fn spec_vectors() {
         // sections: 0 = own ("graphite"), 1 graphite-prefix, 2 graphite-substring, 3 graphite-regex, 4 defaultbackend
-        let names = ["graphite", "graphite-prefix", "graphite-substring", "graphite-regex", "defaultbackend"];
-        let rule = |matcher, reject, backend: &str| Rule { matcher, reject, backend: backend.to_string() };
+        let names = [
+            "graphite",
+            "graphite-prefix",
+            "graphite-substring",
+            "graphite-regex",
+            "defaultbackend",
+        ];
+        let rule = |matcher, reject, backend: &str| Rule {
+            matcher,
+            reject,
+            backend: backend.to_string(),
+        };
         let group = Group {
             name: "g".into(),
             listen_server: "graphite".into(),
@@ -60,7 +81,11 @@ mod tests {
             rules: vec![
                 rule(Matcher::Prefix(b"tester.i".to_vec()), false, "graphite-prefix"),
                 rule(Matcher::Substring(b".am.".to_vec()), true, "graphite-substring"),
-                rule(Matcher::Regex(regex::bytes::Regex::new(r".i.*stat").expect("valid")), false, "graphite-regex"),
+                rule(
+                    Matcher::Regex(regex::bytes::Regex::new(r".i.*stat").expect("valid")),
+                    false,
+                    "graphite-regex",
+                ),
                 rule(Matcher::Noop, false, "defaultbackend"),
             ],
             accumulator: None,
@@ -78,7 +103,11 @@ mod tests {
             name: "g".into(),
             listen_server: "a".into(),
             default_backend: "a".into(),
-            rules: vec![Rule { matcher: Matcher::Prefix(b"x.".to_vec()), reject: false, backend: "b".into() }],
+            rules: vec![Rule {
+                matcher: Matcher::Prefix(b"x.".to_vec()),
+                reject: false,
+                backend: "b".into(),
+            }],
             accumulator: None,
         };
         let p = PreReg::new(&group, 0, |n| ["a", "b"].iter().position(|x| *x == n));

@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 use crate::accumulator::task::Accumulator;
 use crate::backend::{Backend, RingSet};
-use crate::prereg::{Action, PreReg};
 use crate::line::Batch;
 use crate::listener::framing::Framed;
+use crate::prereg::{Action, PreReg};
 use crate::splitter::{Scratch, Splitter};
 use crate::telemetry::{InvalidReason, RateLimit, SectionStats};
 
@@ -159,7 +159,10 @@ impl Out {
     }
 
     fn take(&mut self) -> Batch {
-        Batch { data: self.buf.split().freeze(), lines: std::mem::take(&mut self.lines) }
+        Batch {
+            data: self.buf.split().freeze(),
+            lines: std::mem::take(&mut self.lines),
+        }
     }
 }
 
@@ -234,7 +237,10 @@ impl Router {
             touched_targets: Vec::new(),
             to_accumulator: Out::default(),
             ids: Vec::new(),
-            counts: Counts { redirected: vec![0; n], ..Counts::default() },
+            counts: Counts {
+                redirected: vec![0; n],
+                ..Counts::default()
+            },
             sample: Vec::new(),
             section,
         }

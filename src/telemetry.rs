@@ -197,7 +197,10 @@ where
 
 /// RFC 3339 UTC time of a unix-ms instant: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(unix_ms: u64) -> String {
-    Timestamp(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms)).to_string().replacen(' ', "T", 1) + "Z"
+    Timestamp(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms))
+        .to_string()
+        .replacen(' ', "T", 1)
+        + "Z"
 }
 
 /// UTC wall-clock time as `YYYY-MM-DD HH:MM:SS.mmm`.

@@ -7,6 +7,10 @@
 pub mod bins;
 pub mod clock;
 pub mod graphite;
+pub mod input;
+pub mod jsnum;
+pub mod statsd;
+pub mod task;
 
 /// One key's aggregate over one base interval (spec §9.5).
 #[derive(Clone, Debug, PartialEq)]
@@ -61,4 +65,3 @@ pub struct StatRepr {
     pub mean: f64,
     pub count: u64,
 }
-pub mod input;

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::bins::Bins;
 use super::clock::{tick_secs, Clock};
 use super::graphite::GraphiteAccumulator;
-use super::statsd::StatsdAccumulator;
 use super::input::AccInput;
+use super::statsd::StatsdAccumulator;
 use super::{Record, StatRepr};
 use crate::config::{AccumulatorConfig, Format};
 use crate::line::Batch;
@@ -31,14 +31,14 @@ use crate::writer::{WriterQueue, WriterStats};
 /// The aggregation of one accumulator, by input format.
 #[derive(Debug)]
 pub enum Aggregator {
-    Statsd(StatsdAccumulator),
+    Statsd(Box<StatsdAccumulator>),
     Graphite(GraphiteAccumulator),
 }
 
 impl Aggregator {
     pub fn new(cfg: &AccumulatorConfig) -> Result<Aggregator, String> {
         Ok(match cfg.input_format {
-            Format::Statsd => Aggregator::Statsd(StatsdAccumulator::new(&cfg.options, cfg.keep_keys)?),
+            Format::Statsd => Aggregator::Statsd(Box::new(StatsdAccumulator::new(&cfg.options, cfg.keep_keys)?)),
             Format::Graphite => Aggregator::Graphite(GraphiteAccumulator::new(cfg.keep_keys)),
         })
     }
@@ -54,7 +54,14 @@ impl Aggregator {
         }
     }
 
-    pub fn flush(&mut self, interval: Duration, tick: i64, format: Format, out: &mut Vec<u8>, records: &mut Vec<Record>) -> usize {
+    pub fn flush(
+        &mut self,
+        interval: Duration,
+        tick: i64,
+        format: Format,
+        out: &mut Vec<u8>,
+        records: &mut Vec<Record>,
+    ) -> usize {
         match self {
             Aggregator::Statsd(a) => a.flush(interval.as_secs_f64(), tick, format, out, records),
             Aggregator::Graphite(a) => a.flush(tick, format, out, records),
@@ -181,10 +188,14 @@ pub struct Task {
 
 impl Task {
     pub async fn run(mut self, stop: CancellationToken) {
-        let clock = self.acc.clock.clone();
+        let clock = self.acc.clock;
         let interval = self.acc.config.accumulate_flush;
         let mut base = clock.next_tick(interval);
-        let bin_intervals = if self.writers.is_empty() { Vec::new() } else { self.bins.intervals() };
+        let bin_intervals = if self.writers.is_empty() {
+            Vec::new()
+        } else {
+            self.bins.intervals()
+        };
         let mut bin_ticks: Vec<(Instant, u64)> = bin_intervals.iter().map(|i| clock.next_tick(*i)).collect();
         let invalid_log = RateLimit::default();
         loop {
@@ -242,7 +253,10 @@ impl Task {
     async fn base_flush(&mut self, tick: i64) {
         let (mut out, mut records) = (Vec::new(), Vec::new());
         let cfg = &self.acc.config;
-        let lines = self.acc.state().flush(cfg.accumulate_flush, tick, cfg.output_format, &mut out, &mut records);
+        let lines = self
+            .acc
+            .state()
+            .flush(cfg.accumulate_flush, tick, cfg.output_format, &mut out, &mut records);
         self.acc.last_flush_ms.store(self.acc.clock.now_ms(), Relaxed);
         self.acc.stats.flushes.fetch_add(1, Relaxed);
         self.acc.stats.output_lines.fetch_add(lines as u64, Relaxed);

@@ -81,25 +81,53 @@ pub fn render(sections: &[std::sync::Arc<Section>], uptime: Duration) -> String 
             s.stats.rejected_lines.load(Relaxed),
         );
     }
-    f.head("consthash_lines_redirected_total", counter, "Lines a PreReg rule redirected to another section's rings.");
+    f.head(
+        "consthash_lines_redirected_total",
+        counter,
+        "Lines a PreReg rule redirected to another section's rings.",
+    );
     for s in sections {
         for (i, n) in s.stats.redirected_to.iter().enumerate() {
             if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
-                f.sample("consthash_lines_redirected_total", &[("section", &s.name), ("backend", &b.name)], n.load(Relaxed));
+                f.sample(
+                    "consthash_lines_redirected_total",
+                    &[("section", &s.name), ("backend", &b.name)],
+                    n.load(Relaxed),
+                );
             }
         }
     }
-    f.head("consthash_lines_accumulated_total", counter, "Lines handed to the section's accumulator.");
+    f.head(
+        "consthash_lines_accumulated_total",
+        counter,
+        "Lines handed to the section's accumulator.",
+    );
     for s in sections.iter().filter(|s| s.accumulator.is_some()) {
-        f.sample("consthash_lines_accumulated_total", &[("section", &s.name)], s.stats.accumulated_lines.load(Relaxed));
+        f.sample(
+            "consthash_lines_accumulated_total",
+            &[("section", &s.name)],
+            s.stats.accumulated_lines.load(Relaxed),
+        );
     }
-    f.head("consthash_accumulator_flushes_total", counter, "Base flushes of the section's accumulator.");
+    f.head(
+        "consthash_accumulator_flushes_total",
+        counter,
+        "Base flushes of the section's accumulator.",
+    );
     for s in sections {
         if let Some(a) = &s.accumulator {
-            f.sample("consthash_accumulator_flushes_total", &[("section", &s.name)], a.stats.flushes.load(Relaxed));
+            f.sample(
+                "consthash_accumulator_flushes_total",
+                &[("section", &s.name)],
+                a.stats.flushes.load(Relaxed),
+            );
         }
     }
-    f.head("consthash_accumulator_keys", gauge, "Keys the section's accumulator holds now.");
+    f.head(
+        "consthash_accumulator_keys",
+        gauge,
+        "Keys the section's accumulator holds now.",
+    );
     for s in sections {
         if let Some(a) = &s.accumulator {
             f.sample("consthash_accumulator_keys", &[("section", &s.name)], a.keys());
@@ -119,9 +147,27 @@ pub fn render(sections: &[std::sync::Arc<Section>], uptime: Duration) -> String 
             }
         }
     };
-    writers(&mut f, "consthash_writer_records_total", "Records written.", |w| &w.records, true);
-    writers(&mut f, "consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
-    writers(&mut f, "consthash_writer_skipped_flushes_total", "Bin flushes skipped: queue full.", |w| &w.skipped_flushes, false);
+    writers(
+        &mut f,
+        "consthash_writer_records_total",
+        "Records written.",
+        |w| &w.records,
+        true,
+    );
+    writers(
+        &mut f,
+        "consthash_writer_errors_total",
+        "Failed writes.",
+        |w| &w.errors,
+        true,
+    );
+    writers(
+        &mut f,
+        "consthash_writer_skipped_flushes_total",
+        "Bin flushes skipped: queue full.",
+        |w| &w.skipped_flushes,
+        false,
+    );
     f.head("consthash_lines_sent_total", counter, "Lines written to a destination.");
     for s in sections {
         for d in s.backend.destinations() {

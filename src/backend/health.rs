@@ -4,6 +4,7 @@
 //! passing check marks it up again. Transitions are logged and counted; with `server_down_policy = "remove_node"`
 //! the backend rebuilds the ring without down members (and with them again, in their place, when they are back).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::timeout;
@@ -66,28 +67,21 @@ pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, url: &DestUrl
                 failures = 0;
                 if !up {
                     up = true;
-                    destination
-                        .stats
-                        .health_up
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(section = %backend.name, server = %destination.url.raw, check = %url.raw, "server is up again");
                     backend.set_member_up(ring, dest, true);
+                    destination.stats.health_up.fetch_add(1, Relaxed);
+                    tracing::warn!(section = %backend.name, server = %destination.url.raw, check = %url.raw, "server is up again");
                 }
             }
             Err(e) => {
                 failures += 1;
                 if up && failures >= p.failures {
                     up = false;
-                    destination
-                        .stats
-                        .health_down
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let removed = p.policy == DownPolicy::RemoveNode;
+                    backend.set_member_up(ring, dest, false);
+                    destination.stats.health_down.fetch_add(1, Relaxed);
                     tracing::warn!(
                         section = %backend.name, server = %destination.url.raw, check = %url.raw, error = %e,
-                        failures, removed_from_ring = removed, "server is down"
+                        failures, removed_from_ring = p.policy == DownPolicy::RemoveNode, "server is down"
                     );
-                    backend.set_member_up(ring, dest, false);
                 }
             }
         }

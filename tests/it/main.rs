@@ -25,9 +25,10 @@ pub async fn start(toml: &str) -> Relay {
 
 /// Loads a main config and a PreReg config (panics with every error) and starts the relay.
 pub async fn start_with_prereg(toml: &str, prereg: &str) -> Relay {
-    let config = config::load_main(toml, "test.toml").unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
-    let prereg =
-        config::load_prereg(prereg, "prereg.toml", &config).unwrap_or_else(|e| panic!("test prereg invalid:\n{e}\n---\n{prereg}"));
+    let config =
+        config::load_main(toml, "test.toml").unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
+    let prereg = config::load_prereg(prereg, "prereg.toml", &config)
+        .unwrap_or_else(|e| panic!("test prereg invalid:\n{e}\n---\n{prereg}"));
     Relay::start(&config, Some(&prereg)).await.expect("relay starts")
 }
 

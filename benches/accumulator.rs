@@ -1,0 +1,96 @@
+//! statsd accumulator throughput (spec §9.2): folding lines into 100 000 keys (60 % counters, 30 % timers,
+//! 10 % gauges), new and already-held keys, and flushing 1 000 000 keys to graphite lines and records.
+//! Inputs are built outside the timed loops.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use consthash::accumulator::statsd::StatsdAccumulator;
+use consthash::config::Format;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+/// One line per key: `i % 10` < 6 counter, < 9 timer, else gauge; some with sample rates.
+fn lines(keys: usize) -> Vec<Vec<u8>> {
+    (0..keys)
+        .map(|i| {
+            let key = format!("servers.host-{:04}.app{}.metric{}", i % 997, i % 13, i);
+            match i % 10 {
+                0..=5 if i % 4 == 0 => format!("{key}:{}|c|@0.5", i % 100),
+                0..=5 => format!("{key}:{}|c", i % 100),
+                6..=8 => format!("{key}:{}.{}|ms", i % 1000, i % 7),
+                _ => format!("{key}:{}|g", i % 500),
+            }
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn filled(lines: &[Vec<u8>], rounds: usize) -> StatsdAccumulator {
+    let mut a = StatsdAccumulator::new(&[], false).expect("default options");
+    for _ in 0..rounds {
+        for l in lines {
+            a.add(l);
+        }
+    }
+    a
+}
+
+fn bench_fold(c: &mut Criterion) {
+    let input = lines(100_000);
+    let mut g = c.benchmark_group("statsd_fold_100k_keys");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(20);
+    g.bench_function("new_keys", |b| {
+        b.iter_batched(
+            || filled(&[], 0),
+            |mut a| {
+                for l in &input {
+                    black_box(a.add(l));
+                }
+                a
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("existing_keys", |b| {
+        b.iter_batched(
+            || filled(&input, 1),
+            |mut a| {
+                for l in &input {
+                    black_box(a.add(l));
+                }
+                a
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn bench_flush(c: &mut Criterion) {
+    let input = lines(1_000_000);
+    let mut g = c.benchmark_group("statsd_flush_1m_keys");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("graphite", |b| {
+        b.iter_batched(
+            || {
+                (
+                    filled(&input, 2),
+                    Vec::with_capacity(64 << 20),
+                    Vec::with_capacity(1 << 20),
+                )
+            },
+            |(mut a, mut out, mut records)| {
+                black_box(a.flush(10.0, 1_700_000_000, Format::Graphite, &mut out, &mut records));
+                (a, out, records)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_fold, bench_flush);
+criterion_main!(benches);

@@ -1,0 +1,1390 @@
+//! The statsd accumulator (spec §9.2): Etsy statsd 0.9.0 semantics with its graphite backend.
+//!
+//! Lines are parsed by statsd's rules (§9.2.1) and folded into one [`Slot`] per sanitized key. A flush computes
+//! exactly what statsd's `process_metrics` and graphite backend compute, in the same IEEE operation order, and
+//! prints numbers as JavaScript does ([`super::jsnum`]). `tests/statsd_compat.rs` runs the real statsd 0.9.0 on
+//! the same input and compares every metric line.
+//!
+//! Hot path: a line of an existing key allocates nothing (the key is looked up as `&str`; a key that needs
+//! sanitizing or has tags is built in a reused buffer). Timer values are kept unsorted and sorted at flush.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use super::jsnum::{is_js_space, js_number_bytes, js_parse_number, js_trim};
+use super::{Record, StatRepr};
+use crate::config::Format;
+
+/// The accumulated state of one key (statsd keeps one object per type; a key may hold several types).
+/// Most keys have one type: the single-type variants keep an idle key at a few words.
+#[derive(Debug)]
+enum Slot {
+    Counter(Counter),
+    Timer(Timer),
+    Gauge(Gauge),
+    Set(Box<SetState>),
+    Multi(Box<Multi>),
+}
+
+#[derive(Debug, Default)]
+struct Multi {
+    counter: Option<Counter>,
+    timer: Option<Timer>,
+    gauge: Option<Gauge>,
+    set: Option<Box<SetState>>,
+}
+
+/// `counters[key]`; min/max/n describe this interval's samples for the record.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    value: f64,
+    min: f64,
+    max: f64,
+    n: u32,
+}
+
+/// `timers[key]` and `timer_counters[key]`.
+#[derive(Debug, Default)]
+struct Timer {
+    values: Vec<f64>,
+    count: f64,
+}
+
+/// `gauges[key]`; min/max over the values it took this interval, n = lines this interval.
+#[derive(Debug, Clone, Copy)]
+struct Gauge {
+    value: f64,
+    min: f64,
+    max: f64,
+    n: u32,
+}
+
+/// `sets[key]`; n = lines this interval.
+#[derive(Debug, Default)]
+struct SetState {
+    members: HashSet<Box<str>>,
+    n: u32,
+}
+
+impl Counter {
+    fn new() -> Counter {
+        Counter {
+            value: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            n: 0,
+        }
+    }
+    fn add(&mut self, v: f64) {
+        // statsd: `if (!counters[key]) counters[key] = 0;` (resets NaN) then `+= Number(v) * (1 / rate)`.
+        if self.value == 0.0 || self.value.is_nan() {
+            self.value = 0.0;
+        }
+        self.value += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.n += 1;
+    }
+}
+
+impl Gauge {
+    fn new() -> Gauge {
+        Gauge {
+            value: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            n: 0,
+        }
+    }
+    fn take(&mut self, v: f64) {
+        self.value = v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.n += 1;
+    }
+}
+
+impl Slot {
+    /// Moves a single-type slot into a [`Multi`] (a key that receives a second type).
+    fn promote(&mut self) {
+        if matches!(self, Slot::Multi(_)) {
+            return;
+        }
+        let old = std::mem::replace(self, Slot::Multi(Box::default()));
+        if let Slot::Multi(m) = self {
+            match old {
+                Slot::Counter(c) => m.counter = Some(c),
+                Slot::Timer(t) => m.timer = Some(t),
+                Slot::Gauge(g) => m.gauge = Some(g),
+                Slot::Set(s) => m.set = Some(s),
+                Slot::Multi(_) => {}
+            }
+        }
+    }
+
+    fn counter(&mut self) -> &mut Counter {
+        if !matches!(self, Slot::Counter(_)) {
+            self.promote();
+        }
+        match self {
+            Slot::Counter(c) => c,
+            Slot::Multi(m) => m.counter.get_or_insert_with(Counter::new),
+            _ => unreachable!("promoted above"),
+        }
+    }
+
+    fn timer(&mut self) -> &mut Timer {
+        if !matches!(self, Slot::Timer(_)) {
+            self.promote();
+        }
+        match self {
+            Slot::Timer(t) => t,
+            Slot::Multi(m) => m.timer.get_or_insert_with(Timer::default),
+            _ => unreachable!("promoted above"),
+        }
+    }
+
+    /// The gauge if it exists (statsd: `gauges[key]` defined).
+    fn gauge_opt(&mut self) -> Option<&mut Gauge> {
+        match self {
+            Slot::Gauge(g) => Some(g),
+            Slot::Multi(m) => m.gauge.as_mut(),
+            _ => None,
+        }
+    }
+
+    fn gauge(&mut self) -> &mut Gauge {
+        if !matches!(self, Slot::Gauge(_)) {
+            self.promote();
+        }
+        match self {
+            Slot::Gauge(g) => g,
+            Slot::Multi(m) => m.gauge.get_or_insert_with(Gauge::new),
+            _ => unreachable!("promoted above"),
+        }
+    }
+
+    fn set(&mut self) -> &mut SetState {
+        if !matches!(self, Slot::Set(_)) {
+            self.promote();
+        }
+        match self {
+            Slot::Set(s) => s,
+            Slot::Multi(m) => m.set.get_or_insert_with(Box::default),
+            _ => unreachable!("promoted above"),
+        }
+    }
+
+    fn parts(&self) -> (Option<&Counter>, Option<&Timer>, Option<&Gauge>, Option<&SetState>) {
+        match self {
+            Slot::Counter(c) => (Some(c), None, None, None),
+            Slot::Timer(t) => (None, Some(t), None, None),
+            Slot::Gauge(g) => (None, None, Some(g), None),
+            Slot::Set(s) => (None, None, None, Some(s)),
+            Slot::Multi(m) => (m.counter.as_ref(), m.timer.as_ref(), m.gauge.as_ref(), m.set.as_deref()),
+        }
+    }
+
+    /// statsd's reset after a flush with `deleteIdleStats: false`: counters 0, timers empty, sets empty, gauges kept.
+    fn reset_kept(&mut self) {
+        fn counter(c: &mut Counter) {
+            *c = Counter::new();
+        }
+        fn timer(t: &mut Timer) {
+            t.count = 0.0;
+            if t.values.capacity() > 64 {
+                t.values = Vec::new();
+            } else {
+                t.values.clear();
+            }
+        }
+        fn gauge(g: &mut Gauge) {
+            *g = Gauge {
+                value: g.value,
+                ..Gauge::new()
+            };
+        }
+        fn set(s: &mut SetState) {
+            s.n = 0;
+            if s.members.capacity() > 64 {
+                s.members = HashSet::new();
+            } else {
+                s.members.clear();
+            }
+        }
+        match self {
+            Slot::Counter(c) => counter(c),
+            Slot::Timer(t) => timer(t),
+            Slot::Gauge(g) => gauge(g),
+            Slot::Set(s) => set(s),
+            Slot::Multi(m) => {
+                m.counter.as_mut().map(counter);
+                m.timer.as_mut().map(timer);
+                m.gauge.as_mut().map(gauge);
+                m.set.as_deref_mut().map(set);
+            }
+        }
+    }
+}
+
+/// One percent threshold with its metric name suffixes (`count_90`, `mean_90`, `upper_90`, `sum_90`, `sum_squares_90`).
+#[derive(Debug, Clone)]
+struct Threshold {
+    pct: f64,
+    names: [Box<str>; 5],
+}
+
+/// Where a metric's name comes from: `prefix` + K + `suffix` + globalSuffix + tags.
+#[derive(Debug, Clone)]
+struct Names {
+    counter_rate: (String, &'static str),
+    counter_count: (String, &'static str),
+    /// prefix + K + `.` + stat name
+    timer: String,
+    gauge: String,
+    set: (String, &'static str),
+    /// `.suffix` or empty
+    global_suffix: String,
+}
+
+/// A fast keyed hash for the key map: 8-byte words mixed by a folded 64×64→128 multiply with a per-process random
+/// seed (the foldhash/ahash fallback idea). SipHash costs a third of the fold time on short metric keys.
+#[derive(Clone, Copy)]
+struct KeyHashBuilder {
+    seed: u64,
+}
+
+impl KeyHashBuilder {
+    fn new() -> KeyHashBuilder {
+        use std::hash::BuildHasher;
+        KeyHashBuilder {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1,
+        }
+    }
+}
+
+struct KeyHasher {
+    h: u64,
+}
+
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+impl std::hash::BuildHasher for KeyHashBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { h: self.seed }
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.h ^ (bytes.len() as u64);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = folded_mul(h ^ u64::from_le_bytes(w), MIX);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            h = folded_mul(h ^ u64::from_le_bytes(w), MIX ^ 0xff);
+        }
+        self.h = h;
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.h = folded_mul(self.h ^ u64::from(i), MIX);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        folded_mul(self.h, self.h.rotate_left(29) ^ MIX)
+    }
+}
+
+impl std::fmt::Debug for StatsdAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsdAccumulator")
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statsd accumulator of one PreReg group (spec §9.2).
+pub struct StatsdAccumulator {
+    map: HashMap<Box<str>, Slot, KeyHashBuilder>,
+    keep_keys: bool,
+    names: Names,
+    thresholds: Vec<Threshold>,
+    /// Reused buffers for keys that need tags or sanitizing.
+    raw_buf: String,
+    key_buf: String,
+    /// Reused at flush.
+    cum: Vec<f64>,
+    cum_sq: Vec<f64>,
+    name_buf: String,
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A `percentThreshold` item: |p| < 1 is a fraction, scaled ×100 on its decimal digits (`0.95` → 95, `0.999` → 99.9).
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let p: f64 = t
+        .parse()
+        .ok()
+        .filter(|p: &f64| p.is_finite())
+        .ok_or_else(|| format!("percentThreshold: \"{t}\" is not a number"))?;
+    let p = if p.abs() < 1.0 && p != 0.0 {
+        // Shift the shortest decimal digits by two places: d.ddde-x → d.ddde-(x-2).
+        let e = format!("{p:e}");
+        let (mant, exp) = e.split_once('e').ok_or_else(|| format!("percentThreshold: \"{t}\""))?;
+        let exp: i32 = exp.parse().map_err(|_| format!("percentThreshold: \"{t}\""))?;
+        format!("{mant}e{}", exp + 2)
+            .parse::<f64>()
+            .map_err(|_| format!("percentThreshold: \"{t}\""))?
+    } else {
+        p
+    };
+    if p.abs() > 100.0 {
+        // statsd would index past the sorted values and print `undefined`/`NaN`.
+        return Err(format!("percentThreshold: {t} is outside -100..100"));
+    }
+    Ok(p)
+}
+
+/// The metric name part of a threshold: JavaScript's `'' + pct` with the first `.` → `_` and the first `-` → `top`.
+fn threshold_label(p: f64) -> String {
+    let mut s = String::new();
+    super::jsnum::js_number(p, &mut s);
+    let s = s.replacen('.', "_", 1);
+    s.replacen('-', "top", 1)
+}
+
+fn ns_prefix(parts: &[&str]) -> String {
+    let mut s = String::new();
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        s.push_str(p);
+        s.push('.');
+    }
+    s
+}
+
+/// The key characters statsd keeps (`[A-Za-z0-9_.;=-]`).
+fn key_byte_ok(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b';' | b'=' | b'-')
+}
+
+/// statsd's `sanitizeKeyName`: whitespace runs → `_`, `/` → `-`, other characters outside `[A-Za-z0-9_.;=-]` deleted.
+fn sanitize_into(raw: &str, out: &mut String) {
+    let mut in_ws = false;
+    for c in raw.chars() {
+        if is_js_space(c) {
+            if !in_ws {
+                out.push('_');
+            }
+            in_ws = true;
+            continue;
+        }
+        in_ws = false;
+        if c == '/' {
+            out.push('-');
+        } else if c.is_ascii() && key_byte_ok(c as u8) {
+            out.push(c);
+        }
+    }
+}
+
+/// statsd's `isNumber`: non-empty and `Number(s)` not NaN.
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && js_parse_number(s).is_some()
+}
+
+/// A value part's sample rate (`@0.5`): statsd's `isValidSampleRate` and then the number of the longest run of digits
+/// and dots after `@`. `None` = invalid part. Deviations: rate 0 is invalid (statsd: Infinity); a valid number that
+/// does not start with a digit or dot (`@ 1`, `@+1`, `@Infinity`) is invalid (statsd throws on it).
+fn sample_rate(field: &str) -> Option<f64> {
+    let num = field.strip_prefix('@')?;
+    if num.is_empty() || !is_number(num) || num.starts_with('-') {
+        return None;
+    }
+    let run = num.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+    if run == 0 {
+        return None;
+    }
+    js_parse_number(&num[..run]).filter(|r| *r != 0.0)
+}
+
+/// One value part after validation.
+enum Sample<'a> {
+    Counter(f64),
+    Timer(f64, f64),
+    Gauge { v: f64, delta: bool },
+    Set(&'a str),
+}
+
+/// statsd's `is_valid_packet` and per-type conversion of one value part `v|type[|@rate]`.
+fn parse_part(part: &str) -> Option<Sample<'_>> {
+    let mut fields = part.split('|');
+    let v = fields.next().unwrap_or("");
+    let ty_raw = fields.next()?;
+    let rate = match fields.next() {
+        Some(r) => sample_rate(r)?,
+        None => 1.0,
+    };
+    // Validation looks at the raw type; processing at the trimmed one (statsd does both). Every type but a raw `s`
+    // needs a number (`ms`: one ≥ 0); a raw `s` trims to `s`.
+    let x = if ty_raw == "s" {
+        0.0
+    } else {
+        if v.is_empty() {
+            return None;
+        }
+        let x = js_parse_number(v)?;
+        if ty_raw == "ms" && x.partial_cmp(&0.0).is_none_or(|o| o.is_lt()) {
+            return None;
+        }
+        x
+    };
+    match js_trim(ty_raw) {
+        "ms" => Some(Sample::Timer(x, 1.0 / rate)),
+        "g" => Some(Sample::Gauge {
+            v: x,
+            delta: v.starts_with(['+', '-']),
+        }),
+        "s" => Some(Sample::Set(if v.is_empty() { "0" } else { v })),
+        _ => Some(Sample::Counter(x * (1.0 / rate))),
+    }
+}
+
+/// JavaScript `Math.round` for x ≥ 0 (half up).
+fn js_round(x: f64) -> f64 {
+    let f = x.floor();
+    if x - f >= 0.5 {
+        f + 1.0
+    } else {
+        f
+    }
+}
+
+impl StatsdAccumulator {
+    /// Builds the accumulator from the group's `options` (§9.2.4) and `keep_keys` (§9.2.5).
+    pub fn new(options: &[(String, String)], keep_keys: bool) -> Result<StatsdAccumulator, String> {
+        let mut legacy = true;
+        let mut global_prefix = "stats".to_string();
+        let mut global_suffix = String::new();
+        let (mut pc, mut pt, mut pg, mut ps) = (
+            "counters".to_string(),
+            "timers".to_string(),
+            "gauges".to_string(),
+            "sets".to_string(),
+        );
+        let mut thresholds = vec![90.0];
+        for (name, value) in options {
+            match name.as_str() {
+                "legacyNamespace" => {
+                    legacy = go_bool(value).ok_or_else(|| format!("legacyNamespace: \"{value}\" is not a boolean"))?
+                }
+                "globalPrefix" => global_prefix = value.clone(),
+                "globalSuffix" => global_suffix = value.clone(),
+                "prefixCounter" => pc = value.clone(),
+                "prefixTimer" => pt = value.clone(),
+                "prefixGauge" => pg = value.clone(),
+                "prefixSet" => ps = value.clone(),
+                "percentThreshold" => {
+                    thresholds = value.split(',').map(parse_threshold).collect::<Result<Vec<_>, _>>()?;
+                }
+                other => return Err(format!("unknown statsd option \"{other}\"")),
+            }
+        }
+        let global_suffix = if global_suffix.is_empty() {
+            String::new()
+        } else {
+            format!(".{global_suffix}")
+        };
+        let names = if legacy {
+            Names {
+                counter_rate: ("stats.".into(), ""),
+                counter_count: ("stats_counts.".into(), ""),
+                timer: "stats.timers.".into(),
+                gauge: "stats.gauges.".into(),
+                set: ("stats.sets.".into(), ".count"),
+                global_suffix,
+            }
+        } else {
+            let gp = global_prefix.as_str();
+            Names {
+                counter_rate: (ns_prefix(&[gp, &pc]), ".rate"),
+                counter_count: (ns_prefix(&[gp, &pc]), ".count"),
+                timer: ns_prefix(&[gp, &pt]),
+                gauge: ns_prefix(&[gp, &pg]),
+                set: (ns_prefix(&[gp, &ps]), ".count"),
+                global_suffix,
+            }
+        };
+        let thresholds = thresholds
+            .into_iter()
+            .map(|pct| {
+                let l = threshold_label(pct);
+                let bound = if pct > 0.0 { "upper" } else { "lower" };
+                Threshold {
+                    pct,
+                    names: [
+                        format!("count_{l}").into(),
+                        format!("mean_{l}").into(),
+                        format!("{bound}_{l}").into(),
+                        format!("sum_{l}").into(),
+                        format!("sum_squares_{l}").into(),
+                    ],
+                }
+            })
+            .collect();
+        Ok(StatsdAccumulator {
+            map: HashMap::with_hasher(KeyHashBuilder::new()),
+            keep_keys,
+            names,
+            thresholds,
+            raw_buf: String::new(),
+            key_buf: String::new(),
+            cum: Vec::new(),
+            cum_sq: Vec::new(),
+            name_buf: String::new(),
+        })
+    }
+
+    /// Distinct keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Folds one framed line (the raw statsd line including its key). Returns (valid value parts, invalid value parts).
+    pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
+        // Node decodes the datagram as UTF-8 with replacement characters; validating first is the faster path.
+        let line: Cow<'_, str> = match std::str::from_utf8(line) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(line),
+        };
+        let line: &str = &line;
+        // 1. `|#` tags: the text between the first and second `|#`.
+        let (metric, tags) = match line.find("|#") {
+            Some(i) => {
+                let rest = &line[i + 2..];
+                (&line[..i], rest.find("|#").map_or(rest, |j| &rest[..j]))
+            }
+            None => (line, ""),
+        };
+        // 2. key and value parts.
+        let (raw_key, values) = match metric.split_once(':') {
+            Some((k, v)) => (k, Some(v)),
+            None => (metric, None),
+        };
+        let Some(values) = values else {
+            // statsd pushes a lone "1", which has no type.
+            return (0, 1);
+        };
+        // 3, 4. tags and sanitizing; the common clean key is used as is.
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        let key: &str = if tags.is_empty() && raw_key.bytes().all(key_byte_ok) {
+            raw_key
+        } else {
+            let mut raw = std::mem::take(&mut self.raw_buf);
+            raw.clear();
+            raw.push_str(raw_key);
+            if !tags.is_empty() {
+                for tag in tags.split(',') {
+                    raw.push(';');
+                    let tag = tag.replacen(';', "_", 1).replacen(':', "=", 1);
+                    raw.push_str(&tag);
+                }
+            }
+            key_buf.clear();
+            sanitize_into(&raw, &mut key_buf);
+            self.raw_buf = raw;
+            &key_buf
+        };
+        let (mut ok, mut bad) = (0, 0);
+        for part in values.split(':') {
+            match parse_part(part) {
+                Some(s) => {
+                    ok += 1;
+                    self.fold(key, s);
+                }
+                None => bad += 1,
+            }
+        }
+        self.key_buf = key_buf;
+        (ok, bad)
+    }
+
+    fn fold(&mut self, key: &str, s: Sample<'_>) {
+        if let Some(slot) = self.map.get_mut(key) {
+            match s {
+                Sample::Counter(v) => slot.counter().add(v),
+                Sample::Timer(v, c) => {
+                    let t = slot.timer();
+                    t.values.push(v);
+                    t.count += c;
+                }
+                Sample::Gauge { v, delta } => match slot.gauge_opt() {
+                    // statsd: `if (gauges[key] && /^[-+]/)`: a defined, non-zero, non-NaN gauge takes deltas.
+                    Some(g) if delta && g.value != 0.0 && !g.value.is_nan() => {
+                        let nv = g.value + v;
+                        g.take(nv)
+                    }
+                    _ => slot.gauge().take(v),
+                },
+                Sample::Set(m) => {
+                    let set = slot.set();
+                    set.n += 1;
+                    if !set.members.contains(m) {
+                        set.members.insert(m.into());
+                    }
+                }
+            }
+            return;
+        }
+        let slot = match s {
+            Sample::Counter(v) => {
+                let mut c = Counter::new();
+                c.add(v);
+                Slot::Counter(c)
+            }
+            Sample::Timer(v, c) => Slot::Timer(Timer {
+                values: vec![v],
+                count: c,
+            }),
+            Sample::Gauge { v, .. } => {
+                let mut g = Gauge::new();
+                g.take(v);
+                Slot::Gauge(g)
+            }
+            Sample::Set(m) => {
+                let mut set = SetState {
+                    members: HashSet::with_capacity(1),
+                    n: 1,
+                };
+                set.members.insert(m.into());
+                Slot::Set(Box::new(set))
+            }
+        };
+        self.map.insert(key.into(), slot);
+    }
+
+    /// The un-flushed state, one entry per key and type (`stat_key` = `<key>|c`, `|ms`, `|g`, `|s`).
+    pub fn snapshot(&self) -> Vec<StatRepr> {
+        let mut out = Vec::with_capacity(self.map.len());
+        for (key, slot) in &self.map {
+            let (c, t, g, s) = slot.parts();
+            let mut push = |ty: &str, min: f64, max: f64, sum: f64, count: u64| {
+                out.push(StatRepr {
+                    key: key.to_string(),
+                    stat_key: format!("{key}|{ty}"),
+                    min,
+                    max,
+                    sum,
+                    mean: sum / count as f64,
+                    count,
+                })
+            };
+            if let Some(c) = c {
+                push("c", c.min, c.max, c.value, u64::from(c.n));
+            }
+            if let Some(t) = t {
+                let min = t.values.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = t.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                push("ms", min, max, t.values.iter().sum(), t.values.len() as u64);
+            }
+            if let Some(g) = g {
+                push("g", g.min, g.max, g.value, u64::from(g.n));
+            }
+            if let Some(s) = s {
+                let n = s.members.len() as f64;
+                push("s", n, n, n, u64::from(s.n));
+            }
+        }
+        out
+    }
+
+    /// Takes the interval's state: appends the output lines stamped `tick` to `out` in `format`, pushes one
+    /// [`Record`] per key that received samples, and resets (keep_keys) or forgets (default) every key.
+    /// Returns the number of output lines.
+    pub fn flush(
+        &mut self,
+        interval_secs: f64,
+        tick: i64,
+        format: Format,
+        out: &mut Vec<u8>,
+        records: &mut Vec<Record>,
+    ) -> usize {
+        // statsd divides by `flushInterval / 1000` with flushInterval in whole milliseconds.
+        let per_sec = (interval_secs * 1000.0).round() / 1000.0;
+        let mut w = Writer {
+            names: &self.names,
+            format,
+            tick: tick.to_string(),
+            out,
+            name: std::mem::take(&mut self.name_buf),
+            lines: 0,
+        };
+        let mut cum = std::mem::take(&mut self.cum);
+        let mut cum_sq = std::mem::take(&mut self.cum_sq);
+        let thresholds = &self.thresholds;
+        let mut emit = |key: &str, slot: &mut Slot, w: &mut Writer<'_>| -> Option<Record> {
+            let (k, tags) = key.find(';').map_or((key, ""), |i| key.split_at(i));
+            let names = w.names;
+            let mut rec: Option<Record> = None;
+            let mut merge = |r: Record| match rec.as_mut() {
+                Some(x) => x.merge(&r),
+                None => rec = Some(r),
+            };
+            let (c, t, g, s) = match slot {
+                Slot::Counter(c) => (Some(c), None, None, None),
+                Slot::Timer(t) => (None, Some(t), None, None),
+                Slot::Gauge(g) => (None, None, Some(g), None),
+                Slot::Set(s) => (None, None, None, Some(&mut **s)),
+                Slot::Multi(m) => (
+                    m.counter.as_mut(),
+                    m.timer.as_mut(),
+                    m.gauge.as_mut(),
+                    m.set.as_deref_mut(),
+                ),
+            };
+            if let Some(c) = c {
+                let (p, sfx) = &names.counter_rate;
+                w.line(p, k, "", sfx, tags, c.value / per_sec, true);
+                let (p, sfx) = &names.counter_count;
+                w.line(p, k, "", sfx, tags, c.value, true);
+                if c.n > 0 {
+                    merge(Record {
+                        key: String::new(),
+                        sum: c.value,
+                        min: c.min,
+                        max: c.max,
+                        count: u64::from(c.n),
+                    });
+                }
+            }
+            if let Some(t) = t {
+                if let Some(r) = timer_lines(w, k, tags, t, per_sec, thresholds, &mut cum, &mut cum_sq) {
+                    merge(r);
+                }
+            }
+            if let Some(g) = g {
+                w.line(&names.gauge, k, "", "", tags, g.value, false);
+                if g.n > 0 {
+                    merge(Record {
+                        key: String::new(),
+                        sum: g.value,
+                        min: g.min,
+                        max: g.max,
+                        count: u64::from(g.n),
+                    });
+                }
+            }
+            if let Some(s) = s {
+                let n = s.members.len() as f64;
+                let (p, sfx) = &names.set;
+                w.line(p, k, "", sfx, tags, n, false);
+                if s.n > 0 {
+                    merge(Record {
+                        key: String::new(),
+                        sum: n,
+                        min: n,
+                        max: n,
+                        count: u64::from(s.n),
+                    });
+                }
+            }
+            rec
+        };
+        if self.keep_keys {
+            for (key, slot) in self.map.iter_mut() {
+                if let Some(mut r) = emit(key, slot, &mut w) {
+                    r.key = key.to_string();
+                    records.push(r);
+                }
+                slot.reset_kept();
+            }
+        } else {
+            for (key, mut slot) in self.map.drain() {
+                if let Some(mut r) = emit(&key, &mut slot, &mut w) {
+                    r.key = key.into_string();
+                    records.push(r);
+                }
+            }
+        }
+        self.cum = cum;
+        self.cum_sq = cum_sq;
+        self.name_buf = std::mem::take(&mut w.name);
+        w.lines
+    }
+}
+
+/// Renders output lines of one flush.
+struct Writer<'a> {
+    names: &'a Names,
+    format: Format,
+    tick: String,
+    out: &'a mut Vec<u8>,
+    name: String,
+    lines: usize,
+}
+
+impl Writer<'_> {
+    /// One metric: name = `prefix` K [`.` stat] `suffix` globalSuffix tags. `counter` picks `|c` over `|g` in statsd
+    /// output.
+    #[allow(clippy::too_many_arguments)]
+    fn line(&mut self, prefix: &str, k: &str, stat: &str, suffix: &str, tags: &str, v: f64, counter: bool) {
+        let name = &mut self.name;
+        name.clear();
+        name.push_str(prefix);
+        name.push_str(k);
+        if !stat.is_empty() {
+            name.push('.');
+            name.push_str(stat);
+        }
+        name.push_str(suffix);
+        name.push_str(&self.names.global_suffix);
+        name.push_str(tags);
+        match self.format {
+            Format::Graphite => {
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.push(b' ');
+                js_number_bytes(v, self.out);
+                self.out.push(b' ');
+                self.out.extend_from_slice(self.tick.as_bytes());
+            }
+            Format::Statsd => {
+                for pat in ["stats.counters.", "stats.gauges.", "stats.timers."] {
+                    if let Some(i) = name.find(pat) {
+                        name.replace_range(i..i + pat.len(), "");
+                    }
+                }
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.push(b':');
+                js_number_bytes(v, self.out);
+                self.out.extend_from_slice(if counter { b"|c" } else { b"|g" });
+            }
+        }
+        self.out.push(b'\n');
+        self.lines += 1;
+    }
+}
+
+/// statsd's `process_metrics` for one timer, in its operation order; the record if it had values.
+#[allow(clippy::too_many_arguments)]
+fn timer_lines(
+    w: &mut Writer<'_>,
+    k: &str,
+    tags: &str,
+    t: &mut Timer,
+    per_sec: f64,
+    thresholds: &[Threshold],
+    cum: &mut Vec<f64>,
+    cum_sq: &mut Vec<f64>,
+) -> Option<Record> {
+    let names = w.names;
+    let p = names.timer.as_str();
+    if t.values.is_empty() {
+        w.line(p, k, "count", "", tags, 0.0, true);
+        w.line(p, k, "count_ps", "", tags, 0.0, true);
+        return None;
+    }
+    let values = &mut t.values;
+    values.sort_unstable_by(f64::total_cmp);
+    let n = values.len();
+    let (min, max) = (values[0], values[n - 1]);
+    cum.clear();
+    cum_sq.clear();
+    cum.push(min);
+    cum_sq.push(min * min);
+    for i in 1..n {
+        cum.push(values[i] + cum[i - 1]);
+        cum_sq.push(values[i] * values[i] + cum_sq[i - 1]);
+    }
+    let (mut sum, mut sum_sq, mut mean, mut boundary) = (min, min * min, min, max);
+    for th in thresholds {
+        let mut k_in = n;
+        if n > 1 {
+            k_in = js_round(th.pct.abs() / 100.0 * n as f64) as usize;
+            if k_in == 0 {
+                continue;
+            }
+            if th.pct > 0.0 {
+                boundary = values[k_in - 1];
+                sum = cum[k_in - 1];
+                sum_sq = cum_sq[k_in - 1];
+            } else {
+                boundary = values[n - k_in];
+                // Deviation: statsd reads cumulativeValues[-1] (undefined → NaN) when k = n; we take 0.
+                let (c0, q0) = if n > k_in {
+                    (cum[n - k_in - 1], cum_sq[n - k_in - 1])
+                } else {
+                    (0.0, 0.0)
+                };
+                sum = cum[n - 1] - c0;
+                sum_sq = cum_sq[n - 1] - q0;
+            }
+            mean = sum / k_in as f64;
+        }
+        let [nc, nm, nb, ns, nq] = &th.names;
+        w.line(p, k, nc, "", tags, k_in as f64, true);
+        w.line(p, k, nm, "", tags, mean, false);
+        w.line(p, k, nb, "", tags, boundary, false);
+        w.line(p, k, ns, "", tags, sum, false);
+        w.line(p, k, nq, "", tags, sum_sq, false);
+    }
+    let sum = cum[n - 1];
+    let sum_sq = cum_sq[n - 1];
+    let mean = sum / n as f64;
+    let mut diffs = 0.0;
+    for &v in values.iter() {
+        diffs += (v - mean) * (v - mean);
+    }
+    let mid = n / 2;
+    let median = if n % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    };
+    let std = (diffs / n as f64).sqrt();
+    w.line(p, k, "std", "", tags, std, false);
+    w.line(p, k, "upper", "", tags, max, false);
+    w.line(p, k, "lower", "", tags, min, false);
+    w.line(p, k, "count", "", tags, t.count, true);
+    w.line(p, k, "count_ps", "", tags, t.count / per_sec, true);
+    w.line(p, k, "sum", "", tags, sum, false);
+    w.line(p, k, "sum_squares", "", tags, sum_sq, false);
+    w.line(p, k, "mean", "", tags, mean, false);
+    w.line(p, k, "median", "", tags, median, false);
+    Some(Record {
+        key: String::new(),
+        sum,
+        min,
+        max,
+        count: n as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn opts(o: &[(&str, &str)]) -> Vec<(String, String)> {
+        o.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    fn acc(o: &[(&str, &str)], keep: bool) -> StatsdAccumulator {
+        StatsdAccumulator::new(&opts(o), keep).expect("valid options")
+    }
+
+    /// Flushes in graphite format with a 10 s interval; name → value.
+    fn flush_map(a: &mut StatsdAccumulator, records: &mut Vec<Record>) -> BTreeMap<String, String> {
+        let mut out = Vec::new();
+        let n = a.flush(10.0, 1000, Format::Graphite, &mut out, records);
+        let text = String::from_utf8(out).expect("utf8");
+        let mut m = BTreeMap::new();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.len(), 3, "{l}");
+            assert_eq!(f[2], "1000");
+            assert!(m.insert(f[0].to_string(), f[1].to_string()).is_none(), "duplicate {l}");
+        }
+        assert_eq!(n, m.len());
+        m
+    }
+
+    fn one(lines: &[&str]) -> BTreeMap<String, String> {
+        let mut a = acc(&[], false);
+        for l in lines {
+            a.add(l.as_bytes());
+        }
+        flush_map(&mut a, &mut Vec::new())
+    }
+
+    #[test]
+    fn parse_valid_invalid_counts() {
+        let cases: &[(&str, (u32, u32))] = &[
+            ("k:1|c", (1, 0)),
+            ("k:1|ms", (1, 0)),
+            ("k:3|ms|@0.01", (1, 0)),
+            ("k:1|h", (1, 0)),
+            ("k:1|kv", (1, 0)),
+            ("k:1|C", (1, 0)),
+            ("k:1|", (1, 0)),
+            ("k:1|g", (1, 0)),
+            ("k:+1|g", (1, 0)),
+            ("k:-5|g", (1, 0)),
+            ("u:abc|s", (1, 0)),
+            ("u:|s", (1, 0)),
+            ("k:1|c:2|c", (2, 0)),
+            ("k:1|c:x|c:3|ms", (2, 1)),
+            ("k", (0, 1)),
+            ("k:1", (0, 1)),
+            ("k:", (0, 1)),
+            ("k:3|ms|@gg", (0, 1)),
+            ("k:-1|ms", (0, 1)),
+            ("k:abc|c", (0, 1)),
+            ("k:abc|g", (0, 1)),
+            ("k:|c", (0, 1)),
+            ("k:1|c|0.1", (0, 1)),
+            ("k:1|c|@", (0, 1)),
+            ("k:1|c|@-0.5", (0, 1)),
+            ("k:1|c|@0", (0, 1)),
+            ("k:1|c|@0.0", (0, 1)),
+            ("k:1|c|@+1", (0, 1)),
+            ("k:1|c|@Infinity", (0, 1)),
+            ("k:1|c|@0.5|extra", (1, 0)),
+            ("k:1|c|@0.5e1", (1, 0)),
+            ("k:0x10|c", (1, 0)),
+            ("k: 1 |c", (1, 0)),
+            ("k:1e3|ms", (1, 0)),
+            ("k:Infinity|g", (1, 0)),
+            ("k:-1| ms", (1, 0)),
+            ("k:abc| s", (0, 1)),
+            ("k:1|c|#a:b", (1, 0)),
+            ("k:1|c|#", (1, 0)),
+        ];
+        for &(line, want) in cases {
+            let mut a = acc(&[], false);
+            assert_eq!(a.add(line.as_bytes()), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn key_sanitizing_and_tags() {
+        let cases: &[(&str, &str)] = &[
+            ("a b:1|g", "stats.gauges.a_b"),
+            ("a \t b:1|g", "stats.gauges.a_b"),
+            ("a/b:1|g", "stats.gauges.a-b"),
+            ("a$b%c(d):1|g", "stats.gauges.abcd"),
+            ("a \u{1} b:1|g", "stats.gauges.a__b"),
+            ("a\u{a0}b:1|g", "stats.gauges.a_b"),
+            ("é.x:1|g", "stats.gauges..x"),
+            ("k=v;t:1|g", "stats.gauges.k=v;t"),
+            ("k:1|g|#a:b,c", "stats.gauges.k;a=b;c"),
+            ("k:1|g|#a:b:c,d;e;f", "stats.gauges.k;a=b:c;d_e;f"),
+            ("k:1|g|#x y:1|#ignored", "stats.gauges.k;x_y=1"),
+            ("k:1|g|#", "stats.gauges.k"),
+            (":1|g", "stats.gauges."),
+        ];
+        for &(line, name) in cases {
+            let m = one(&[line]);
+            let want = name.replace(':', "");
+            let want = if line.contains("a:b:c") {
+                "stats.gauges.k;a=bc;d_e;f".to_string()
+            } else {
+                want
+            };
+            assert!(m.contains_key(&want), "{line}: {m:?}");
+        }
+        let mut a = acc(&[], false);
+        a.add(b"x:1|c|#t:1");
+        a.add(b"x;t=1:2|c");
+        let m = flush_map(&mut a, &mut Vec::new());
+        assert_eq!(m["stats_counts.x;t=1"], "3");
+        assert_eq!(m["stats.x;t=1"], "0.3");
+    }
+
+    #[test]
+    fn counters_rates_and_types() {
+        let m = one(&["c:1|c", "c:2|c|@0.5", "c:3|h", "c:1|unknown", "c:0x10|c"]);
+        assert_eq!(m["stats_counts.c"], "25");
+        assert_eq!(m["stats.c"], "2.5");
+        let m = one(&["c:1|c|@0.1"]);
+        assert_eq!(m["stats_counts.c"], "10");
+        let m = one(&["c:1|c|@0.3"]);
+        assert_eq!(m["stats_counts.c"], "3.3333333333333335");
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn gauges_and_deltas() {
+        let m = one(&["g:5|g", "g:+3|g", "g:-10|g"]);
+        assert_eq!(m["stats.gauges.g"], "-2");
+        // A delta on a missing or zero gauge sets it.
+        let m = one(&["g:+3|g"]);
+        assert_eq!(m["stats.gauges.g"], "3");
+        let m = one(&["g:0|g", "g:-3|g"]);
+        assert_eq!(m["stats.gauges.g"], "-3");
+        // A leading space is not a sign.
+        let m = one(&["g:5|g", "g: +3|g"]);
+        assert_eq!(m["stats.gauges.g"], "3");
+        let m = one(&["g:5|g|@0.1"]);
+        assert_eq!(m["stats.gauges.g"], "5");
+    }
+
+    #[test]
+    fn sets_count_distinct() {
+        let m = one(&["s:a|s", "s:b|s", "s:a|s", "s:|s", "s:0|s"]);
+        assert_eq!(m["stats.sets.s.count"], "3");
+    }
+
+    #[test]
+    fn timers_statistics() {
+        let mut a = acc(&[("percentThreshold", "90,50,-10")], false);
+        for v in 1..=10 {
+            a.add(format!("t:{v}|ms").as_bytes());
+        }
+        a.add(b"t:5|ms|@0.5");
+        let m = flush_map(&mut a, &mut Vec::new());
+        let get = |x: &str| m[&format!("stats.timers.t.{x}")].as_str();
+        assert_eq!(get("count"), "12");
+        assert_eq!(get("count_ps"), "1.2");
+        assert_eq!(get("upper"), "10");
+        assert_eq!(get("lower"), "1");
+        assert_eq!(get("sum"), "60");
+        assert_eq!(get("sum_squares"), "410");
+        assert_eq!(get("mean"), "5.454545454545454");
+        assert_eq!(get("median"), "5");
+        assert_eq!(get("count_90"), "10");
+        assert_eq!(get("upper_90"), "9");
+        assert_eq!(get("sum_90"), "50");
+        assert_eq!(get("mean_90"), "5");
+        assert_eq!(get("count_50"), "6");
+        assert_eq!(get("upper_50"), "5");
+        assert_eq!(get("count_top10"), "1");
+        assert_eq!(get("lower_top10"), "10");
+        assert_eq!(get("sum_top10"), "10");
+        assert_eq!(get("sum_squares_top10"), "100");
+        assert_eq!(m.len(), 9 + 15);
+        // One value: every threshold is that value; median of an even count averages.
+        let m = one(&["t:4|ms"]);
+        assert_eq!(m["stats.timers.t.upper_90"], "4");
+        assert_eq!(m["stats.timers.t.sum_squares_90"], "16");
+        assert_eq!(m["stats.timers.t.std"], "0");
+        let m = one(&["t:1|ms", "t:2|ms"]);
+        assert_eq!(m["stats.timers.t.median"], "1.5");
+        assert_eq!(m["stats.timers.t.std"], "0.5");
+        // k = round(0.1 × 2) = 0 skips the threshold; k = n for −100 takes C[-1] = 0.
+        let mut a = acc(&[("percentThreshold", "10,-100")], false);
+        a.add(b"t:1|ms:2|ms");
+        let m = flush_map(&mut a, &mut Vec::new());
+        assert!(!m.contains_key("stats.timers.t.count_10"));
+        assert_eq!(m["stats.timers.t.sum_top100"], "3");
+    }
+
+    #[test]
+    fn percentile_names() {
+        let cases: &[(&str, &str)] = &[
+            ("90", "upper_90"),
+            ("99.9", "upper_99_9"),
+            ("-10", "lower_top10"),
+            ("0.95", "upper_95"),
+            ("0.999", "upper_99_9"),
+            ("-0.5", "lower_top50"),
+            (" 75 ", "upper_75"),
+            ("100", "upper_100"),
+        ];
+        for &(p, name) in cases {
+            let a = acc(&[("percentThreshold", p)], false);
+            assert_eq!(&*a.thresholds[0].names[2], name, "{p}");
+        }
+        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "101")]), false).is_err());
+        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "90,")]), false).is_err());
+        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "x")]), false).is_err());
+        assert!(StatsdAccumulator::new(&opts(&[("legacyNamespace", "yes")]), false).is_err());
+        assert!(StatsdAccumulator::new(&opts(&[("nope", "1")]), false).is_err());
+    }
+
+    #[test]
+    fn namespaces() {
+        let lines = ["c:1|c", "t:1|ms", "g:1|g", "s:1|s|#a:b"];
+        let run = |o: &[(&str, &str)]| {
+            let mut a = acc(o, false);
+            for l in lines {
+                a.add(l.as_bytes());
+            }
+            flush_map(&mut a, &mut Vec::new()).into_keys().collect::<Vec<_>>()
+        };
+        let legacy = run(&[("globalSuffix", "sfx"), ("prefixCounter", "ignored")]);
+        for n in [
+            "stats.c.sfx",
+            "stats_counts.c.sfx",
+            "stats.timers.t.upper.sfx",
+            "stats.gauges.g.sfx",
+        ] {
+            assert!(legacy.contains(&n.to_string()), "{n} in {legacy:?}");
+        }
+        assert!(legacy.contains(&"stats.sets.s.count.sfx;a=b".to_string()));
+        let new = run(&[("legacyNamespace", "false")]);
+        for n in [
+            "stats.counters.c.rate",
+            "stats.counters.c.count",
+            "stats.timers.t.upper",
+            "stats.gauges.g",
+        ] {
+            assert!(new.contains(&n.to_string()), "{n} in {new:?}");
+        }
+        assert!(new.contains(&"stats.sets.s.count;a=b".to_string()));
+        let custom = run(&[
+            ("legacyNamespace", "0"),
+            ("globalPrefix", ""),
+            ("prefixCounter", "C"),
+            ("prefixTimer", ""),
+            ("prefixGauge", "G"),
+            ("prefixSet", "S"),
+            ("globalSuffix", ""),
+        ]);
+        for n in ["C.c.rate", "C.c.count", "t.upper", "G.g", "S.s.count;a=b"] {
+            assert!(custom.contains(&n.to_string()), "{n} in {custom:?}");
+        }
+    }
+
+    #[test]
+    fn statsd_output_format() {
+        let mut a = acc(&[("legacyNamespace", "false")], false);
+        a.add(b"c:3|c");
+        a.add(b"t:2|ms");
+        a.add(b"g:1.5|g");
+        a.add(b"s:x|s");
+        let mut out = Vec::new();
+        let n = a.flush(2.0, 7, Format::Statsd, &mut out, &mut Vec::new());
+        let text = String::from_utf8(out).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(n, lines.len());
+        for want in [
+            "c.rate:1.5|c",
+            "c.count:3|c",
+            "t.count:1|c",
+            "t.count_ps:0.5|c",
+            "t.count_90:1|c",
+        ] {
+            assert!(lines.contains(&want), "{want} in {lines:?}");
+        }
+        for want in ["t.upper_90:2|g", "t.median:2|g", "g:1.5|g", "stats.sets.s.count:1|g"] {
+            assert!(lines.contains(&want), "{want} in {lines:?}");
+        }
+    }
+
+    #[test]
+    fn delete_idle_by_default() {
+        let mut a = acc(&[], false);
+        a.add(b"g:5|g");
+        a.add(b"c:1|c");
+        assert_eq!(a.len(), 2);
+        assert_eq!(flush_map(&mut a, &mut Vec::new()).len(), 3);
+        assert!(a.is_empty());
+        assert!(flush_map(&mut a, &mut Vec::new()).is_empty());
+        // A delta after a flush sets.
+        a.add(b"g:+2|g");
+        assert_eq!(flush_map(&mut a, &mut Vec::new())["stats.gauges.g"], "2");
+    }
+
+    #[test]
+    fn keep_keys_idle_values() {
+        let mut a = acc(&[], true);
+        for l in ["c:2|c", "t:3|ms", "g:5|g", "s:a|s"] {
+            a.add(l.as_bytes());
+        }
+        let mut recs = Vec::new();
+        let first = flush_map(&mut a, &mut recs);
+        assert_eq!(recs.len(), 4);
+        assert_eq!(first.len(), 2 + 14 + 1 + 1);
+        let mut recs = Vec::new();
+        let idle = flush_map(&mut a, &mut recs);
+        assert!(recs.is_empty(), "idle keys give no records");
+        let want: BTreeMap<String, String> = [
+            ("stats.c", "0"),
+            ("stats_counts.c", "0"),
+            ("stats.timers.t.count", "0"),
+            ("stats.timers.t.count_ps", "0"),
+            ("stats.gauges.g", "5"),
+            ("stats.sets.s.count", "0"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(idle, want);
+        // Deltas apply to the kept gauge.
+        a.add(b"g:+2|g");
+        assert_eq!(flush_map(&mut a, &mut Vec::new())["stats.gauges.g"], "7");
+        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn records_per_type() {
+        let mut a = acc(&[], false);
+        for l in [
+            "c:2|c",
+            "c:1|c|@0.5",
+            "t:3|ms",
+            "t:1|ms|@0.1",
+            "g:5|g",
+            "g:-7|g",
+            "g:+1|g",
+            "s:a|s",
+            "s:a|s",
+        ] {
+            a.add(l.as_bytes());
+        }
+        a.add(b"m:4|c:6|ms");
+        let mut recs = Vec::new();
+        a.flush(10.0, 1, Format::Graphite, &mut Vec::new(), &mut recs);
+        recs.sort_by(|a, b| a.key.cmp(&b.key));
+        let r = |key: &str, sum: f64, min: f64, max: f64, count: u64| Record {
+            key: key.into(),
+            sum,
+            min,
+            max,
+            count,
+        };
+        assert_eq!(
+            recs,
+            vec![
+                r("c", 4.0, 2.0, 2.0, 2),
+                r("g", -1.0, -2.0, 5.0, 3),
+                r("m", 10.0, 4.0, 6.0, 2),
+                r("s", 1.0, 1.0, 1.0, 2),
+                r("t", 4.0, 1.0, 3.0, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn snapshot_shows_unflushed_state() {
+        let mut a = acc(&[], false);
+        a.add(b"k:1|c:2|c:3|ms:5|ms");
+        let mut s = a.snapshot();
+        s.sort_by(|a, b| a.stat_key.cmp(&b.stat_key));
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].stat_key.as_str(), s[0].sum, s[0].count), ("k|c", 3.0, 2));
+        assert_eq!(
+            (s[1].stat_key.as_str(), s[1].min, s[1].max, s[1].mean),
+            ("k|ms", 3.0, 5.0, 4.0)
+        );
+    }
+
+    #[test]
+    fn non_finite_values_print_as_javascript() {
+        let m = one(&["c:Infinity|c", "g:-Infinity|g", "x:1e308|c:1e308|c"]);
+        assert_eq!(m["stats_counts.c"], "Infinity");
+        assert_eq!(m["stats.gauges.g"], "-Infinity");
+        assert_eq!(m["stats_counts.x"], "Infinity");
+        // Infinity + -Infinity is NaN; statsd then resets the counter on its next sample.
+        let m = one(&["n:Infinity|c", "n:-Infinity|c"]);
+        assert_eq!(m["stats_counts.n"], "NaN");
+        let m = one(&["n:Infinity|c", "n:-Infinity|c", "n:2|c"]);
+        assert_eq!(m["stats_counts.n"], "2");
+    }
+}
