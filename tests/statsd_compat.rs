@@ -759,9 +759,8 @@ fn parse_edge_cases() {
     ));
 }
 
-/// Many random lines over a few keys: bit-exact sums with rates, gauge delta order, timer statistics.
-#[test]
-fn random_mix() {
+/// The lines of `random_mix`: many random lines over a few keys, with rates, gauge deltas, timers and sets.
+fn random_mix_lines() -> Vec<String> {
     let mut x: u64 = 42;
     let mut next = move || {
         x ^= x << 13;
@@ -790,11 +789,93 @@ fn random_mix() {
         };
         v.push(line);
     }
+    v
+}
+
+/// Many random lines over a few keys: bit-exact sums with rates, gauge delta order, timer statistics.
+#[test]
+fn random_mix() {
     check(Scenario {
         options: &[("percentThreshold", "50,90,95,99,-5")],
         statsd_pct: "50,90,95,99,-5",
-        rounds: vec![v],
+        rounds: vec![random_mix_lines()],
         interval_ms: 3000,
         ..Scenario::new("random-mix", &[])
     });
 }
+
+/// The same input through the whole relay (UDP listener, PreReg group with a statsd accumulator, graphite output
+/// to a backend section, TCP sink) and through statsd: identical metrics. The relay's final flush at shutdown
+/// covers the whole input, so its flush window needs no alignment with statsd's.
+#[test]
+fn random_mix_through_the_relay() {
+    let sc = Scenario {
+        options: &[("percentThreshold", "50,90,95,99,-5")],
+        statsd_pct: "50,90,95,99,-5",
+        rounds: vec![random_mix_lines()],
+        interval_ms: 3000,
+        ..Scenario::new("random-mix-relay", &[])
+    };
+    let lines = &sc.rounds[0];
+    let mut statsd = Statsd::start(&sc);
+    statsd.next_flush(statsd.interval + Duration::from_secs(10));
+    statsd.send(lines);
+    let theirs = statsd.next_flush(statsd.interval + Duration::from_secs(3));
+    assert_eq!(lines_received(&theirs), Some(lines.len() as f64), "statsd got the whole input in one flush");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ours = rt.block_on(async {
+        let sink = TcpListener::bind("127.0.0.1:0").expect("sink");
+        let sink_addr = sink.local_addr().expect("addr");
+        // health checks connect and close at once: the connection that carries lines is the one to keep
+        let received = std::thread::spawn(move || loop {
+            let (mut s, _) = sink.accept().expect("relay connects");
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("read");
+            if !text.is_empty() {
+                return text;
+            }
+        });
+        let main = format!(
+            "[default]\nshutdown_timeout = 5\n[statsd-in]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n\
+             [[statsd-in.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n\
+             [carbon]\nlisten = \"backend_only\"\nmsg_type = \"graphite\"\nmax_pool_connections = 1\n\
+             [[carbon.servers]]\nservers = [\"tcp://{sink_addr}\"]\n"
+        );
+        let prereg = "[g]\nlisten_server = \"statsd-in\"\ndefault_backend = \"statsd-in\"\n[[g.map]]\nnoop = \"true\"\n\
+             [g.accumulator]\nbackend = \"carbon\"\ninput_format = \"statsd\"\noutput_format = \"graphite\"\n\
+             accumulate_flush = \"3s\"\noptions = [[\"percentThreshold\", \"50,90,95,99,-5\"]]\n";
+        let config = consthash::config::load_main(&main, "relay.toml").expect("config");
+        let prereg = consthash::config::load_prereg(prereg, "prereg.toml", &config).expect("prereg");
+        // Start right after an aligned 3 s tick, so that no periodic flush splits the input.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+        tokio::time::sleep(Duration::from_millis(3000 - now % 3000 + 50)).await;
+        let relay = consthash::app::Relay::start(&config, Some(&prereg)).await.expect("relay starts");
+        let Some(consthash::listener::Bound::Udp(addr)) = relay.bound("statsd-in").cloned() else { panic!("udp bound") };
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+        let section = relay.section("statsd-in").expect("section").clone();
+        for chunk in lines.chunks(20) {
+            sock.send_to(chunk.join("\n").as_bytes(), addr).await.expect("send");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while section.stats.accumulated_lines.load(std::sync::atomic::Ordering::Relaxed) < lines.len() as u64 {
+            assert!(Instant::now() < deadline, "the relay did not receive every line");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let flushes = section.accumulator.as_ref().expect("accumulator").stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(flushes, 0, "no periodic flush split the input (it took too long: rerun)");
+        relay.shutdown().await;
+        received.join().expect("sink")
+    });
+    let mine = parse_graphite(&ours);
+    let theirs: Metrics = theirs.into_iter().filter(|(k, _)| !is_self_metric(k)).collect();
+    assert!(!mine.is_empty());
+    let diff: Vec<String> = theirs
+        .iter()
+        .filter(|(k, v)| mine.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: statsd={v} relay={:?}", mine.get(k)))
+        .chain(mine.keys().filter(|k| !theirs.contains_key(*k)).map(|k| format!("only relay: {k}")))
+        .collect();
+    assert!(diff.is_empty(), "statsd 0.9.0 and the relay differ:\n{}", diff.join("\n"));
+}
+
