@@ -821,7 +821,11 @@ fn random_mix_through_the_relay() {
     statsd.next_flush(statsd.interval + Duration::from_secs(10));
     statsd.send(lines);
     let theirs = statsd.next_flush(statsd.interval + Duration::from_secs(3));
-    assert_eq!(lines_received(&theirs), Some(lines.len() as f64), "statsd got the whole input in one flush");
+    assert_eq!(
+        lines_received(&theirs),
+        Some(lines.len() as f64),
+        "statsd got the whole input in one flush"
+    );
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ours = rt.block_on(async {
@@ -842,28 +846,50 @@ fn random_mix_through_the_relay() {
              [carbon]\nlisten = \"backend_only\"\nmsg_type = \"graphite\"\nmax_pool_connections = 1\n\
              [[carbon.servers]]\nservers = [\"tcp://{sink_addr}\"]\n"
         );
-        let prereg = "[g]\nlisten_server = \"statsd-in\"\ndefault_backend = \"statsd-in\"\n[[g.map]]\nnoop = \"true\"\n\
+        let prereg =
+            "[g]\nlisten_server = \"statsd-in\"\ndefault_backend = \"statsd-in\"\n[[g.map]]\nnoop = \"true\"\n\
              [g.accumulator]\nbackend = \"carbon\"\ninput_format = \"statsd\"\noutput_format = \"graphite\"\n\
              accumulate_flush = \"3s\"\noptions = [[\"percentThreshold\", \"50,90,95,99,-5\"]]\n";
         let config = consthash::config::load_main(&main, "relay.toml").expect("config");
         let prereg = consthash::config::load_prereg(prereg, "prereg.toml", &config).expect("prereg");
         // Start right after an aligned 3 s tick, so that no periodic flush splits the input.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
         tokio::time::sleep(Duration::from_millis(3000 - now % 3000 + 50)).await;
-        let relay = consthash::app::Relay::start(&config, Some(&prereg)).await.expect("relay starts");
-        let Some(consthash::listener::Bound::Udp(addr)) = relay.bound("statsd-in").cloned() else { panic!("udp bound") };
+        let relay = consthash::app::Relay::start(&config, Some(&prereg))
+            .await
+            .expect("relay starts");
+        let Some(consthash::listener::Bound::Udp(addr)) = relay.bound("statsd-in").cloned() else {
+            panic!("udp bound")
+        };
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
         let section = relay.section("statsd-in").expect("section").clone();
         for chunk in lines.chunks(20) {
             sock.send_to(chunk.join("\n").as_bytes(), addr).await.expect("send");
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        while section.stats.accumulated_lines.load(std::sync::atomic::Ordering::Relaxed) < lines.len() as u64 {
+        while section
+            .stats
+            .accumulated_lines
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < lines.len() as u64
+        {
             assert!(Instant::now() < deadline, "the relay did not receive every line");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let flushes = section.accumulator.as_ref().expect("accumulator").stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(flushes, 0, "no periodic flush split the input (it took too long: rerun)");
+        let flushes = section
+            .accumulator
+            .as_ref()
+            .expect("accumulator")
+            .stats
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            flushes, 0,
+            "no periodic flush split the input (it took too long: rerun)"
+        );
         relay.shutdown().await;
         received.join().expect("sink")
     });
@@ -874,8 +900,15 @@ fn random_mix_through_the_relay() {
         .iter()
         .filter(|(k, v)| mine.get(*k) != Some(*v))
         .map(|(k, v)| format!("{k}: statsd={v} relay={:?}", mine.get(k)))
-        .chain(mine.keys().filter(|k| !theirs.contains_key(*k)).map(|k| format!("only relay: {k}")))
+        .chain(
+            mine.keys()
+                .filter(|k| !theirs.contains_key(*k))
+                .map(|k| format!("only relay: {k}")),
+        )
         .collect();
-    assert!(diff.is_empty(), "statsd 0.9.0 and the relay differ:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "statsd 0.9.0 and the relay differ:\n{}",
+        diff.join("\n")
+    );
 }
-

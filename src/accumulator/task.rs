@@ -281,3 +281,185 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_main, load_prereg};
+    use bytes::Bytes;
+    use tokio_util::task::TaskTracker;
+
+    /// A minute boundary (unix ms).
+    const MINUTE: u64 = 1_700_000_040_000;
+
+    /// An accumulator from a PreReg text, its task with file writers under `dir`, and the writer tracker.
+    async fn setup(acc_toml: &str, dir: &std::path::Path, clock: Clock) -> (Arc<Accumulator>, Task, TaskTracker) {
+        let main = load_main(
+            "[default]\n[s]\nmsg_type = \"statsd\"\n[[s.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n",
+            "m.toml",
+        )
+        .expect("main config");
+        let prereg = format!(
+            "[g]\nlisten_server = \"s\"\ndefault_backend = \"s\"\n[[g.map]]\nnoop = \"true\"\n[g.accumulator]\n\
+             backend = \"BLACKHOLE\"\n{acc_toml}\n[g.accumulator.writer]\nmetrics = {{ driver = \"file\", dsn = \"{}\" }}\n",
+            dir.join("stats").display()
+        );
+        let prereg = load_prereg(&prereg, "p.toml", &main).expect("prereg");
+        let cfg = prereg.groups[0].accumulator.clone().expect("accumulator");
+        let tracker = TaskTracker::new();
+        let writers = crate::writer::start("g", cfg.writer.as_ref().expect("writer"), &cfg.times, &tracker)
+            .await
+            .expect("writers");
+        let bins = Bins::new(&cfg.times);
+        let (acc, input) = Accumulator::new("s", "g", cfg, clock).expect("accumulator");
+        let task = Task {
+            acc: acc.clone(),
+            input,
+            output: None,
+            max_line_length: 65536,
+            bins,
+            writers,
+        };
+        (acc, task, tracker)
+    }
+
+    fn batch(text: &str) -> Batch {
+        Batch::from_lines(Bytes::from(text.to_string()))
+    }
+
+    /// The rows of a file writer's file: columns split on TAB.
+    fn rows(path: &std::path::Path) -> Vec<Vec<String>> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    async fn wait_rows(path: &std::path::Path, n: usize) -> Vec<Vec<String>> {
+        for _ in 0..10_000 {
+            let r = rows(path);
+            if r.len() >= n {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never had {n} rows: {:?}", path.display(), rows(path));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_second_flushes_merge_into_an_aligned_minute_bin_with_its_ttl() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Clock::starting_at(MINUTE + 1_000);
+        let (acc, task, tracker) = setup(
+            "input_format = \"statsd\"\noutput_format = \"graphite\"\naccumulate_flush = \"5s\"\ntimes = [\"5s:1h\", \"1m:24h\"]",
+            dir.path(),
+            clock,
+        )
+        .await;
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        // one pair of samples in each of the twelve 5 s windows of the minute (MINUTE, MINUTE + 60 s]
+        for i in 0..12u32 {
+            acc.input
+                .push(batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), true)
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let minute = wait_rows(&dir.path().join("stats_60s"), 2).await;
+        let k = minute.iter().find(|r| r[0] == "k").expect("a row for k");
+        let want_ts = ((MINUTE + 60_000) * 1_000_000).to_string();
+        assert_eq!(
+            k[1..],
+            [
+                "48.000000",
+                "2.000000",
+                "2.000000",
+                "2.000000",
+                "24",
+                "60.00",
+                want_ts.as_str(),
+                "86400"
+            ]
+        );
+        let t = minute.iter().find(|r| r[0] == "t").expect("a row for t");
+        assert_eq!(t[1..6], ["186.000000", "15.500000", "10.000000", "21.000000", "12"]);
+
+        let five = wait_rows(&dir.path().join("stats_5s"), 24).await;
+        let k5: Vec<&Vec<String>> = five.iter().filter(|r| r[0] == "k").collect();
+        assert_eq!(k5.len(), 12, "one row per 5 s bin");
+        for r in &k5 {
+            assert_eq!(r[1..6], ["4.000000", "2.000000", "2.000000", "2.000000", "2"]);
+            assert_eq!(r[6], "5.00");
+            assert_eq!(r[8], "3600");
+            let ns: u64 = r[7].parse().expect("ns");
+            assert_eq!(ns % 5_000_000_000, 0, "stamped with a tick aligned to the wall clock");
+        }
+        stop.cancel();
+        running.await.expect("task");
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_flushes_every_pending_sample_into_every_bin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Clock::starting_at(MINUTE + 7_000);
+        let (acc, task, tracker) = setup(
+            "input_format = \"statsd\"\noutput_format = \"graphite\"\naccumulate_flush = \"10s\"\ntimes = [\"10s\", \"1m\"]",
+            dir.path(),
+            clock,
+        )
+        .await;
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        acc.input.push(batch("late:5|c\nlate:7|c\n"), true).await;
+        stop.cancel(); // before any tick: the final flush must carry it
+        running.await.expect("task");
+        tracker.close();
+        tracker.wait().await;
+        let ten = rows(&dir.path().join("stats_10s"));
+        assert_eq!(ten.len(), 1);
+        assert_eq!(
+            ten[0][..6],
+            ["late", "12.000000", "6.000000", "5.000000", "7.000000", "2"]
+        );
+        assert_eq!(
+            ten[0][7],
+            ((MINUTE + 10_000) * 1_000_000).to_string(),
+            "stamped with the next aligned tick"
+        );
+        let minute = rows(&dir.path().join("stats_60s"));
+        assert_eq!(minute.len(), 1);
+        assert_eq!(minute[0][7], ((MINUTE + 60_000) * 1_000_000).to_string());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_keys_are_emitted_idle_but_produce_no_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Clock::starting_at(MINUTE + 1_000);
+        let (acc, task, tracker) = setup(
+            "input_format = \"graphite\"\noutput_format = \"graphite\"\naccumulate_flush = \"5s\"\nkeep_keys = true",
+            dir.path(),
+            clock,
+        )
+        .await;
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        acc.input.push(batch("a.count 3 1\nb.max 4 1\n"), true).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(acc.keys(), 2, "kept after the flush");
+        tokio::time::sleep(Duration::from_secs(10)).await; // two idle flushes
+        assert_eq!(acc.stats.flushes.load(Relaxed), 3);
+        assert_eq!(
+            acc.stats.output_lines.load(Relaxed),
+            6,
+            "2 keys on every flush, idle ones as 0"
+        );
+        assert_eq!(acc.stats.records.load(Relaxed), 2, "idle kept keys produce no record");
+        stop.cancel();
+        running.await.expect("task");
+        tracker.close();
+        tracker.wait().await;
+    }
+}

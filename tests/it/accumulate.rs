@@ -188,3 +188,132 @@ fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers() {
+    let carbon = Sink::tcp().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("relay.toml");
+    let prereg = dir.path().join("prereg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\ninternal_health_server_listen = \"127.0.0.1:{admin}\"\n\
+             [statsd-in]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"statsd\"\n\
+             [[statsd-in.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n\
+             [carbon]\nlisten = \"backend_only\"\nmsg_type = \"graphite\"\n[[carbon.servers]]\nservers = [\"{}\"]\n",
+            carbon.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        &prereg,
+        format!(
+            "[g]\nlisten_server = \"statsd-in\"\ndefault_backend = \"statsd-in\"\n[[g.map]]\nnoop = \"true\"\n\
+             [g.accumulator]\nbackend = \"carbon\"\ninput_format = \"statsd\"\noutput_format = \"graphite\"\n\
+             accumulate_flush = \"1h\"\n[g.accumulator.writer]\nmetrics = {{ driver = \"file\", dsn = \"{}\" }}\n",
+            dir.path().join("stats").display()
+        ),
+    )
+    .expect("prereg");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_consthash"))
+        .args([
+            "--config",
+            &config.to_string_lossy(),
+            "--prereg",
+            &prereg.to_string_lossy(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut child = KillOnDrop(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + LONG;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines: Vec<String> = (0..1_000)
+        .map(|i| format!("term.key{}:{}|c", i % 10, 1 + i % 2))
+        .collect();
+    send_tcp(addr, &lines).await;
+    // nothing flushes for an hour: the un-flushed state shows in /<s>/accumulator
+    let url = format!("http://127.0.0.1:{admin}/statsd-in/accumulator");
+    let mut state = Value::Null;
+    let deadline = std::time::Instant::now() + LONG;
+    let key0_sum = |state: &Value| {
+        state["stats"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["key"] == "term.key0"))
+            .map(|s| s["sum"].clone())
+    };
+    while state["stats"].as_array().map_or(0, Vec::len) < 10 || key0_sum(&state) != Some(Value::from(100.0)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "accumulator state never showed: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(r) = reqwest::get(&url).await {
+            state = serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+        }
+    }
+    let key0 = state["stats"]
+        .as_array()
+        .expect("stats")
+        .iter()
+        .find(|s| s["key"] == "term.key0")
+        .expect("term.key0");
+    assert_eq!(key0["stat_key"], "term.key0|c");
+    assert_eq!(key0["count"], 100);
+    assert_eq!(carbon.count(), 0, "nothing flushed yet");
+
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + LONG;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    wait_until("the final flush at carbon", LONG, || {
+        counter_totals_legacy(&carbon.lines()).len() == 10
+    })
+    .await;
+    let totals = counter_totals_legacy(&carbon.lines());
+    assert_eq!((totals["term.key0"], totals["term.key1"]), (100.0, 200.0));
+    assert_eq!(
+        totals.values().sum::<f64>(),
+        1_500.0,
+        "every accumulated sample was flushed"
+    );
+    let rows = std::fs::read_to_string(dir.path().join("stats_3600s")).expect("bin file");
+    assert_eq!(rows.lines().count(), 10, "one row per key in the hour bin: {rows}");
+    assert!(rows.lines().any(|l| l.starts_with("term.key0\t100.000000\t")), "{rows}");
+}
+
+/// Kills a child process that a failed test left running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sums `stats_counts.<key>` values (statsd's legacy namespace) per key.
+fn counter_totals_legacy(lines: &[String]) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for l in lines {
+        let mut f = l.split(' ');
+        if let (Some(Some(key)), Some(v)) = (f.next().map(|n| n.strip_prefix("stats_counts.")), f.next()) {
+            *out.entry(key.to_string()).or_insert(0.0) += v.parse::<f64>().expect("value");
+        }
+    }
+    out
+}

@@ -466,6 +466,22 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
 /// Parses exposition text with the Prometheus reference client's parser (Python `prometheus_client`):
 /// (sample name, labels, value) per sample.
 fn parse_prometheus(text: &str) -> Vec<(String, HashMap<String, String>, f64)> {
+    let has_parser = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import prometheus_client"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_parser() {
+        let installed = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "prometheus-client"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed && has_parser(),
+            "cannot install the Prometheus parser: `python3 -m pip install prometheus-client`"
+        );
+    }
     let script = "import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families\n\
                   out = [[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]\n\
                   print(json.dumps(out))";
