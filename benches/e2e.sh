@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# End-to-end relay benchmark: statblast -> relay -> 4 TCP sinks on loopback, graphite lines.
+# End-to-end relay benchmark: statblast -> relay -> 4 TCP sinks on loopback, graphite lines, consthash and
+# carbon-c-relay side by side in one run.
 #
-#   bash benches/e2e.sh                 # 10 M lines, 100 k keys, 4 sending connections, 1 run per case
-#   LINES=2000000 RUNS=3 bash benches/e2e.sh
+#   bash benches/e2e.sh                        # 10 M lines, 100 k keys, 4 connections, medians of 5 runs
+#   LINES=2000000 RUNS=1 bash benches/e2e.sh   # a quick look
+#   RINGS="jump_fnv1a_ch md5" REPS="1" bash benches/e2e.sh
 #
-# The sinks are one `echoserver --count --expect LINES` process with 4 TCP listeners; it exits as soon as every
-# line has arrived. Per case the script prints: lines delivered, loss, end-to-end lines/s (wall clock from the
-# start of statblast until the last line arrived), the relay's CPU seconds (user+sys from /proc) per million
-# delivered lines, and its peak RSS (VmHWM). With more than one run, the median run (by lines/s) is shown.
-# When the Debian package carbon-c-relay is installed, the same workload also runs through carbon-c-relay
-# (submission mode, 2 workers, default queue) with the equivalent cluster, in the same invocation.
+# Per scenario: lines delivered, loss, end-to-end lines/s (wall clock from the start of statblast until the last
+# line arrived, or, for a lossy relay, until it went idle), the relay's CPU seconds (user+sys from /proc) per
+# million delivered lines, its peak RSS (VmHWM), and the CPU seconds of statblast and echoserver (so you can see
+# they are not the bottleneck). The sinks are one `echoserver --count --expect LINES×REP` process with 4 TCP
+# listeners. Rings with instances (`=a`…`=d`) so that members on one host are distinct for every algorithm.
+# The parse-and-route case sends the same lines to consthash with a PreReg rule rejecting them all, and reports
+# lines per CPU second of consthash (lines/s per core). carbon-c-relay runs when the Debian package is installed
+# (submission mode `-s`, 2 workers, default queue), with the equivalent `cluster ... <type> replication N`.
 set -euo pipefail
 
 LINES=${LINES:-10000000}
 KEYS=${KEYS:-100000}
 CONNS=${CONNS:-4}
-RUNS=${RUNS:-1}
+RUNS=${RUNS:-5}
+RINGS=${RINGS:-"jump_fnv1a_ch fnv1a_ch carbon_ch carbon_ch_c_relay md5"}
+REPS=${REPS:-"1 2"}
 BASE_PORT=${BASE_PORT:-14000}
 
 cd "$(dirname "$0")/.."
@@ -23,12 +29,19 @@ cargo build --release --workspace --quiet
 BIN=$PWD/target/release
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 TCK=$(getconf CLK_TCK)
 RELAY_PORT=$BASE_PORT
+ADMIN_PORT=$((BASE_PORT + 9))
 SINK_PORTS=($((BASE_PORT + 1)) $((BASE_PORT + 2)) $((BASE_PORT + 3)) $((BASE_PORT + 4)))
+INSTANCES=(a b c d)
+TIME=()
+[ -x /usr/bin/time ] && TIME=(/usr/bin/time -f "%U %S" -o)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -42,33 +55,39 @@ wait_port() {
   done
 }
 
-# run_case NAME COMMAND... : one measured run; appends "name lines loss rate cpu_per_m rss_mb" to $WORK/results
+targets() { local t; t=$(printf "tcp://127.0.0.1:$RELAY_PORT,%.0s" $(seq "$CONNS")); echo "${t%,}"; }
+cpu_of_time_file() { [ -s "$1" ] && awk '{printf "%.2f", $1 + $2}' "$1" || echo "-"; }
+
+blast() { # OUT_TIME_FILE
+  ${TIME[@]:+"${TIME[@]}" "$1"} "$BIN/statblast" --servers "$(targets)" --forks 1 --type graphite --keys "$KEYS" \
+    --lines "$LINES" --buffer 65536 --rate 0 >"$WORK/blast.out" 2>/dev/null
+}
+
+# run_case NAME REP COMMAND... : one measured run; appends a result row to $WORK/results
 run_case() {
-  local name=$1; shift
-  local sinks
+  local name=$1 rep=$2; shift 2
+  local sinks expect=$((LINES * rep))
   sinks=$(printf 'tcp://127.0.0.1:%s,' "${SINK_PORTS[@]}"); sinks=${sinks%,}
-  "$BIN/echoserver" --count --expect "$LINES" --servers "$sinks" >"$WORK/echo.out" 2>/dev/null &
+  ${TIME[@]:+"${TIME[@]}" "$WORK/echo.time"} "$BIN/echoserver" --count --expect "$expect" --servers "$sinks" \
+    >"$WORK/echo.out" 2>/dev/null &
   local echo_pid=$!; PIDS+=("$echo_pid")
   for p in "${SINK_PORTS[@]}"; do wait_port "$p"; done
   "$@" >"$WORK/relay.log" 2>&1 &
   local relay_pid=$!; PIDS+=("$relay_pid")
-  wait_port "$RELAY_PORT"
-  local targets
-  targets=$(printf "tcp://127.0.0.1:$RELAY_PORT,%.0s" $(seq "$CONNS")); targets=${targets%,}
-
+  wait_port "$RELAY_PORT" || { cat "$WORK/relay.log" >&2; exit 1; }
+  local echo_real_pid; echo_real_pid=$(pgrep -n -f "echoserver --count --expect $expect") || echo_real_pid=$echo_pid
   local cpu0 t0 t1
   cpu0=$(cpu_ticks "$relay_pid")
   t0=$(now)
-  "$BIN/statblast" --servers "$targets" --forks 1 --type graphite --keys "$KEYS" --lines "$LINES" \
-    --buffer 65536 --rate 0 >"$WORK/blast.out" 2>/dev/null
+  blast "$WORK/blast.time"
   # Wait for every line, or (lossy relay) for the relay to go idle: no CPU used for 1 s.
   local last_cpu=-1 idle_since=""
-  while kill -0 "$echo_pid" 2>/dev/null; do
+  while kill -0 "$echo_real_pid" 2>/dev/null; do
     local c; c=$(cpu_ticks "$relay_pid")
     if [[ "$c" == "$last_cpu" ]]; then
       [[ -z "$idle_since" ]] && idle_since=$(now)
       if awk -v a="$(now)" -v b="$idle_since" 'BEGIN{exit !(a-b > 1.0)}'; then
-        kill -TERM "$echo_pid"; break
+        kill -TERM "$echo_real_pid"; break
       fi
     else
       last_cpu=$c; idle_since=""
@@ -77,59 +96,112 @@ run_case() {
   done
   wait "$echo_pid" || true
   t1=${idle_since:-$(now)}
-  local cpu1 rss
+  local cpu1 rss got
   cpu1=$(cpu_ticks "$relay_pid")
   rss=$(peak_rss_kb "$relay_pid")
   kill -TERM "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
-  local got
   got=$(sed -n 's/^TOTAL lines=\([0-9]*\).*/\1/p' "$WORK/echo.out")
-  awk -v n="$name" -v got="$got" -v sent="$LINES" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
-      -v tck="$TCK" -v rss="$rss" 'BEGIN {
+  awk -v n="$name" -v r="$rep" -v got="${got:-0}" -v want="$expect" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
+      -v tck="$TCK" -v rss="$rss" -v bc="$(cpu_of_time_file "$WORK/blast.time")" -v ec="$(cpu_of_time_file "$WORK/echo.time")" 'BEGIN {
         secs = t1 - t0; cpu = (c1 - c0) / tck
-        printf "%s %d %.2f %.0f %.3f %.1f\n", n, got, 100 * (sent - got) / sent, got / secs, \
-               (got > 0 ? cpu / (got / 1e6) : 0), rss / 1024 }' >>"$WORK/results"
+        printf "%s rep%d %d %.2f %.0f %.3f %.1f %s %s\n", n, r, got, 100 * (want - got) / want, got / secs, \
+               (got > 0 ? cpu / (got / 1e6) : 0), rss / 1024, bc, ec }' >>"$WORK/results"
 }
 
-consthash_case() { # NAME HASHER
-  cat >"$WORK/consthash.toml" <<TOML
+member() { # ALGO INDEX -> hashkey with an instance, in the peer's own syntax
+  local port=${SINK_PORTS[$2]} inst=${INSTANCES[$2]}
+  case $1 in
+    carbon_ch) echo "127.0.0.1:$port:$inst" ;;
+    carbon_ch_c_relay | fnv1a_ch | jump_fnv1a_ch) echo "127.0.0.1:$port=$inst" ;;
+    *) echo "tcp://127.0.0.1:$port" ;;
+  esac
+}
+
+consthash_config() { # ALGO REP [PREREG_REJECT_ALL]
+  local servers="" hashkeys=""
+  for i in 0 1 2 3; do
+    servers+="\"tcp://127.0.0.1:${SINK_PORTS[$i]}\","
+    hashkeys+="\"$(member "$1" "$i")\","
+  done
+  cat <<TOML
 [default]
-hasher_algo = "$2"
+hasher_algo = "$1"
 hasher_vnodes = 100
+num_dupe_replicas = $2
+internal_health_server_listen = "127.0.0.1:$ADMIN_PORT"
 [relay]
 listen = "tcp://127.0.0.1:$RELAY_PORT"
 msg_type = "graphite"
   [[relay.servers]]
-  servers = [$(printf '"tcp://127.0.0.1:%s",' "${SINK_PORTS[@]}" | sed 's/,$//')]
+  servers = [${servers%,}]
+  hashkeys = [${hashkeys%,}]
 TOML
-  run_case "$1" "$BIN/consthash" --config "$WORK/consthash.toml" --loglevel warning
 }
 
-crelay_case() { # NAME CLUSTER_TYPE
+consthash_case() { # ALGO REP
+  consthash_config "$1" "$2" >"$WORK/consthash.toml"
+  run_case "consthash:$1" "$2" "$BIN/consthash" --config "$WORK/consthash.toml" --loglevel warning
+}
+
+crelay_case() { # TYPE REP
   {
-    echo "cluster sinks $2"
-    printf '    127.0.0.1:%s\n' "${SINK_PORTS[@]}"
+    echo "cluster sinks $1 replication $2"
+    for i in 0 1 2 3; do echo "    $(member fnv1a_ch "$i")"; done   # c-relay's member syntax: host:port=instance
     echo "    ;"
     echo "match * send to sinks stop;"
   } >"$WORK/crelay.conf"
-  run_case "$1" carbon-c-relay -f "$WORK/crelay.conf" -p "$RELAY_PORT" -w 2 -s
+  run_case "carbon-c-relay:$1" "$2" carbon-c-relay -f "$WORK/crelay.conf" -p "$RELAY_PORT" -w 2 -s
+}
+
+# Parse and route only: every line is rejected by a PreReg rule after splitting; lines per consthash CPU second.
+parse_route_case() {
+  consthash_config md5 1 >"$WORK/consthash.toml"
+  printf '[all]\nlisten_server = "relay"\ndefault_backend = "relay"\n[[all.map]]\nprefix = "graphitetest"\nreject = true\n' \
+    >"$WORK/prereg.toml"
+  "$BIN/consthash" --config "$WORK/consthash.toml" --prereg "$WORK/prereg.toml" --loglevel warning >"$WORK/relay.log" 2>&1 &
+  local pid=$!; PIDS+=("$pid")
+  wait_port "$RELAY_PORT"
+  local cpu0 cpu1 n=0 deadline=$((SECONDS + 120))
+  cpu0=$(cpu_ticks "$pid")
+  blast "$WORK/blast.time"
+  while ((n < LINES)) && ((SECONDS < deadline)); do
+    n=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^consthash_lines_rejected_total/ {print $2}')
+    n=${n:-0}
+    sleep 0.05
+  done
+  cpu1=$(cpu_ticks "$pid")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk -v n="$n" -v c0="$cpu0" -v c1="$cpu1" -v tck="$TCK" \
+    'BEGIN { cpu = (c1 - c0) / tck; printf "parse-route-reject rep1 %d 0 %.0f %.3f - - -\n", n, n / cpu, cpu / (n / 1e6) }' \
+    >>"$WORK/results"
 }
 
 : >"$WORK/results"
+have_crelay=$(command -v carbon-c-relay || true)
 for run in $(seq "$RUNS"); do
-  consthash_case "consthash:crc32" crc32
-  consthash_case "consthash:fnva" fnva
-  consthash_case "consthash:md5" md5
-  if command -v carbon-c-relay >/dev/null; then
-    crelay_case "carbon-c-relay:jump_fnv1a_ch" jump_fnv1a_ch
-    crelay_case "carbon-c-relay:fnv1a_ch" fnv1a_ch
-    crelay_case "carbon-c-relay:carbon_ch" carbon_ch
-  fi
+  for rep in $REPS; do
+    for ring in $RINGS; do
+      consthash_case "$ring" "$rep"
+      if [ -n "$have_crelay" ] && [ "$ring" != md5 ]; then crelay_case "$ring" "$rep"; fi
+    done
+  done
+  parse_route_case
 done
-[ -n "$(command -v carbon-c-relay)" ] || echo "(carbon-c-relay not installed: apt-get install carbon-c-relay to compare)"
+[ -n "$have_crelay" ] || echo "(carbon-c-relay not installed: apt-get install carbon-c-relay to compare)"
 
-echo "workload: $LINES graphite lines, $KEYS keys, $CONNS connections, 4 TCP sinks, runs per case: $RUNS"
-printf '%-30s %12s %8s %14s %14s %10s\n' case delivered loss% lines/s cpu_s/M peak_MB
-sort -k1,1 -k4,4n "$WORK/results" | awk -v runs="$RUNS" '
-  { rows[$1] = rows[$1] ? rows[$1] "\n" $0 : $0; n[$1]++ }
-  END { for (k in rows) { split(rows[k], r, "\n"); print r[int((n[k] + 1) / 2)] } }' |
-  sort | awk '{ printf "%-30s %12d %8.2f %14.0f %14.3f %10.1f\n", $1, $2, $3, $4, $5, $6 }'
+echo "workload: $LINES graphite lines, $KEYS keys, $CONNS connections, 4 TCP sinks; medians of $RUNS run(s)"
+echo "(parse-route-reject: lines/s column = lines per consthash CPU second, i.e. per core)"
+printf '%-32s %-5s %12s %8s %12s %10s %9s %10s %9s\n' case rep delivered loss% lines/s cpu_s/M peak_MB blast_cpu echo_cpu
+# median by lines/s of each (case, rep)
+sort -k1,1 -k2,2 -k5,5n "$WORK/results" | awk '
+  { k = $1 " " $2; if (n[k]++) rows[k] = rows[k] "\n" $0; else rows[k] = $0 }
+  END { for (k in rows) { split(rows[k], r, "\n"); print r[int((n[k] + 1) / 2)] } }' | sort >"$WORK/medians"
+awk '{ printf "%-32s %-5s %12d %8.2f %12.0f %10.3f %9s %10s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$WORK/medians"
+if [ -n "$have_crelay" ]; then
+  echo
+  echo "ratios (consthash vs carbon-c-relay, same ring and replication): throughput x, CPU per line /, peak RSS"
+  awk '{ split($1, a, ":"); key = a[2] " " $2; if (a[1] == "consthash") { ct[key] = $5; cc[key] = $6; cr[key] = $7 }
+         else if (a[1] == "carbon-c-relay") { rt[key] = $5; rc[key] = $6; rr[key] = $7 } }
+       END { for (k in ct) if (k in rt) printf "%-24s throughput %6.1fx   cpu/line 1/%-6.1f   rss %5.1f MB vs %5.1f MB\n",
+             k, ct[k] / rt[k], (cc[k] > 0 ? rc[k] / cc[k] : 0), cr[k], rr[k] }' "$WORK/medians" | sort
+fi

@@ -17,16 +17,31 @@ fn group(rules: usize) -> Group {
             1 => Matcher::Substring(format!(".svc{i}.").into_bytes()),
             _ => Matcher::Regex(regex::bytes::Regex::new(&format!(r"^host-{i}\.[a-z]+\.cpu")).expect("valid")),
         };
-        Rule { matcher, reject: i % 2 == 0, backend: "b".into() }
+        Rule {
+            matcher,
+            reject: i % 2 == 0,
+            backend: "b".into(),
+        }
     };
     let mut list: Vec<Rule> = (0..rules - 1).map(rule).collect();
-    list.push(Rule { matcher: Matcher::Noop, reject: false, backend: "a".into() });
-    Group { name: "g".into(), listen_server: "a".into(), default_backend: "a".into(), rules: list, accumulator: None }
+    list.push(Rule {
+        matcher: Matcher::Noop,
+        reject: false,
+        backend: "a".into(),
+    });
+    Group {
+        name: "g".into(),
+        listen_server: "a".into(),
+        default_backend: "a".into(),
+        rules: list,
+        accumulator: None,
+    }
 }
 
 fn bench(c: &mut Criterion) {
-    let keys: Vec<Vec<u8>> =
-        (0..KEYS).map(|i| format!("servers.host-{:04}.cpu.core{}.user", i % 997, i % 8).into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("servers.host-{:04}.cpu.core{}.user", i % 997, i % 8).into_bytes())
+        .collect();
     let mut g = c.benchmark_group("prereg_route");
     g.throughput(Throughput::Elements(KEYS as u64));
     for rules in [10usize, 100] {

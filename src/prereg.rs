@@ -85,7 +85,11 @@ impl PreReg {
             Some(i) if i != own => Action::Redirect(i),
             _ => Action::Own,
         };
-        let actions = group.rules.iter().map(|r| if r.reject { Action::Reject } else { target(&r.backend) }).collect();
+        let actions = group
+            .rules
+            .iter()
+            .map(|r| if r.reject { Action::Reject } else { target(&r.backend) })
+            .collect();
         let rules = if group.rules.len() < SET_FROM_RULES {
             Rules::Scan(group.rules.iter().map(|r| Compiled::new(&r.matcher)).collect())
         } else {
@@ -94,7 +98,11 @@ impl PreReg {
                     .expect("each pattern compiled on its own at config load, and escaped literals always compile"),
             )
         };
-        PreReg { rules, actions, default: target(&group.default_backend) }
+        PreReg {
+            rules,
+            actions,
+            default: target(&group.default_backend),
+        }
     }
 
     pub fn route(&self, key: &[u8]) -> Action {

@@ -526,3 +526,43 @@ async fn carbon_ch_relay_places_keys_as_graphite_carbon_does() {
     }
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_healthy_backend_slows_the_readers_and_loses_nothing() {
+    use tokio::io::AsyncReadExt;
+    // A sink that reads 2 KiB at a time with a pause: far slower than the sender.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = slow.local_addr().expect("addr");
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = slow.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    counter.fetch_add(buf[..n].iter().filter(|b| **b == b'\n').count(), Relaxed);
+                    tokio::time::sleep(Duration::from_micros(200)).await; // the slowness under test
+                }
+            });
+        }
+    });
+    let relay = start(&format!(
+        "[default]\nout_queue_lines = 200\nmax_pool_connections = 1\nread_buffer_size = 4096\n\
+         [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\nservers = [\"tcp://{addr}\"]\n"
+    ))
+    .await;
+    let lines = graphite_lines(50_000, 1_000, "slow");
+    send_parallel(tcp_addr(&relay, "relay"), &lines, 2).await;
+    wait_until("every line at the slow sink", LONG, || {
+        received.load(Relaxed) >= lines.len()
+    })
+    .await;
+    let dest = &relay.section("relay").expect("section").backend.destinations()[0];
+    assert_eq!(dest.stats.dropped_total(), 0, "back-pressure, not drops");
+    assert_eq!(received.load(Relaxed), lines.len());
+    relay.shutdown().await;
+}
