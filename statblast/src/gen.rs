@@ -52,7 +52,63 @@ pub enum Kind {
 
 /// Values are drawn from `[0, VALUE_RANGE)`.
 pub const VALUE_RANGE: u64 = 10_000;
-const STATSD_TYPES: [&[u8]; 3] = [b"c", b"g", b"ms"];
+
+/// statsd type mix: relative weights of counters, timers and gauges (`--mix C,T,G`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    /// Cumulative weights: a draw `d` in `[0, total)` is a counter when `d < counter_end`, a timer when
+    /// `d < timer_end`, else a gauge.
+    counter_end: u64,
+    timer_end: u64,
+    total: u64,
+}
+
+impl Default for Mix {
+    /// 34 % counters, 33 % timers, 33 % gauges: close to the uniform draw statblast always made.
+    fn default() -> Mix {
+        Mix::new(34, 33, 33).unwrap()
+    }
+}
+
+impl Mix {
+    /// `None` when every weight is 0.
+    pub fn new(counters: u64, timers: u64, gauges: u64) -> Option<Mix> {
+        let total = counters.checked_add(timers)?.checked_add(gauges)?;
+        (total > 0).then_some(Mix {
+            counter_end: counters,
+            timer_end: counters + timers,
+            total,
+        })
+    }
+
+    /// Parses `C,T,G` (non-negative integers, usually percentages adding up to 100; any weights with a positive
+    /// sum are accepted).
+    pub fn parse(s: &str) -> Result<Mix, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [c, t, g] = parts[..] else {
+            return Err(format!(
+                "{s:?}: expected C,T,G (percentages of counters, timers, gauges)"
+            ));
+        };
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{s:?}: {v:?} is not a non-negative integer"))
+        };
+        Mix::new(num(c)?, num(t)?, num(g)?).ok_or_else(|| format!("{s:?}: at least one weight must be positive"))
+    }
+
+    #[inline]
+    fn pick(&self, rng: &mut Rng) -> &'static [u8] {
+        let d = rng.below(self.total);
+        if d < self.counter_end {
+            b"c"
+        } else if d < self.timer_end {
+            b"ms"
+        } else {
+            b"g"
+        }
+    }
+}
 
 /// Writes random lines of one kind. Each sender owns one.
 #[derive(Debug, Clone)]
@@ -60,6 +116,7 @@ pub struct LineGen {
     kind: Kind,
     words: Vec<Vec<u8>>,
     keys: u64,
+    mix: Mix,
     rng: Rng,
     /// Decimal unix time of the current batch (graphite).
     ts: Vec<u8>,
@@ -72,9 +129,16 @@ impl LineGen {
             kind,
             words,
             keys,
+            mix: Mix::default(),
             rng: Rng::new(seed),
             ts: b"0".to_vec(),
         }
+    }
+
+    /// Sets the statsd type mix (ignored for graphite).
+    pub fn with_mix(mut self, mix: Mix) -> LineGen {
+        self.mix = mix;
+        self
     }
 
     /// Sets the timestamp of the graphite lines that follow (called once per batch).
@@ -114,7 +178,7 @@ impl LineGen {
                 out.push(b':');
                 push_u64(out, value);
                 out.push(b'|');
-                out.extend_from_slice(STATSD_TYPES[self.rng.below(3) as usize]);
+                out.extend_from_slice(self.mix.pick(&mut self.rng));
                 // Sample rate in hundredths, 1..=100: printed 0.01 .. 1.00, never 0.00.
                 let r = 1 + self.rng.below(100) as u8;
                 if r == 100 {
@@ -228,6 +292,36 @@ mod tests {
             "both ends are reachable"
         );
         assert_eq!(rates.len(), 100);
+    }
+
+    #[test]
+    fn mix_parses_and_rejects() {
+        assert_eq!(Mix::parse("60,30,10").unwrap(), Mix::new(60, 30, 10).unwrap());
+        assert_eq!(Mix::parse(" 100 , 0,0").unwrap(), Mix::new(100, 0, 0).unwrap());
+        for bad in ["", "60,40", "1,2,3,4", "a,b,c", "-1,50,51", "0,0,0", "1.5,50,48"] {
+            assert!(Mix::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statsd_mix_is_followed() {
+        let mut g = LineGen::new(Kind::Statsd, words(), 100, 7).with_mix(Mix::parse("60,30,10").unwrap());
+        let n = 100_000;
+        let mut counts = std::collections::HashMap::new();
+        for line in lines(&mut g, n) {
+            *counts
+                .entry(line.split('|').nth(1).unwrap().to_string())
+                .or_insert(0usize) += 1;
+        }
+        let share = |t: &str| counts.get(t).copied().unwrap_or(0) as f64 / n as f64;
+        // 100 k draws: the standard error of a share is below 0.0016; 0.01 is > 6 sigma.
+        assert!((share("c") - 0.60).abs() < 0.01, "{counts:?}");
+        assert!((share("ms") - 0.30).abs() < 0.01, "{counts:?}");
+        assert!((share("g") - 0.10).abs() < 0.01, "{counts:?}");
+        assert_eq!(counts.len(), 3);
+        // A zero weight never shows up.
+        let mut only = LineGen::new(Kind::Statsd, words(), 100, 8).with_mix(Mix::parse("0,100,0").unwrap());
+        assert!(lines(&mut only, 1000).iter().all(|l| l.split('|').nth(1) == Some("ms")));
     }
 
     #[test]

@@ -3,19 +3,26 @@
 //!
 //! Lines, with `c` uniform in `[0, 10000)` and `<w>` drawn from `--words`:
 //! * graphite: `graphitetest.<w>.<w>.<w> <c> <unix_now>`
-//! * statsd: `statdtest.<w>.<w>.<w>:<c>|<c|g|ms>|@<rate>`, rate with two decimals in `[0.01, 1.00]`
+//! * statsd: `statdtest.<w>.<w>.<w>:<c>|<c|g|ms>|@<rate>`, rate with two decimals in `[0.01, 1.00]`; the type is
+//!   drawn with the weights of `--mix C,T,G` (counters, timers, gauges; default `34,33,33`)
 //!
 //! With `--keys N > 0` the three words become `k<i>`, `i` uniform in `[0, N)`: N distinct keys.
 //!
 //! Each target has one connection shared by its `--forks` senders. A sender appends lines to a batch until
 //! the next line would make it reach `--buffer` bytes, writes the batch in one write (one datagram, one POST),
 //! starts the next batch with that line and sleeps `--rate` (a Go duration: `0.1s`, `10ms`, `0` = no sleep).
+//! The sleeps are paced against a schedule: the n-th send of a sender starts no earlier than start + n × rate.
+//! That is the same as sleeping `--rate` after each send when sends are fast, and it keeps sub-millisecond
+//! rates right on average although the timer has a 1 ms resolution (several sends then follow one wake-up).
+//! A sender that falls more than 5 ms behind its schedule drops the debt instead of bursting to catch up.
+//! So the offered load is about `targets × forks × (lines per send) / rate` lines/s.
 //! A failed write re-dials (2 s timeout) and retries the batch on streams; UDP drops it.
 //! `--lines N` sends exactly N lines in total (split across the senders), flushes and stops.
 //!
 //! Output: every 5 s on stderr `Sent %d lines in %ds - rate: %0.2f lines/s` (the last interval); at the end
 //! (`--lines` reached, SIGINT or SIGTERM) one line on stdout, made to be parsed, then exit 0:
-//! `TOTAL sent=<lines delivered> elapsed=<seconds, 3 decimals> rate=<lines/s, 2 decimals>`.
+//! `TOTAL sent=<lines delivered> elapsed=<seconds, 3 decimals> rate=<lines/s, 2 decimals> per_send=<lines per
+//! delivered send (datagram, write, POST), 2 decimals>`.
 //! With no arguments it prints the flags and their defaults and exits 0.
 //!
 //! Speed: numbers are written by hand into a reused buffer, the PRNG is wyrand, the unix time is read once
@@ -38,11 +45,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
 use crate::duration::parse_duration;
-use crate::gen::{Kind, LineGen};
+use crate::gen::{Kind, LineGen, Mix};
 use crate::target::Target;
 
 /// How often the progress line is written.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How far a sender may fall behind its send schedule before it forgets the debt.
+const MAX_LAG: Duration = Duration::from_millis(5);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,6 +84,9 @@ struct Args {
     /// When > 0, keys are <prefix>.k<i> with i in [0, keys) instead of word combinations
     #[arg(long, default_value_t = 0)]
     keys: u64,
+    /// statsd only: weights (percentages) of counters, timers and gauges, C,T,G
+    #[arg(long, default_value = "34,33,33", value_parser = Mix::parse)]
+    mix: Mix,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +144,7 @@ async fn blast(args: Args) -> anyhow::Result<()> {
 
     let senders = targets.len() as u64 * args.forks;
     let sent = Arc::new(AtomicU64::new(0));
+    let sends = Arc::new(AtomicU64::new(0));
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -143,11 +156,12 @@ async fn blast(args: Args) -> anyhow::Result<()> {
             let index = t as u64 * args.forks + f;
             let sender = Sender {
                 target: target.clone(),
-                gen: LineGen::new(args.kind, words.clone(), args.keys, seed.wrapping_add(index)),
+                gen: LineGen::new(args.kind, words.clone(), args.keys, seed.wrapping_add(index)).with_mix(args.mix),
                 quota: quota(args.lines, senders, index),
                 buffer: args.buffer as usize,
                 rate: args.rate,
                 sent: sent.clone(),
+                sends: sends.clone(),
             };
             if sender.quota > 0 {
                 tasks.spawn(sender.run());
@@ -173,8 +187,13 @@ async fn blast(args: Args) -> anyhow::Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     let total = sent.load(Relaxed);
     let rate = if elapsed > 0.0 { total as f64 / elapsed } else { 0.0 };
+    let writes = sends.load(Relaxed);
+    let per_send = if writes > 0 { total as f64 / writes as f64 } else { 0.0 };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "TOTAL sent={total} elapsed={elapsed:.3} rate={rate:.2}")?;
+    writeln!(
+        out,
+        "TOTAL sent={total} elapsed={elapsed:.3} rate={rate:.2} per_send={per_send:.2}"
+    )?;
     out.flush()?;
     Ok(())
 }
@@ -188,12 +207,15 @@ struct Sender {
     buffer: usize,
     rate: Duration,
     sent: Arc<AtomicU64>,
+    /// Delivered sends (datagrams, writes, POSTs), for the lines-per-send average.
+    sends: Arc<AtomicU64>,
 }
 
 impl Sender {
     async fn run(mut self) {
         let mut batch: Vec<u8> = Vec::with_capacity(self.buffer + 1024);
         let mut in_batch = 0u64;
+        let mut next = tokio::time::Instant::now();
         self.gen.set_time(unix_now());
         while self.quota > 0 {
             let start = batch.len();
@@ -203,19 +225,27 @@ impl Sender {
                 // The new line would make the batch reach --buffer: send what came before it.
                 if self.target.send(&batch[..start]).await {
                     self.sent.fetch_add(in_batch, Relaxed);
+                    self.sends.fetch_add(1, Relaxed);
                 }
                 batch.copy_within(start.., 0);
                 batch.truncate(batch.len() - start);
                 in_batch = 0;
                 self.gen.set_time(unix_now());
                 if !self.rate.is_zero() {
-                    tokio::time::sleep(self.rate).await;
+                    next += self.rate;
+                    let now = tokio::time::Instant::now();
+                    if next > now {
+                        tokio::time::sleep_until(next).await;
+                    } else if now - next > MAX_LAG {
+                        next = now;
+                    }
                 }
             }
             in_batch += 1;
         }
         if !batch.is_empty() && self.target.send(&batch).await {
             self.sent.fetch_add(in_batch, Relaxed);
+            self.sends.fetch_add(1, Relaxed);
         }
     }
 }
@@ -265,6 +295,12 @@ mod tests {
         let d = Args::try_parse_from(["statblast", "--lines", "5"]).unwrap();
         assert_eq!(d.rate, Duration::from_millis(100));
         assert_eq!(d.kind, Kind::Statsd);
+        assert_eq!(d.mix, Mix::default());
+        assert_eq!(
+            Args::try_parse_from(["statblast", "--mix", "60,30,10"]).unwrap().mix,
+            Mix::new(60, 30, 10).unwrap()
+        );
+        assert!(Args::try_parse_from(["statblast", "--mix", "60,40"]).is_err());
         assert_eq!(
             Args::try_parse_from(["statblast", "--rate", "0"]).unwrap().rate,
             Duration::ZERO

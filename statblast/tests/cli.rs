@@ -37,12 +37,21 @@ fn total_sent(out: &Output) -> u64 {
         .find(|l| l.starts_with("TOTAL "))
         .unwrap_or_else(|| panic!("no TOTAL in {stdout:?}"));
     let fields: Vec<&str> = line.split(' ').collect();
-    assert_eq!(fields.len(), 4, "{line}");
+    assert_eq!(fields.len(), 5, "{line}");
     let elapsed = fields[2].strip_prefix("elapsed=").unwrap();
     assert_eq!(elapsed.split_once('.').unwrap().1.len(), 3, "{line}");
     let rate = fields[3].strip_prefix("rate=").unwrap();
     assert_eq!(rate.split_once('.').unwrap().1.len(), 2, "{line}");
+    let per_send = fields[4].strip_prefix("per_send=").unwrap();
+    assert_eq!(per_send.split_once('.').unwrap().1.len(), 2, "{line}");
     fields[1].strip_prefix("sent=").unwrap().parse().unwrap()
+}
+
+/// The `per_send=` value of the TOTAL line, as printed.
+fn per_send(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("TOTAL ")).unwrap();
+    line.rsplit_once("per_send=").unwrap().1.to_string()
 }
 
 fn now() -> u64 {
@@ -132,9 +141,11 @@ fn statsd_over_udp_fits_each_batch_in_the_buffer() {
     sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let end = Instant::now() + DEADLINE;
     let mut lines = Vec::new();
+    let mut datagrams = 0u64;
     let mut buf = [0u8; 65536];
     while lines.len() < 300 && Instant::now() < end {
         let Ok(n) = sink.recv(&mut buf) else { continue };
+        datagrams += 1;
         assert!(n < 256, "datagram of {n} bytes reaches --buffer");
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.ends_with('\n'));
@@ -144,6 +155,7 @@ fn statsd_over_udp_fits_each_batch_in_the_buffer() {
     assert!(out.status.success());
     assert_eq!(total_sent(&out), 300);
     assert_eq!(lines.len(), 300);
+    assert_eq!(per_send(&out), format!("{:.2}", 300.0 / datagrams as f64));
     let words = ["test", "house", "here", "there", "badline", "cow", "now"];
     for line in &lines {
         let (key, rest) = line.split_once(':').unwrap();
