@@ -18,8 +18,8 @@
 #    dumpMessages false, deleteIdleStats true).
 #
 # Measures:
-#  * loss: consthash 1 - consthash_lines_received_total (framed by the listener, /metrics) / sent, read once it
-#    stops growing. statsd: 1 - sum of its own stats_counts.statsd.metrics_received over every flush the sink
+#  * loss: consthash 1 - (consthash_lines_received_total (framed by the listener) - 
+#    consthash_accumulator_input_dropped_total) / sent, from /metrics, read once it stops growing. statsd: 1 - sum of its own stats_counts.statsd.metrics_received over every flush the sink
 #    printed, up to the first flush that starts 2 s after the send ended. (The management port's `stats` does not
 #    carry metrics_received, and `counters` dumps every key.) Both count the lines the daemon parsed; datagrams the
 #    kernel dropped (/proc/net/snmp Udp RcvbufErrors, delta shown) never reach either.
@@ -241,6 +241,8 @@ run_rate() { # DAEMON RATE
   t_end=$(date +%s)
   if [ "$d" = consthash ]; then
     received=$(wait_received_stable)
+    # Lines the listener framed but the accumulator's full input channel had to drop are lost too.
+    received=$((received - $(metric consthash_accumulator_input_dropped_total)))
     # Include the flush of what was received (statsd's figure includes its flushes too).
     wait_flush_after "$(metric consthash_accumulator_flushes_total)"
   else
