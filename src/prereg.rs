@@ -42,7 +42,7 @@ enum Rules {
 #[derive(Clone, Debug)]
 enum Compiled {
     Prefix(Vec<u8>),
-    Substring(Finder<'static>),
+    Substring(Box<Finder<'static>>),
     Regex(Regex),
     Noop,
 }
@@ -51,7 +51,7 @@ impl Compiled {
     fn new(m: &Matcher) -> Compiled {
         match m {
             Matcher::Prefix(p) => Compiled::Prefix(p.clone()),
-            Matcher::Substring(s) => Compiled::Substring(Finder::new(s).into_owned()),
+            Matcher::Substring(s) => Compiled::Substring(Box::new(Finder::new(s).into_owned())),
             Matcher::Regex(re) => Compiled::Regex(re.clone()),
             Matcher::Noop => Compiled::Noop,
         }

@@ -213,7 +213,7 @@ impl Task {
             // A timer fired: the base flush first, then every bin whose tick has come (spec §9.5).
             let now = Instant::now();
             if base.0 <= now {
-                self.base_flush(tick_secs(base.1)).await;
+                self.base_flush(tick_secs(base.1), &invalid_log).await;
                 base = clock.next_tick(interval);
             }
             for (i, t) in bin_ticks.iter_mut().enumerate() {
@@ -227,7 +227,7 @@ impl Task {
         while let Ok(b) = self.input.try_recv() {
             self.fold(&b, &invalid_log);
         }
-        self.base_flush(tick_secs(base.1)).await;
+        self.base_flush(tick_secs(base.1), &invalid_log).await;
         for (i, t) in bin_ticks.iter().enumerate() {
             self.bin_flush(i, tick_secs(t.1));
         }
@@ -250,13 +250,40 @@ impl Task {
         }
     }
 
-    async fn base_flush(&mut self, tick: i64) {
-        let (mut out, mut records) = (Vec::new(), Vec::new());
-        let cfg = &self.acc.config;
-        let lines = self
-            .acc
-            .state()
-            .flush(cfg.accumulate_flush, tick, cfg.output_format, &mut out, &mut records);
+    /// Renders the state on a blocking thread, so that a large flush neither stalls a runtime thread nor
+    /// ingestion: without `keep_keys` a fresh state takes the batches that arrive meanwhile; with `keep_keys` the
+    /// state comes back after the flush, and arriving batches wait in the (bounded) input channel.
+    async fn base_flush(&mut self, tick: i64, log: &RateLimit) {
+        let cfg = self.acc.config.clone();
+        let keep = cfg.keep_keys;
+        let fresh = Aggregator::new(&cfg).expect("the same config built this accumulator at start-up");
+        let taken = std::mem::replace(&mut *self.acc.state(), fresh);
+        let flushing = tokio::task::spawn_blocking(move || {
+            let (mut taken, mut out, mut records) = (taken, Vec::new(), Vec::new());
+            let lines = taken.flush(cfg.accumulate_flush, tick, cfg.output_format, &mut out, &mut records);
+            (taken, out, records, lines)
+        });
+        tokio::pin!(flushing);
+        let mut input_open = true;
+        let done = loop {
+            tokio::select! {
+                r = &mut flushing => break r,
+                b = self.input.recv(), if !keep && input_open => match b {
+                    Some(b) => self.fold(&b, log),
+                    None => input_open = false,
+                },
+            }
+        };
+        let (taken, out, records, lines) = match done {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(group = %self.acc.group, error = %e, "accumulator flush failed: this interval is lost");
+                return;
+            }
+        };
+        if keep {
+            *self.acc.state() = taken;
+        }
         self.acc.last_flush_ms.store(self.acc.clock.now_ms(), Relaxed);
         self.acc.stats.flushes.fetch_add(1, Relaxed);
         self.acc.stats.output_lines.fetch_add(lines as u64, Relaxed);
