@@ -128,6 +128,7 @@ consthash_config() { # ALGO REP [PREREG_REJECT_ALL]
 hasher_algo = "$1"
 hasher_vnodes = 100
 num_dupe_replicas = $2
+diverse_replicas = false   # all sinks share one host: carbon would otherwise never pick two of them
 internal_health_server_listen = "127.0.0.1:$ADMIN_PORT"
 [relay]
 listen = "tcp://127.0.0.1:$RELAY_PORT"
@@ -153,6 +154,49 @@ crelay_case() { # TYPE REP
   run_case "carbon-c-relay:$1" "$2" carbon-c-relay -f "$WORK/crelay.conf" -p "$RELAY_PORT" -w 2 -s
 }
 
+# Placement check (not timed): a sample of lines through consthash to 4 printing sinks; every line must be at
+# the destinations `consthash hashcheck` names for its key (all of them, with replication).
+verify_case() { # ALGO REP
+  consthash_config "$1" "$2" >"$WORK/consthash.toml"
+  local pids=() i
+  for i in 0 1 2 3; do
+    "$BIN/echoserver" --servers "tcp://127.0.0.1:${SINK_PORTS[$i]}" >/dev/null 2>"$WORK/sink$i.out" &
+    pids+=($!); PIDS+=($!)
+  done
+  for i in 0 1 2 3; do wait_port "${SINK_PORTS[$i]}"; done
+  "$BIN/consthash" --config "$WORK/consthash.toml" --loglevel warning >"$WORK/relay.log" 2>&1 &
+  local relay=$!; PIDS+=("$relay")
+  wait_port "$RELAY_PORT"
+  "$BIN/statblast" --servers "tcp://127.0.0.1:$RELAY_PORT" --forks 1 --type graphite --keys "$KEYS" --lines 2000 \
+    --buffer 65536 --rate 0 >/dev/null 2>&1
+  local deadline=$((SECONDS + 30))
+  until [ "$(cat "$WORK"/sink?.out | grep -c 'ECHO from')" -ge $((2000 * $2)) ] || ((SECONDS > deadline)); do sleep 0.1; done
+  kill -TERM "$relay"; wait "$relay" 2>/dev/null || true
+  for i in 0 1 2 3; do kill -TERM "${pids[$i]}"; wait "${pids[$i]}" 2>/dev/null || true; done
+  python3 - "$WORK" "$BIN/consthash" "$2" "$1" <<'PY'
+import json, re, subprocess, sys
+work, consthash, rep, algo = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+where = {}
+for i in range(4):
+    for line in open(f"{work}/sink{i}.out", errors="replace"):
+        m = re.search(r"\[ECHO from tcp://127\.0\.0\.1:(\d+)\] (\S+) ", line)
+        if m:
+            where.setdefault(m.group(2), set()).add(m.group(1))
+keys = sorted(where)
+out = subprocess.run([consthash, "hashcheck", "--config", f"{work}/consthash.toml", *keys],
+                     capture_output=True, text=True, check=True).stdout.splitlines()
+bad = 0
+for key, doc in zip(keys, out):
+    want = {s.rsplit(":", 1)[1] for s in json.loads(doc)["relay"]["to_servers"]}
+    if want != where[key] or len(want) != rep:
+        bad += 1
+        if bad <= 5:
+            print(f"  {key}: at {sorted(where[key])}, ring says {sorted(want)}", file=sys.stderr)
+print(f"placement check {algo} rep{rep}: {len(keys)} keys, {'all where the ring says' if bad == 0 else f'{bad} MISPLACED'}")
+sys.exit(1 if bad else 0)
+PY
+}
+
 # Parse and route only: every line is rejected by a PreReg rule after splitting; lines per consthash CPU second.
 parse_route_case() {
   consthash_config md5 1 >"$WORK/consthash.toml"
@@ -176,6 +220,9 @@ parse_route_case() {
     >>"$WORK/results"
 }
 
+for rep in $REPS; do
+  for ring in $RINGS; do verify_case "$ring" "$rep"; done
+done
 : >"$WORK/results"
 have_crelay=$(command -v carbon-c-relay || true)
 for run in $(seq "$RUNS"); do
