@@ -229,7 +229,11 @@ for run in $(seq "$RUNS"); do
   for rep in $REPS; do
     for ring in $RINGS; do
       consthash_case "$ring" "$rep"
-      if [ -n "$have_crelay" ] && [ "$ring" != md5 ]; then crelay_case "$ring" "$rep"; fi
+      # c-relay's own rings: jump_fnv1a_ch, fnv1a_ch, and carbon_ch (= our carbon_ch_c_relay)
+      case $ring in
+        jump_fnv1a_ch | fnv1a_ch) [ -n "$have_crelay" ] && crelay_case "$ring" "$rep" ;;
+        carbon_ch_c_relay) [ -n "$have_crelay" ] && crelay_case carbon_ch "$rep" ;;
+      esac
     done
   done
   parse_route_case
@@ -246,9 +250,12 @@ sort -k1,1 -k2,2 -k5,5n "$WORK/results" | awk '
 awk '{ printf "%-32s %-5s %12d %8.2f %12.0f %10.3f %9s %10s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$WORK/medians"
 if [ -n "$have_crelay" ]; then
   echo
-  echo "ratios (consthash vs carbon-c-relay, same ring and replication): throughput x, CPU per line /, peak RSS"
-  awk '{ split($1, a, ":"); key = a[2] " " $2; if (a[1] == "consthash") { ct[key] = $5; cc[key] = $6; cr[key] = $7 }
-         else if (a[1] == "carbon-c-relay") { rt[key] = $5; rc[key] = $6; rr[key] = $7 } }
-       END { for (k in ct) if (k in rt) printf "%-24s throughput %6.1fx   cpu/line 1/%-6.1f   rss %5.1f MB vs %5.1f MB\n",
-             k, ct[k] / rt[k], (cc[k] > 0 ? rc[k] / cc[k] : 0), cr[k], rr[k] }' "$WORK/medians" | sort
+  echo "ratios (consthash vs carbon-c-relay, same replication; MD5 rings vs c-relay carbon_ch): throughput x, CPU per line /, peak RSS"
+  awk 'BEGIN { peer["jump_fnv1a_ch"] = "jump_fnv1a_ch"; peer["fnv1a_ch"] = "fnv1a_ch"; peer["carbon_ch"] = "carbon_ch"
+               peer["carbon_ch_c_relay"] = "carbon_ch"; peer["md5"] = "carbon_ch" }
+       { split($1, a, ":"); if (a[1] == "consthash") { ring[$1 " " $2] = a[2]; rep[$1 " " $2] = $2; ct[$1 " " $2] = $5; cc[$1 " " $2] = $6; cr[$1 " " $2] = $7 }
+         else if (a[1] == "carbon-c-relay") { k = a[2] " " $2; rt[k] = $5; rc[k] = $6; rr[k] = $7 } }
+       END { for (k in ct) { p = peer[ring[k]] " " rep[k]; if (p in rt)
+             printf "%-20s %-5s vs c-relay %-14s throughput %6.1fx   cpu/line 1/%-6.1f   rss %5.1f MB vs %5.1f MB\n",
+             ring[k], rep[k], peer[ring[k]], ct[k] / rt[p], (cc[k] > 0 ? rc[p] / cc[k] : 0), cr[k], rr[p] } }' "$WORK/medians" | sort
 fi
