@@ -206,27 +206,29 @@ pub fn rfc3339(unix_ms: u64) -> String {
 /// UTC wall-clock time as `YYYY-MM-DD HH:MM:SS.mmm`.
 pub struct Timestamp(pub SystemTime);
 
+/// The UTC calendar time of a unix second: (year, month, day, hour, minute, second), proleptic Gregorian
+/// (Howard Hinnant's civil-from-days).
+pub fn civil(unix_secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (days, rem) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = d.as_secs() as i64;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // civil-from-days (Howard Hinnant's algorithm)
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day, h, m, sec) = civil(d.as_secs() as i64);
         write!(
             f,
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60,
+            "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02}.{:03}",
             d.subsec_millis()
         )
     }

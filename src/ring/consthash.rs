@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use super::points::{Owner, Points};
 use super::{HasherAlgo, RingSpec};
 
 /// An immutable consthash-family ring: sorted `(point, member id)` pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsthashRing {
     algo: HasherAlgo,
-    /// Sorted by point, points distinct.
-    entries: Vec<(u32, u32)>,
-    /// Distinct member ids the ring was built from.
-    members: usize,
+    /// Points distinct; a key exactly on a point belongs to the next one.
+    points: Points,
 }
 
 impl ConsthashRing {
@@ -34,51 +33,21 @@ impl ConsthashRing {
         ids.dedup();
         ConsthashRing {
             algo: spec.algo,
-            entries: map.into_iter().collect(),
-            members: ids.len(),
+            points: Points::new(map.into_iter().collect(), Owner::After, ids.len()),
         }
     }
 
-    /// Index of the entry owning hash `h`: the smallest point strictly greater than `h`, wrapping
-    /// to 0. Only meaningful on a non-empty ring.
-    #[inline]
-    fn start(&self, h: u32) -> usize {
-        let idx = self.entries.partition_point(|&(p, _)| p <= h);
-        if idx == self.entries.len() {
-            0
-        } else {
-            idx
-        }
-    }
-
-    /// The id of the member owning `key`, or `None` for an empty ring.
+    /// The id of the member owning `key` (the smallest point strictly greater than its hash, wrapping), or `None`
+    /// for an empty ring.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<u32> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        Some(self.entries[self.start(self.algo.hash(key))].1)
+        self.points.get(self.algo.hash(key))
     }
 
-    /// Fills `out` (cleared first) with `min(n, members)` distinct member ids: the owner of `key`,
-    /// then the next distinct owners clockwise, stopping early after a full turn. Does not
-    /// allocate when `out` has capacity for them.
+    /// Fills `out` (cleared first) with `min(n, members)` distinct member ids: the owner of `key`, then the next
+    /// distinct owners clockwise, stopping early after a full turn.
     pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        out.clear();
-        let n = n.min(self.members);
-        if n == 0 || self.entries.is_empty() {
-            return;
-        }
-        let start = self.start(self.algo.hash(key));
-        let (after, before) = self.entries.split_at(start);
-        for &(_, id) in before.iter().chain(after) {
-            if !out.contains(&id) {
-                out.push(id);
-                if out.len() == n {
-                    return;
-                }
-            }
-        }
+        self.points.get_n(self.algo.hash(key), n, out)
     }
 
     /// The key's position: the ring's hasher applied to the key.
@@ -89,22 +58,22 @@ impl ConsthashRing {
 
     /// True when the ring has no points.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.points.is_empty()
     }
 
     /// The number of distinct points.
     pub fn points(&self) -> usize {
-        self.entries.len()
+        self.points.len()
     }
 
     /// The number of distinct member ids the ring was built from.
     pub fn members(&self) -> usize {
-        self.members
+        self.points.members()
     }
 
     /// The `(point, member id)` pairs, sorted by point.
     pub fn entries(&self) -> &[(u32, u32)] {
-        &self.entries
+        self.points.entries()
     }
 }
 

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use super::hash::{fnv1a_32_by, md5_16};
 use super::member::{parse_crelay, CRelayMember};
+use super::points::{Owner, Points};
 
 /// Entries per member, hardwired in c-relay (after carbon).
 const REPLICAS: usize = 100;
@@ -52,10 +53,8 @@ pub(crate) fn sign_extend_32(b: u8) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CRelayRing {
     hash: CRelayHash,
-    /// `(position, member id)` in ring order, after the equal-position overwrite.
-    entries: Vec<(u32, u32)>,
-    /// Members the ring was built from.
-    members: usize,
+    /// `(position, member id)` in ring order, after the equal-position overwrite; a key at a position belongs to it.
+    points: Points,
 }
 
 impl CRelayRing {
@@ -117,48 +116,21 @@ impl CRelayRing {
         ids.dedup();
         CRelayRing {
             hash,
-            entries,
-            members: ids.len(),
+            points: Points::new(entries, Owner::AtOrAfter, ids.len()),
         }
     }
 
-    #[inline]
-    fn start(&self, pos: u32) -> usize {
-        let idx = self.entries.partition_point(|&(p, _)| p < pos);
-        if idx == self.entries.len() {
-            0
-        } else {
-            idx
-        }
-    }
-
-    /// The id of the member owning `key`, or `None` for an empty ring.
+    /// The id of the member owning `key` (the first entry at or after its position, wrapping), or `None` for an
+    /// empty ring.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<u32> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        Some(self.entries[self.start(self.hash.position(key))].1)
+        self.points.get(self.hash.position(key))
     }
 
     /// Fills `out` (cleared first) with up to `n` distinct ids: the owner, then the next distinct
     /// members clockwise (c-relay `replication n`), stopping after a full turn.
     pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        out.clear();
-        let n = n.min(self.members);
-        if n == 0 || self.entries.is_empty() {
-            return;
-        }
-        let start = self.start(self.hash.position(key));
-        let (after, before) = self.entries.split_at(start);
-        for &(_, id) in before.iter().chain(after) {
-            if !out.contains(&id) {
-                out.push(id);
-                if out.len() == n {
-                    return;
-                }
-            }
-        }
+        self.points.get_n(self.hash.position(key), n, out)
     }
 
     /// The key's 16-bit position.
@@ -169,22 +141,22 @@ impl CRelayRing {
 
     /// True when the ring has no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.points.is_empty()
     }
 
     /// The number of entries (100 per member; equal positions are kept).
     pub fn points(&self) -> usize {
-        self.entries.len()
+        self.points.len()
     }
 
     /// The number of distinct member ids the ring was built from.
     pub fn members(&self) -> usize {
-        self.members
+        self.points.members()
     }
 
     /// `(position, member id)` per entry in ring order (what `carbon-c-relay -d` prints).
     pub fn entries(&self) -> &[(u32, u32)] {
-        &self.entries
+        self.points.entries()
     }
 }
 

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use super::hash::md5_le32;
+use super::points::{Owner, Points};
 
 /// hashring's default vnode count.
 const VNODES: f64 = 40.0;
@@ -20,9 +21,8 @@ const WEIGHT: f64 = 100.0;
 /// An immutable statsd hashring.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsdHashring {
-    /// `(value, member id)`, stably sorted by value.
-    points: Vec<(u32, u32)>,
-    members: usize,
+    /// `(value, member id)`, stably sorted by value (duplicates kept); a key at a value belongs to it.
+    points: Points,
 }
 
 /// Points per server for `n` servers, evaluated as hashring does in IEEE double.
@@ -54,47 +54,19 @@ impl StatsdHashring {
         }
         points.sort_by_key(|&(v, _)| v);
         StatsdHashring {
-            points,
-            members: servers.len(),
-        }
-    }
-
-    #[inline]
-    fn start(&self, value: u32) -> usize {
-        let idx = self.points.partition_point(|&(p, _)| p < value);
-        if idx == self.points.len() {
-            0
-        } else {
-            idx
+            points: Points::new(points, Owner::AtOrAfter, servers.len()),
         }
     }
 
     /// The id of the server owning `key`, or `None` for an empty ring.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<u32> {
-        if self.points.is_empty() {
-            return None;
-        }
-        Some(self.points[self.start(md5_le32(key))].1)
+        self.points.get(md5_le32(key))
     }
 
     /// Fills `out` (cleared first) with `min(n, members)` distinct ids clockwise from the owner.
     pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        out.clear();
-        let n = n.min(self.members);
-        if n == 0 || self.points.is_empty() {
-            return;
-        }
-        let start = self.start(md5_le32(key));
-        let (after, before) = self.points.split_at(start);
-        for &(_, id) in before.iter().chain(after) {
-            if !out.contains(&id) {
-                out.push(id);
-                if out.len() == n {
-                    return;
-                }
-            }
-        }
+        self.points.get_n(md5_le32(key), n, out)
     }
 
     /// The key's 32-bit value.
@@ -115,7 +87,7 @@ impl StatsdHashring {
 
     /// The number of servers.
     pub fn members(&self) -> usize {
-        self.members
+        self.points.members()
     }
 }
 

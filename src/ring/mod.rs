@@ -30,6 +30,7 @@ pub mod hash;
 mod hashring;
 mod jump;
 pub mod member;
+mod points;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -93,43 +93,52 @@ async fn tcp_graphite_lines_arrive_once_at_the_ring_owner() {
     relay.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn placement_matches_the_spec_vectors() {
-    // §7.7 C: crc32/graphite/4 with hashkeys tcp://127.0.0.1:6002..6004; the sinks listen elsewhere.
+/// Relays the §7.7 keys K through three sinks whose ring identities are `hashkeys` (`extra` adds section keys,
+/// with two replicas) and checks that each key reached exactly the sinks `want` names (indexes into the sinks).
+async fn assert_vector_placement(extra: &str, hashkeys: [&str; 3], want: &[(&str, [usize; 2])]) {
     let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
     let refs: Vec<&Sink> = sinks.iter().collect();
     let relay = start(&format!(
-        "[default]\nnum_dupe_replicas = 2\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n\
-         [[relay.servers]]\n{}\nhashkeys = [\"tcp://127.0.0.1:6002\", \"tcp://127.0.0.1:6003\", \"tcp://127.0.0.1:6004\"]\n",
-        servers_toml(&refs)
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nnum_dupe_replicas = 2\n{extra}\n\
+         [[relay.servers]]\n{}\nhashkeys = [\"{}\", \"{}\", \"{}\"]\n",
+        servers_toml(&refs),
+        hashkeys[0],
+        hashkeys[1],
+        hashkeys[2]
     ))
     .await;
-    let vectors: &[(&str, [usize; 2])] = &[
-        ("moo.goo.org", [6004, 6003]),
-        ("stats.timers.foo", [6002, 6003]),
-        ("servers.main.cpu.load", [6004, 6003]),
-        ("servers.main-01.mem.free", [6004, 6003]),
-        ("statdtest.house.here", [6004, 6002]),
-        ("graphitetest.cow.now.test", [6002, 6003]),
-        ("a.b.c", [6004, 6002]),
-        ("foo.bar.baz", [6004, 6003]),
-        ("consthash.test", [6004, 6003]),
-        ("gorets", [6004, 6002]),
-    ];
-    let lines: Vec<String> = vectors.iter().map(|(k, _)| format!("{k} 1 1700000000")).collect();
+    let lines: Vec<String> = want.iter().map(|(k, _)| format!("{k} 1 1700000000")).collect();
     send_tcp(tcp_addr(&relay, "relay"), &lines).await;
-    wait_until("20 copies", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= 20).await;
-    for (key, ports) in vectors {
-        let line = format!("{key} 1 1700000000");
-        let at: Vec<usize> = (0..3)
-            .filter(|&i| sinks[i].lines().contains(&line))
-            .map(|i| 6002 + i)
-            .collect();
-        let mut want = ports.to_vec();
-        want.sort();
-        assert_eq!(at, want, "{key}");
+    wait_until("two copies of each line", LONG, || {
+        sinks.iter().map(Sink::count).sum::<usize>() >= 2 * lines.len()
+    })
+    .await;
+    for ((key, members), line) in want.iter().zip(&lines) {
+        let at: Vec<usize> = (0..3).filter(|&i| sinks[i].lines().contains(line)).collect();
+        let mut members = members.to_vec();
+        members.sort();
+        assert_eq!(at, members, "{key}");
     }
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_the_spec_vectors() {
+    // §7.7 C: crc32/graphite/4 with hashkeys tcp://127.0.0.1:6002..6004 (sinks 0..2); the sinks listen elsewhere.
+    let hashkeys = ["tcp://127.0.0.1:6002", "tcp://127.0.0.1:6003", "tcp://127.0.0.1:6004"];
+    let want = [
+        ("moo.goo.org", [2, 1]),
+        ("stats.timers.foo", [0, 1]),
+        ("servers.main.cpu.load", [2, 1]),
+        ("servers.main-01.mem.free", [2, 1]),
+        ("statdtest.house.here", [2, 0]),
+        ("graphitetest.cow.now.test", [0, 1]),
+        ("a.b.c", [2, 0]),
+        ("foo.bar.baz", [2, 1]),
+        ("consthash.test", [2, 1]),
+        ("gorets", [2, 0]),
+    ];
+    assert_vector_placement("", hashkeys, &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,17 +501,13 @@ async fn lines_left_at_shutdown_are_counted_as_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carbon_ch_relay_places_keys_as_graphite_carbon_does() {
-    // §7.7 A for carbon_ch: hashkeys are carbon DESTINATIONS entries; the sinks listen elsewhere.
-    let sinks = [Sink::tcp().await, Sink::tcp().await, Sink::tcp().await];
-    let refs: Vec<&Sink> = sinks.iter().collect();
-    let relay = start(&format!(
-        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nhasher_algo = \"carbon_ch\"\n\
-         num_dupe_replicas = 2\n[[relay.servers]]\n{}\n\
-         hashkeys = [\"192.168.10.200:2003:a\", \"192.168.10.201:2003:b\", \"192.168.10.202:2003:c\"]\n",
-        servers_toml(&refs)
-    ))
-    .await;
-    let vectors: &[(&str, [usize; 2])] = &[
+    // §7.7 A for carbon_ch: hashkeys are carbon DESTINATIONS entries (members a, b, c = sinks 0, 1, 2).
+    let hashkeys = [
+        "192.168.10.200:2003:a",
+        "192.168.10.201:2003:b",
+        "192.168.10.202:2003:c",
+    ];
+    let want = [
         ("moo.goo.org", [1, 2]),
         ("stats.timers.foo", [2, 1]),
         ("servers.main.cpu.load", [0, 2]),
@@ -514,17 +519,7 @@ async fn carbon_ch_relay_places_keys_as_graphite_carbon_does() {
         ("consthash.test", [2, 1]),
         ("gorets", [1, 0]),
     ];
-    let lines: Vec<String> = vectors.iter().map(|(k, _)| format!("{k} 1 1700000000")).collect();
-    send_tcp(tcp_addr(&relay, "relay"), &lines).await;
-    wait_until("20 copies", LONG, || sinks.iter().map(Sink::count).sum::<usize>() >= 20).await;
-    for (key, members) in vectors {
-        let line = format!("{key} 1 1700000000");
-        let at: Vec<usize> = (0..3).filter(|&i| sinks[i].lines().contains(&line)).collect();
-        let mut want = members.to_vec();
-        want.sort();
-        assert_eq!(at, want, "{key}");
-    }
-    relay.shutdown().await;
+    assert_vector_placement("hasher_algo = \"carbon_ch\"", hashkeys, &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
