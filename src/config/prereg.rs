@@ -620,6 +620,12 @@ fn parse_options(d: &mut Diag, a: Tbl, input: Option<Format>) -> Vec<(String, St
     if input == Some(Format::Graphite) && !arr.is_empty() {
         d.warn(&path, "ignored for input_format = \"graphite\"");
     }
+    // What the statsd accumulator itself refuses (e.g. a percentThreshold beyond ±100) is a config error too.
+    if input == Some(Format::Statsd) {
+        if let Err(e) = crate::accumulator::statsd::StatsdAccumulator::new(&out, false) {
+            d.error(&path, e);
+        }
+    }
     out
 }
 
@@ -1155,6 +1161,7 @@ noop = "true"
             ("options=[['legacyNamespace']]", "prereg.toml: g.accumulator.options[0]: expected exactly 2 items [name, value], found 1"),
             ("options=[['legacyNamespace','yes']]", "prereg.toml: g.accumulator.options[0]: legacyNamespace: \"yes\" is not a boolean"),
             ("options=[['percentThreshold','90,x']]", "prereg.toml: g.accumulator.options[0]: percentThreshold: \"90,x\" is not a comma-separated list of numbers"),
+            ("options=[['percentThreshold','90,150']]", "prereg.toml: g.accumulator.options: percentThreshold: 150 is outside -100..100"),
             ("options=[['globalPrefix', 1]]", "prereg.toml: g.accumulator.options[0]: expected a pair of strings [name, value]"),
         ];
         for (o, want) in cases {
