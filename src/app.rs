@@ -242,28 +242,30 @@ impl Relay {
         for section in &sections {
             section.backend.start(runtime.clone());
         }
+        // Known to the relay from here on, so that a failed start shuts every section down.
+        relay.sections = sections.iter().map(|s| (s.clone(), Bound::None)).collect();
         for pending in accumulators {
             if let Err(e) = relay.start_accumulator(pending, &sections).await {
                 relay.shutdown().await;
                 return Err(e);
             }
         }
-        for (section, s) in sections.into_iter().zip(&config.sections) {
-            let started = listener::start(
+        for (i, s) in config.sections.iter().enumerate() {
+            let section = sections[i].clone();
+            match listener::start(
                 &s.listen,
-                section.clone(),
+                section,
                 s.read_buffer_size,
                 &relay.listeners,
                 &relay.stop_listeners,
             )
-            .await;
-            match started {
+            .await
+            {
                 Ok(bound) => {
                     tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
-                    relay.sections.push((section, bound));
+                    relay.sections[i].1 = bound;
                 }
                 Err(source) => {
-                    relay.sections.push((section, Bound::None));
                     relay.shutdown().await;
                     return Err(StartError::Listen {
                         section: s.name.clone(),

@@ -93,12 +93,6 @@ fn main() -> ExitCode {
     if config.globals.cpu_profile {
         tracing::warn!("cpu_profile: no profiler endpoint exists (consthash served Go pprof on :6060); ignored");
     }
-    if let Some(p) = prereg.as_ref().filter(|p| !p.groups.is_empty()) {
-        tracing::warn!(
-            groups = p.groups.len(),
-            "PreReg file validated; its rules and accumulators are not applied by this version"
-        );
-    }
     if args.check_config {
         println!("configuration OK: {} section(s)", config.sections.len());
         return ExitCode::SUCCESS;

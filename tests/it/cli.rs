@@ -242,3 +242,32 @@ fn hashcheck_prints_the_placement_without_starting_anything() {
     );
     drop(held);
 }
+
+#[test]
+fn a_listen_address_in_use_stops_the_start_with_exit_2() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = held.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\nshutdown_timeout = 60\n[first]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n[[first.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n\
+             [busy]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n[[busy.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n"
+        ),
+    )
+    .expect("write");
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&["--config", &path.to_string_lossy()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[busy] listen tcp://127.0.0.1:") && err.contains("in use"),
+        "{err}"
+    );
+    // what had started (the first section's senders) is stopped, not left to run out shutdown_timeout
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait out the 60 s drain"
+    );
+    drop(held);
+}
