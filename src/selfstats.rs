@@ -2,7 +2,7 @@
 //! counters since the last flush (`name:delta|c`) and its gauges (`name:value|g`) over UDP, named
 //! `<statsd_prefix>.<hostname>.<name>` (no leading dot when the prefix is empty). Counters are sent as exact
 //! per-interval totals, so `statsd_sample_rate` has nothing to sample. Lines are packed into datagrams of at most
-//! [`DATAGRAM`] bytes.
+//! `DATAGRAM` bytes.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,6 +1,6 @@
 //! The statsd accumulator (spec §9.2): Etsy statsd 0.9.0 semantics with its graphite backend.
 //!
-//! Lines are parsed by statsd's rules (§9.2.1) and folded into one [`Slot`] per sanitized key. A flush computes
+//! Lines are parsed by statsd's rules (§9.2.1) and folded into one `Slot` per sanitized key. A flush computes
 //! exactly what statsd's `process_metrics` and graphite backend compute, in the same IEEE operation order, and
 //! prints numbers as JavaScript does ([`super::jsnum`]). `tests/statsd_compat.rs` runs the real statsd 0.9.0 on
 //! the same input and compares every metric line.
