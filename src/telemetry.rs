@@ -222,6 +222,12 @@ pub fn civil(unix_secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
 }
 
+/// A unix second as the Go `log` package stamps lines: `YYYY/MM/DD HH:MM:SS` (UTC); the tools' log format.
+pub fn go_log_stamp(unix_secs: i64) -> String {
+    let (year, month, day, h, m, sec) = civil(unix_secs);
+    format!("{year:04}/{month:02}/{day:02} {h:02}:{m:02}:{sec:02}")
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -246,6 +252,13 @@ mod tests {
         assert_eq!(Timestamp(UNIX_EPOCH).to_string(), "1970-01-01 00:00:00.000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(Timestamp(leap).to_string(), "2000-02-29 00:00:00.000");
+    }
+
+    #[test]
+    fn go_log_stamps() {
+        assert_eq!(go_log_stamp(0), "1970/01/01 00:00:00");
+        assert_eq!(go_log_stamp(951_782_400), "2000/02/29 00:00:00");
+        assert_eq!(go_log_stamp(1_700_000_000), "2023/11/14 22:13:20");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
-use crate::endpoint::Endpoint;
 use crate::lines::{LineCounter, LineSplitter};
 use crate::log;
+use consthash::config::Listen as Endpoint;
 
 /// Read buffer of stream connections: large so count mode makes few syscalls per megabyte.
 const READ_BUF: usize = 256 * 1024;
@@ -143,6 +143,7 @@ impl Listener {
                 let l = UnixListener::bind(path).with_context(what)?;
                 tokio::spawn(self.clone().serve_unix(l))
             }
+            Endpoint::BackendOnly => anyhow::bail!("{}: not an address", self.url),
         };
         log::line(format_args!("[{}] Listening", self.url));
         Ok(task)

@@ -20,7 +20,6 @@
 //! With no arguments it prints the flags and their defaults and exits 0. It raises the soft open-files limit to
 //! min(999999, hard).
 
-mod endpoint;
 mod lines;
 mod listen;
 mod log;
@@ -90,7 +89,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let print = !(args.quiet || args.count);
-    let listeners: Vec<Arc<Listener>> = endpoint::parse_list(&args.servers)?
+    let listeners: Vec<Arc<Listener>> = consthash::config::parse_url_list(&args.servers)
+        .map_err(|e| anyhow::anyhow!("--servers: {e}"))?
         .into_iter()
         .map(|(url, endpoint)| {
             Arc::new(Listener {

@@ -26,7 +26,7 @@ pub use prereg::{
     load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group, Matcher,
     PreRegConfig, Rule, WriterConfig, STATSD_OPTIONS,
 };
-pub use url::{DestUrl, IpCidr, Listen, Target};
+pub use url::{parse_url_list, DestUrl, IpCidr, Listen, Target};
 
 /// Every error found in a config file, each `<file>: <key path>: <message>`.
 #[derive(Clone, Debug, PartialEq, Eq)]

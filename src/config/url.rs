@@ -75,6 +75,22 @@ impl Listen {
     }
 }
 
+/// Parses a comma-separated list of endpoint URLs (`tcp://`, `udp://`, `unix:///`, `http://host:port/path`), as
+/// the tools' `--servers` take them: items trimmed, empty items ignored, at least one required.
+pub fn parse_url_list(list: &str) -> Result<Vec<(String, Listen)>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match Listen::parse(item)? {
+            Listen::BackendOnly => return Err(format!("\"{item}\" is not an address")),
+            l => out.push((item.to_string(), l)),
+        }
+    }
+    if out.is_empty() {
+        return Err("no URL given".into());
+    }
+    Ok(out)
+}
+
 /// One destination of a ring: the trimmed URL as written and what it means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DestUrl {
@@ -319,6 +335,22 @@ mod tests {
         for s in ["https://0.0.0.0:1", "tcp://0.0.0.0", "moo", "udp://:1"] {
             assert!(Listen::parse(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn config_url_lists_for_the_tools() {
+        let l = parse_url_list(" tcp://a:1, ,http://b:2/in ").expect("valid");
+        assert_eq!(l[0], ("tcp://a:1".to_string(), Listen::Tcp("a:1".into())));
+        assert_eq!(
+            l[1].1,
+            Listen::Http {
+                addr: "b:2".into(),
+                path: "/in".into()
+            }
+        );
+        assert!(parse_url_list(" , ").is_err());
+        assert!(parse_url_list("backend_only").is_err());
+        assert!(parse_url_list("ftp://x:1").is_err());
     }
 
     #[test]

@@ -2,10 +2,8 @@
 
 use std::io;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
 use tokio::sync::Mutex;
@@ -17,45 +15,7 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between failed dials.
 const REDIAL_PAUSE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Tcp(String),
-    Udp(String),
-    Unix(PathBuf),
-    /// `addr` is `host:port` (also the `Host` header); `path` starts with `/`.
-    Http {
-        addr: String,
-        path: String,
-    },
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> anyhow::Result<Endpoint> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .with_context(|| format!("{url:?}: expected scheme://address"))?;
-        let need_addr = |a: &str| -> anyhow::Result<String> {
-            if a.is_empty() || !a.contains(':') {
-                bail!("{url:?}: expected host:port");
-            }
-            Ok(a.to_string())
-        };
-        Ok(match scheme {
-            "tcp" => Endpoint::Tcp(need_addr(rest)?),
-            "udp" => Endpoint::Udp(need_addr(rest)?),
-            "unix" if !rest.is_empty() => Endpoint::Unix(PathBuf::from(rest)),
-            "unix" => bail!("{url:?}: expected unix:///path"),
-            "http" => {
-                let (addr, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-                Endpoint::Http {
-                    addr: need_addr(addr)?,
-                    path: path.to_string(),
-                }
-            }
-            other => bail!("{url:?}: unknown scheme {other:?}, expected tcp, udp, unix or http"),
-        })
-    }
-}
+pub use consthash::config::Listen as Endpoint;
 
 /// One open connection.
 enum Conn {
@@ -157,6 +117,7 @@ impl Target {
                         resp: Vec::new(),
                     }
                 }
+                Endpoint::BackendOnly => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an address")),
             })
         };
         tokio::time::timeout(DIAL_TIMEOUT, dial)
@@ -249,16 +210,8 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
 
 /// Parses a comma-separated target list, ignoring empty items and surrounding spaces.
 pub fn parse_list(list: &str) -> anyhow::Result<Vec<Target>> {
-    let targets: Vec<Target> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| Endpoint::parse(s).map(|e| Target::new(s.to_string(), e)))
-        .collect::<Result<_, _>>()?;
-    if targets.is_empty() {
-        bail!("--servers: no target given");
-    }
-    Ok(targets)
+    let targets = consthash::config::parse_url_list(list).map_err(|e| anyhow::anyhow!("--servers: {e}"))?;
+    Ok(targets.into_iter().map(|(url, e)| Target::new(url, e)).collect())
 }
 
 #[cfg(test)]
@@ -267,35 +220,9 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:2003").unwrap(),
-            Endpoint::Tcp("127.0.0.1:2003".into())
-        );
-        assert_eq!(
-            Endpoint::parse("udp://127.0.0.1:8125").unwrap(),
-            Endpoint::Udp("127.0.0.1:8125".into())
-        );
-        assert_eq!(
-            Endpoint::parse("unix:///tmp/s").unwrap(),
-            Endpoint::Unix("/tmp/s".into())
-        );
-        assert_eq!(
-            Endpoint::parse("http://h:80/stats").unwrap(),
-            Endpoint::Http {
-                addr: "h:80".into(),
-                path: "/stats".into()
-            }
-        );
-        assert_eq!(
-            Endpoint::parse("http://h:80").unwrap(),
-            Endpoint::Http {
-                addr: "h:80".into(),
-                path: "/".into()
-            }
-        );
-        for bad in ["h:80", "tcp://", "gopher://h:1", "unix://", "udp://nohost"] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_list("tcp://a:1,,udp://b:2 ").unwrap().len(), 2);
+        let t = parse_list("tcp://a:1,,udp://b:2 , http://h:80/stats").expect("valid");
+        assert_eq!(t.len(), 3);
+        assert!(parse_list(" , ").is_err());
+        assert!(parse_list("gopher://h:1").is_err());
     }
 }
