@@ -6,8 +6,11 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::accumulator::task::Accumulator;
+use crate::backend::Destination;
 use crate::section::Section;
 use crate::telemetry::{DropReason, InvalidReason};
 use crate::writer::WriterStats;
@@ -19,6 +22,7 @@ fn esc(v: &str) -> String {
 
 struct Family<'a> {
     out: &'a mut String,
+    sections: &'a [Arc<Section>],
 }
 
 impl Family<'_> {
@@ -30,282 +34,270 @@ impl Family<'_> {
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))).collect();
         let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
     }
+
+    /// A family with one sample per section.
+    fn per_section(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Section) -> u64) {
+        self.head(name, kind, help);
+        for s in self.sections {
+            let v = value(s);
+            self.sample(name, &[("section", &s.name)], v);
+        }
+    }
+
+    /// A family with one sample per destination.
+    fn per_destination(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Destination) -> u64) {
+        self.head(name, kind, help);
+        for s in self.sections {
+            for d in s.backend.destinations() {
+                self.sample(name, &[("section", &s.name), ("destination", &d.url.raw)], value(&d));
+            }
+        }
+    }
+
+    /// A family with one sample per accumulator (sections without one have none).
+    fn per_accumulator(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Section, &Accumulator) -> u64) {
+        self.head(name, kind, help);
+        for s in self.sections {
+            if let Some(a) = &s.accumulator {
+                let v = value(s, a);
+                self.sample(name, &[("section", &s.name)], v);
+            }
+        }
+    }
+
+    /// A writer family: one sample per accumulator bin.
+    fn per_writer(&mut self, name: &str, help: &str, value: fn(&WriterStats) -> &AtomicU64, with_driver: bool) {
+        self.head(name, COUNTER, help);
+        for s in self.sections {
+            let Some(a) = &s.accumulator else { continue };
+            for (bin, driver, st) in a.writer_stats.get().into_iter().flatten() {
+                let bin = bin.to_string();
+                let mut labels = vec![("group", a.group.as_str()), ("bin", bin.as_str())];
+                if with_driver {
+                    labels.push(("driver", driver));
+                }
+                self.sample(name, &labels, value(st).load(Relaxed));
+            }
+        }
+    }
 }
+
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
 
 fn proto(listening: &str) -> &str {
     listening.split_once("://").map_or("backend", |(p, _)| p)
 }
 
 /// Renders every family for `sections`.
-pub fn render(sections: &[std::sync::Arc<Section>], uptime: Duration) -> String {
+pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
     let mut out = String::new();
-    let mut f = Family { out: &mut out };
-    let counter = "counter";
-    let gauge = "gauge";
+    let mut f = Family {
+        out: &mut out,
+        sections,
+    };
 
     f.head(
         "consthash_lines_received_total",
-        counter,
+        COUNTER,
         "Framed lines received, valid or not.",
     );
     for s in sections {
+        let labels = [("section", s.name.as_str()), ("proto", proto(&s.listening))];
         f.sample(
             "consthash_lines_received_total",
-            &[("section", &s.name), ("proto", proto(&s.listening))],
+            &labels,
             s.stats.all_lines.load(Relaxed),
         );
     }
     f.head(
         "consthash_lines_invalid_total",
-        counter,
+        COUNTER,
         "Lines dropped as invalid, by reason.",
     );
     for s in sections {
         for (i, reason) in InvalidReason::LABELS.iter().enumerate() {
+            let labels = [("section", s.name.as_str()), ("reason", reason)];
             f.sample(
                 "consthash_lines_invalid_total",
-                &[("section", &s.name), ("reason", reason)],
+                &labels,
                 s.stats.invalid_lines[i].load(Relaxed),
             );
         }
     }
-    f.head(
+    f.per_section(
         "consthash_lines_rejected_total",
-        counter,
+        COUNTER,
         "Lines rejected by a PreReg rule.",
+        |s| s.stats.rejected_lines.load(Relaxed),
     );
-    for s in sections {
-        f.sample(
-            "consthash_lines_rejected_total",
-            &[("section", &s.name)],
-            s.stats.rejected_lines.load(Relaxed),
-        );
-    }
     f.head(
         "consthash_lines_redirected_total",
-        counter,
+        COUNTER,
         "Lines a PreReg rule redirected to another section's rings.",
     );
     for s in sections {
         for (i, n) in s.stats.redirected_to.iter().enumerate() {
             if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
-                f.sample(
-                    "consthash_lines_redirected_total",
-                    &[("section", &s.name), ("backend", &b.name)],
-                    n.load(Relaxed),
-                );
+                let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
+                f.sample("consthash_lines_redirected_total", &labels, n.load(Relaxed));
             }
         }
     }
-    f.head(
+    f.per_accumulator(
         "consthash_lines_accumulated_total",
-        counter,
+        COUNTER,
         "Lines handed to the section's accumulator.",
+        |s, _| s.stats.accumulated_lines.load(Relaxed),
     );
-    for s in sections.iter().filter(|s| s.accumulator.is_some()) {
-        f.sample(
-            "consthash_lines_accumulated_total",
-            &[("section", &s.name)],
-            s.stats.accumulated_lines.load(Relaxed),
-        );
-    }
-    f.head(
+    f.per_accumulator(
         "consthash_accumulator_flushes_total",
-        counter,
-        "Base flushes of the section's accumulator.",
+        COUNTER,
+        "Base flushes of the accumulator.",
+        |_, a| a.stats.flushes.load(Relaxed),
     );
-    for s in sections {
-        if let Some(a) = &s.accumulator {
-            f.sample(
-                "consthash_accumulator_flushes_total",
-                &[("section", &s.name)],
-                a.stats.flushes.load(Relaxed),
-            );
-        }
-    }
-    f.head(
+    f.per_accumulator(
+        "consthash_accumulator_input_dropped_total",
+        COUNTER,
+        "Lines dropped because the accumulator's input was full (UDP) or closed.",
+        |_, a| a.input.dropped.load(Relaxed),
+    );
+    f.per_accumulator(
         "consthash_accumulator_keys",
-        gauge,
-        "Keys the section's accumulator holds now.",
+        GAUGE,
+        "Keys the accumulator holds now.",
+        |_, a| a.keys() as u64,
     );
-    for s in sections {
-        if let Some(a) = &s.accumulator {
-            f.sample("consthash_accumulator_keys", &[("section", &s.name)], a.keys());
-        }
-    }
-    let writers = |f: &mut Family<'_>, name: &str, help: &str, pick: fn(&WriterStats) -> &AtomicU64, driver: bool| {
-        f.head(name, counter, help);
-        for s in sections {
-            let Some(a) = &s.accumulator else { continue };
-            for (bin, drv, st) in a.writer_stats.get().into_iter().flatten() {
-                let bin = bin.to_string();
-                let mut labels = vec![("group", a.group.as_str()), ("bin", bin.as_str())];
-                if driver {
-                    labels.push(("driver", drv));
-                }
-                f.sample(name, &labels, pick(st).load(Relaxed));
-            }
-        }
-    };
-    writers(
-        &mut f,
+    f.per_writer(
         "consthash_writer_records_total",
         "Records written.",
         |w| &w.records,
         true,
     );
-    writers(
-        &mut f,
-        "consthash_writer_errors_total",
-        "Failed writes.",
-        |w| &w.errors,
-        true,
-    );
-    writers(
-        &mut f,
+    f.per_writer("consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
+    f.per_writer(
         "consthash_writer_skipped_flushes_total",
         "Bin flushes skipped: queue full.",
         |w| &w.skipped_flushes,
         false,
     );
-    f.head("consthash_lines_sent_total", counter, "Lines written to a destination.");
-    for s in sections {
-        for d in s.backend.destinations() {
-            f.sample(
-                "consthash_lines_sent_total",
-                &[("section", &s.name), ("destination", &d.url.raw)],
-                d.stats.sent_lines.load(Relaxed),
-            );
-        }
-    }
+    f.per_destination(
+        "consthash_lines_sent_total",
+        COUNTER,
+        "Lines written to a destination.",
+        |d| d.stats.sent_lines.load(Relaxed),
+    );
     f.head(
         "consthash_lines_dropped_total",
-        counter,
+        COUNTER,
         "Lines dropped, by destination and reason (no_server: no destination).",
     );
     for s in sections {
         for d in s.backend.destinations() {
             for r in DropReason::ALL {
-                f.sample(
-                    "consthash_lines_dropped_total",
-                    &[("section", &s.name), ("destination", &d.url.raw), ("reason", r.label())],
-                    d.stats.dropped(r),
-                );
+                let labels = [
+                    ("section", s.name.as_str()),
+                    ("destination", d.url.raw.as_str()),
+                    ("reason", r.label()),
+                ];
+                f.sample("consthash_lines_dropped_total", &labels, d.stats.dropped(r));
             }
         }
+        let labels = [
+            ("section", s.name.as_str()),
+            ("destination", ""),
+            ("reason", DropReason::NoServer.label()),
+        ];
         f.sample(
             "consthash_lines_dropped_total",
-            &[
-                ("section", &s.name),
-                ("destination", ""),
-                ("reason", DropReason::NoServer.label()),
-            ],
+            &labels,
             s.stats.no_server_lines.load(Relaxed),
         );
     }
-    f.head("consthash_bytes_read_total", counter, "Bytes read by the listener.");
-    for s in sections {
-        f.sample(
-            "consthash_bytes_read_total",
-            &[("section", &s.name)],
-            s.stats.bytes_read.load(Relaxed),
-        );
-    }
-    f.head(
-        "consthash_bytes_written_total",
-        counter,
-        "Bytes written to a destination.",
+    f.per_section(
+        "consthash_bytes_read_total",
+        COUNTER,
+        "Bytes read by the listener.",
+        |s| s.stats.bytes_read.load(Relaxed),
     );
-    for s in sections {
-        for d in s.backend.destinations() {
-            f.sample(
-                "consthash_bytes_written_total",
-                &[("section", &s.name), ("destination", &d.url.raw)],
-                d.stats.sent_bytes.load(Relaxed),
-            );
-        }
-    }
-    f.head("consthash_connections_total", counter, "Incoming connections accepted.");
-    for s in sections {
-        f.sample(
-            "consthash_connections_total",
-            &[("section", &s.name)],
-            s.stats.connections.load(Relaxed),
-        );
-    }
+    f.per_destination(
+        "consthash_bytes_written_total",
+        COUNTER,
+        "Bytes written to a destination.",
+        |d| d.stats.sent_bytes.load(Relaxed),
+    );
+    f.per_section(
+        "consthash_connections_total",
+        COUNTER,
+        "Incoming connections accepted.",
+        |s| s.stats.connections.load(Relaxed),
+    );
     f.head(
         "consthash_health_transitions_total",
-        counter,
+        COUNTER,
         "Health-check transitions of a destination.",
     );
     for s in sections {
         for d in s.backend.destinations() {
             for (state, n) in [("down", &d.stats.health_down), ("up", &d.stats.health_up)] {
-                f.sample(
-                    "consthash_health_transitions_total",
-                    &[("section", &s.name), ("destination", &d.url.raw), ("state", state)],
-                    n.load(Relaxed),
-                );
+                let labels = [
+                    ("section", s.name.as_str()),
+                    ("destination", d.url.raw.as_str()),
+                    ("state", state),
+                ];
+                f.sample("consthash_health_transitions_total", &labels, n.load(Relaxed));
             }
         }
     }
     f.head(
         "consthash_destination_up",
-        gauge,
+        GAUGE,
         "1 while a ring member passes its health checks.",
     );
     for s in sections {
         let dests = s.backend.destinations();
         for (ring, members) in s.backend.members().iter().enumerate() {
             for m in members {
-                let url = &dests[m.dest as usize].url.raw;
-                f.sample(
-                    "consthash_destination_up",
-                    &[("section", &s.name), ("ring", &ring.to_string()), ("destination", url)],
-                    u8::from(m.up),
-                );
+                let (ring, url) = (ring.to_string(), dests[m.dest as usize].url.raw.as_str());
+                let labels = [
+                    ("section", s.name.as_str()),
+                    ("ring", ring.as_str()),
+                    ("destination", url),
+                ];
+                f.sample("consthash_destination_up", &labels, u8::from(m.up));
             }
         }
     }
-    f.head("consthash_ring_members", gauge, "Members in a ring's current snapshot.");
+    f.head("consthash_ring_members", GAUGE, "Members in a ring's current snapshot.");
     for s in sections {
         for (ring, r) in s.backend.load().rings.iter().enumerate() {
+            let ring = ring.to_string();
             f.sample(
                 "consthash_ring_members",
-                &[("section", &s.name), ("ring", &ring.to_string())],
+                &[("section", &s.name), ("ring", &ring)],
                 r.members(),
             );
         }
     }
-    f.head("consthash_out_queue_lines", gauge, "Lines queued for a destination.");
-    for s in sections {
-        for d in s.backend.destinations() {
-            f.sample(
-                "consthash_out_queue_lines",
-                &[("section", &s.name), ("destination", &d.url.raw)],
-                d.queue.depth().0,
-            );
-        }
-    }
-    f.head("consthash_out_queue_bytes", gauge, "Bytes queued for a destination.");
-    for s in sections {
-        for d in s.backend.destinations() {
-            f.sample(
-                "consthash_out_queue_bytes",
-                &[("section", &s.name), ("destination", &d.url.raw)],
-                d.queue.depth().1,
-            );
-        }
-    }
-    f.head("consthash_connections_open", gauge, "Incoming connections open now.");
-    for s in sections {
-        f.sample(
-            "consthash_connections_open",
-            &[("section", &s.name)],
-            s.stats.connections_open.load(Relaxed),
-        );
-    }
-    f.head("consthash_uptime_seconds", gauge, "Seconds since start.");
+    f.per_destination(
+        "consthash_out_queue_lines",
+        GAUGE,
+        "Lines queued for a destination.",
+        |d| d.queue.depth().0 as u64,
+    );
+    f.per_destination(
+        "consthash_out_queue_bytes",
+        GAUGE,
+        "Bytes queued for a destination.",
+        |d| d.queue.depth().1 as u64,
+    );
+    f.per_section(
+        "consthash_connections_open",
+        GAUGE,
+        "Incoming connections open now.",
+        |s| s.stats.connections_open.load(Relaxed),
+    );
+    f.head("consthash_uptime_seconds", GAUGE, "Seconds since start.");
     let _ = writeln!(f.out, "consthash_uptime_seconds {}", uptime.as_secs_f64());
     out
 }
