@@ -42,6 +42,28 @@ pub enum StartError {
     HttpClient(#[from] reqwest::Error),
 }
 
+/// Raises the soft RLIMIT_NOFILE to min(999999, hard limit) (spec §2; the tools do the same). Returns the limit
+/// it asked for when raising failed.
+pub fn raise_nofile_limit() -> Result<(), (u64, std::io::Error)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    let want = lim.rlim_max.min(999_999);
+    if want > lim.rlim_cur {
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err((want, std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// Period of the `stats_tick` log lines.
 const STATS_TICK: Duration = Duration::from_secs(5);
 

@@ -140,7 +140,9 @@ fn load(args: &Args) -> Result<(Config, Option<PreRegConfig>), Vec<String>> {
 }
 
 fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
-    raise_nofile_limit();
+    if let Err((want, e)) = consthash::app::raise_nofile_limit() {
+        tracing::warn!(want, error = %e, "could not raise RLIMIT_NOFILE");
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.globals.num_procs > 0 {
         rt.worker_threads(config.globals.num_procs);
@@ -210,25 +212,5 @@ fn write_pid_file(path: &Path) {
     }
     if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
-    }
-}
-
-/// Raises the soft RLIMIT_NOFILE to min(999999, hard limit).
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            let want = lim.rlim_max.min(999_999);
-            if want > lim.rlim_cur {
-                lim.rlim_cur = want;
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    tracing::warn!("could not raise RLIMIT_NOFILE");
-                }
-            }
-        }
     }
 }

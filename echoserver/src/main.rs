@@ -80,7 +80,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    raise_nofile_limit();
+    if let Err((want, e)) = consthash::app::raise_nofile_limit() {
+        log::line(format_args!("could not raise the open files limit to {want}: {e}"));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(serve(args));
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -183,27 +185,4 @@ fn print_totals(listeners: &[Arc<Listener>], elapsed: Duration) -> std::io::Resu
         "TOTAL lines={lines} bytes={bytes} connections={conns} elapsed={secs:.3} rate={rate:.2}"
     )?;
     out.flush()
-}
-
-/// Raises the soft RLIMIT_NOFILE to min(999999, hard), like the relay: a sink may hold many connections.
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    let want = lim.rlim_max.min(999_999);
-    if want > lim.rlim_cur {
-        lim.rlim_cur = want;
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            log::line(format_args!(
-                "could not raise the open files limit to {want}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
 }

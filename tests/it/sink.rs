@@ -54,14 +54,7 @@ impl Sink {
     async fn tcp_at(addr: SocketAddr, lines: Arc<Mutex<Vec<String>>>) -> Sink {
         let l = tokio::net::TcpListener::bind(addr).await.expect("bind tcp sink");
         let addr = l.local_addr().expect("local addr");
-        let mut tasks = JoinSet::new();
-        let ls = lines.clone();
-        tasks.spawn(async move {
-            let mut conns = JoinSet::new();
-            while let Ok((s, _)) = l.accept().await {
-                conns.spawn(read_lines(s, ls.clone()));
-            }
-        });
+        let tasks = serve_streams(l, lines.clone());
         Sink {
             addr: SinkAddr::Tcp(addr),
             lines,
@@ -72,14 +65,7 @@ impl Sink {
     pub async fn unix(path: PathBuf) -> Sink {
         let l = tokio::net::UnixListener::bind(&path).expect("bind unix sink");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let mut tasks = JoinSet::new();
-        let ls = lines.clone();
-        tasks.spawn(async move {
-            let mut conns = JoinSet::new();
-            while let Ok((s, _)) = l.accept().await {
-                conns.spawn(read_lines(s, ls.clone()));
-            }
-        });
+        let tasks = serve_streams(l, lines.clone());
         Sink {
             addr: SinkAddr::Unix(path),
             lines,
@@ -183,6 +169,38 @@ impl StoppedSink {
     pub async fn restart(self) -> Sink {
         Sink::tcp_at(self.addr, self.lines).await
     }
+}
+
+/// A stream listener of a sink: TCP or unix.
+trait StreamListener: Send + Sync + 'static {
+    type Stream: tokio::io::AsyncRead + Unpin + Send + 'static;
+    fn accept_one(&self) -> impl std::future::Future<Output = Option<Self::Stream>> + Send;
+}
+
+impl StreamListener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> Option<Self::Stream> {
+        self.accept().await.ok().map(|(s, _)| s)
+    }
+}
+
+impl StreamListener for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> Option<Self::Stream> {
+        self.accept().await.ok().map(|(s, _)| s)
+    }
+}
+
+/// Accepts connections and records the lines of each; stopping the returned set closes them all.
+fn serve_streams<L: StreamListener>(l: L, lines: Arc<Mutex<Vec<String>>>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Some(s) = l.accept_one().await {
+            conns.spawn(read_lines(s, lines.clone()));
+        }
+    });
+    tasks
 }
 
 async fn read_lines<S: tokio::io::AsyncRead + Unpin>(s: S, lines: Arc<Mutex<Vec<String>>>) {
