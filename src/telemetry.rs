@@ -228,6 +228,15 @@ pub fn go_log_stamp(unix_secs: i64) -> String {
     format!("{year:04}/{month:02}/{day:02} {h:02}:{m:02}:{sec:02}")
 }
 
+/// Writes `<go_log_stamp of now> <message>` to stderr: the tools' log line.
+pub fn go_log_line(msg: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let _ = writeln!(std::io::stderr().lock(), "{} {msg}", go_log_stamp(now));
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();

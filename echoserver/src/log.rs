@@ -1,18 +1,14 @@
 //! Log lines on stderr in the Go `log` package's shape: `2006/01/02 15:04:05 message` (UTC).
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The current UTC time as `YYYY/MM/DD HH:MM:SS`.
+pub use consthash::telemetry::go_log_line as line;
+
+/// The current UTC time as `YYYY/MM/DD HH:MM:SS` (the prefix of echoed lines).
 pub fn stamp() -> String {
     consthash::telemetry::go_log_stamp(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
     )
-}
-
-/// Writes `<stamp> <message>` to stderr.
-pub fn line(msg: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{} {msg}", stamp());
 }

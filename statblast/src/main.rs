@@ -28,7 +28,6 @@
 //! Speed: numbers are written by hand into a reused buffer, the PRNG is wyrand, the unix time is read once
 //! per batch and the shared counter is bumped once per batch; nothing is allocated per line.
 
-mod duration;
 mod gen;
 mod log;
 mod target;
@@ -44,9 +43,9 @@ use clap::{CommandFactory, Parser};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
-use crate::duration::parse_duration;
 use crate::gen::{Kind, LineGen, Mix};
 use crate::target::Target;
+use consthash::config::parse_duration;
 
 /// How often the progress line is written.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
