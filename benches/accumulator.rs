@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use consthash::accumulator::statsd::StatsdAccumulator;
-use consthash::config::Format;
+use consthash::accumulator::statsd::StatsdState;
+use consthash::config::{Format, StatsdOptions};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// One line per key: `i % 10` < 6 counter, < 9 timer, else gauge; some with sample rates.
@@ -25,8 +25,8 @@ fn lines(keys: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn filled(lines: &[Vec<u8>], rounds: usize) -> StatsdAccumulator {
-    let mut a = StatsdAccumulator::new(&[], false).expect("default options");
+fn filled(lines: &[Vec<u8>], rounds: usize) -> StatsdState {
+    let mut a = StatsdState::new(&StatsdOptions::default(), false);
     for _ in 0..rounds {
         for l in lines {
             a.add(l);

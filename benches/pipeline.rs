@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use consthash::listener::framing::{Framed, StreamFramer};
+use consthash::framing::{Framed, StreamFramer};
 use consthash::splitter::{RegexSplitter, Splitter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

@@ -14,17 +14,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tokio::sync::mpsc;
+
 use crate::accumulator::bins::Bins;
-use crate::accumulator::clock::Clock;
-use crate::accumulator::task::{Accumulator, Task};
-use crate::api::{self, stats::History, AdminState};
-use crate::backend::{Backend, DestParams, HealthParams, NewMember, Runtime};
-use crate::config::{AccTarget, Config, Format, Listen, MsgType, PreRegConfig, Section as SectionConfig};
+use crate::accumulator::{Accumulator, AccumulatorTask};
+use crate::api::{self, stats::History, AdminState, SectionView};
+use crate::backend::{Backend, Runtime};
+use crate::clock::Clock;
+use crate::config::{AccTarget, Config, Format, PreRegConfig};
+use crate::line::Batch;
 use crate::listener::{self, Bound};
 use crate::prereg::PreReg;
-use crate::section::{Router, Section};
+use crate::router::Router;
+use crate::section::{AccumulatorInput, Section};
 use crate::selfstats;
-use crate::splitter::{RegexSplitter, Splitter};
+use crate::splitter::Splitter;
 use crate::writer;
 
 /// Why the relay could not start (after a valid config: sockets, mostly).
@@ -100,6 +104,8 @@ async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: Ca
 /// The running relay.
 pub struct Relay {
     sections: Vec<(Arc<Section>, Bound)>,
+    /// The accumulator of each section, by section index.
+    accumulator_of: Vec<Option<Arc<Accumulator>>>,
     admin: Option<SocketAddr>,
     listeners: TaskTracker,
     stop_listeners: CancellationToken,
@@ -115,57 +121,9 @@ pub struct Relay {
     shutdown_timeout: Duration,
 }
 
-fn splitter_of(s: &SectionConfig) -> Splitter {
-    match s.msg_type {
-        MsgType::Graphite => Splitter::Graphite,
-        MsgType::Statsd => Splitter::Statsd,
-        MsgType::Regex => Splitter::Regex(
-            s.msg_regex
-                .clone()
-                .and_then(RegexSplitter::new)
-                .expect("config validation: a regex section has a msg_regex with a Key group"),
-        ),
-    }
-}
-
-fn backend_of(s: &SectionConfig) -> Backend {
-    let params = DestParams {
-        method: s.sending_method,
-        max_connections: s.max_pool_connections,
-        buffer_size: s.pool_buffersize,
-        write_timeout: s.write_timeout,
-        block_timeout: s.out_block_timeout,
-        backoff_max: s.reconnect_backoff_max,
-        queue_lines: s.out_queue_lines,
-        queue_bytes: s.out_queue_bytes,
-    };
-    let health = HealthParams {
-        delay: s.heartbeat_time_delay,
-        timeout: s.heartbeat_time_timeout,
-        failures: s.failed_heartbeat_count.max(1),
-        policy: s.server_down_policy,
-    };
-    let rings: Vec<Vec<NewMember>> = s
-        .rings
-        .iter()
-        .map(|r| {
-            r.servers
-                .iter()
-                .enumerate()
-                .map(|(i, url)| NewMember {
-                    url: url.clone(),
-                    check: r.check_servers.get(i).cloned().unwrap_or_else(|| url.clone()),
-                    hashkey: r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone()),
-                })
-                .collect()
-        })
-        .collect();
-    Backend::new(&s.name, s.ring_spec, s.num_dupe_replicas, &rings, &params, health)
-}
-
 /// Builds the sections of `config` without starting anything (the relay, and `consthash hashcheck`).
-pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Built, StartError> {
-    let backends: Vec<Arc<Backend>> = config.sections.iter().map(|s| Arc::new(backend_of(s))).collect();
+pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Built {
+    let backends: Vec<Arc<Backend>> = config.sections.iter().map(|s| Arc::new(Backend::new(s))).collect();
     let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
     let mut built = Built {
         sections: Vec::new(),
@@ -174,40 +132,26 @@ pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Result<
     for (i, s) in config.sections.iter().enumerate() {
         let group = prereg.and_then(|p| p.group_for(&s.name));
         let rules = group.map(|g| PreReg::new(g, i, index_of));
-        let mut accumulator = None;
+        let mut input = None;
         if let Some((g, cfg)) = group.and_then(|g| g.accumulator.as_ref().map(|a| (g, a))) {
-            let (acc, input) =
-                Accumulator::new(&s.name, &g.name, cfg.clone(), Clock::new()).map_err(|e| StartError::Accumulator {
-                    group: g.name.clone(),
-                    message: e,
-                })?;
+            let (tx, rx) = AccumulatorInput::new(&s.name);
             let output = match &cfg.backend {
                 AccTarget::Section(name) => index_of(name),
                 AccTarget::Blackhole => None,
             };
             built.accumulators.push(PendingAccumulator {
-                acc: acc.clone(),
-                input,
+                acc: Accumulator::new(&g.name, cfg.clone(), Clock::new()),
+                section: i,
+                input: rx,
                 output,
             });
-            accumulator = Some(acc);
+            input = Some(tx);
         }
-        let listening = match s.listen {
-            Listen::BackendOnly => "BACKEND-ONLY".to_string(),
-            _ => s.listen.url(),
-        };
-        let section = Section::new(
-            &s.name,
-            listening,
-            splitter_of(s),
-            backends[i].clone(),
-            s.max_line_length,
-            s.max_read_buffer_size,
-        )
-        .with_routing(i, backends.clone(), rules, accumulator);
-        built.sections.push(Arc::new(section));
+        built
+            .sections
+            .push(Arc::new(Section::new(s, i, backends.clone(), rules, input)));
     }
-    Ok(built)
+    built
 }
 
 /// The sections of a configuration and the accumulators still to start.
@@ -219,7 +163,9 @@ pub struct Built {
 /// An accumulator whose task is not running yet.
 pub struct PendingAccumulator {
     pub acc: Arc<Accumulator>,
-    pub input: tokio::sync::mpsc::Receiver<crate::line::Batch>,
+    /// Index of the section whose lines it folds.
+    pub section: usize,
+    pub input: mpsc::Receiver<Batch>,
     /// Index of the section its output goes to (`None` = `BLACKHOLE`).
     pub output: Option<usize>,
 }
@@ -233,14 +179,12 @@ fn output_splitter(format: Format) -> Splitter {
 }
 
 impl Relay {
-    /// Starts every section of `config`: senders and health checks, then the listeners, then the admin server
-    /// and self-stats. A bind failure stops what was started.
+    /// Starts every section of `config` in the order of the module doc. A failure (a bind, a writer that cannot
+    /// open) stops what was started.
     pub async fn start(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Relay, StartError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(crate::backend::DIAL_TIMEOUT)
-            .build()?;
         let mut relay = Relay {
             sections: Vec::new(),
+            accumulator_of: Vec::new(),
             admin: None,
             listeners: TaskTracker::new(),
             stop_listeners: CancellationToken::new(),
@@ -254,101 +198,49 @@ impl Relay {
             stop_services: CancellationToken::new(),
             shutdown_timeout: config.globals.shutdown_timeout,
         };
-        let runtime = Runtime {
-            tracker: relay.senders.clone(),
-            stop_senders: relay.stop_senders.clone(),
-            stop_checks: relay.stop_checks.clone(),
-            http,
-        };
-        let Built { sections, accumulators } = build_sections(config, prereg)?;
-        for section in &sections {
-            section.backend.start(runtime.clone());
-        }
+        let Built { sections, accumulators } = build_sections(config, prereg);
         // Known to the relay from here on, so that a failed start shuts every section down.
         relay.sections = sections.iter().map(|s| (s.clone(), Bound::None)).collect();
-        for pending in accumulators {
-            if let Err(e) = relay.start_accumulator(pending, &sections).await {
+        match relay.start_all(config, accumulators).await {
+            Ok(()) => Ok(relay),
+            Err(e) => {
                 relay.shutdown().await;
-                return Err(e);
+                Err(e)
             }
         }
-        for (i, s) in config.sections.iter().enumerate() {
-            let section = sections[i].clone();
-            match listener::start(
-                &s.listen,
-                section,
-                s.read_buffer_size,
-                &relay.listeners,
-                &relay.stop_listeners,
-            )
-            .await
-            {
-                Ok(bound) => {
-                    tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
-                    relay.sections[i].1 = bound;
-                }
-                Err(source) => {
-                    relay.shutdown().await;
-                    return Err(StartError::Listen {
-                        section: s.name.clone(),
-                        listen: s.listen.url(),
-                        source,
-                    });
-                }
-            }
-        }
-        let all: Vec<Arc<Section>> = relay.sections().cloned().collect();
-        let g = &config.globals;
-        if let Some(addr) = &g.internal_health_server_listen {
-            let l = match tokio::net::TcpListener::bind(addr.as_str()).await {
-                Ok(l) => l,
-                Err(source) => {
-                    relay.shutdown().await;
-                    return Err(StartError::Listen {
-                        section: "default".into(),
-                        listen: format!("internal_health_server_listen {addr}"),
-                        source,
-                    });
-                }
-            };
-            relay.admin = l.local_addr().ok();
-            tracing::info!(listen = %addr, bound = ?relay.admin, "admin/stats server listening");
-            let state = AdminState {
-                histories: config
-                    .sections
-                    .iter()
-                    .map(|s| History::new(s.internal_health_server_points))
-                    .collect(),
-                sections: all.clone(),
-                started: std::time::Instant::now(),
-                index_dir: g.internal_health_server_path.clone(),
-                allow: g.internal_health_server_admin_allow.clone(),
-            };
-            relay.services.spawn(api::serve(
-                l,
-                Arc::new(state),
-                relay.services.clone(),
-                relay.stop_services.clone(),
-            ));
-        }
-        if let Some(server) = &g.statsd_server {
-            relay.services.spawn(selfstats::run(
-                server.clone(),
-                g.statsd_prefix.clone(),
-                g.statsd_interval,
-                all.clone(),
-                relay.stop_services.clone(),
-            ));
-        }
-        if g.stats_tick {
-            relay
-                .listeners
-                .spawn(log_stats_every(STATS_TICK, all, relay.stop_listeners.clone()));
-        }
-        Ok(relay)
     }
 
-    async fn start_accumulator(&self, p: PendingAccumulator, sections: &[Arc<Section>]) -> Result<(), StartError> {
+    async fn start_all(&mut self, config: &Config, accumulators: Vec<PendingAccumulator>) -> Result<(), StartError> {
+        self.start_backends()?;
+        self.accumulator_of = vec![None; self.sections.len()];
+        for p in accumulators {
+            self.accumulator_of[p.section] = Some(p.acc.clone());
+            self.start_accumulator(p).await?;
+        }
+        self.start_listeners(config).await?;
+        self.start_services(config).await
+    }
+
+    /// The senders and health checks of every destination (they dial lazily).
+    fn start_backends(&self) -> Result<(), StartError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(crate::backend::DIAL_TIMEOUT)
+            .build()?;
+        let runtime = Runtime {
+            tracker: self.senders.clone(),
+            stop_senders: self.stop_senders.clone(),
+            stop_checks: self.stop_checks.clone(),
+            http,
+        };
+        for s in self.sections() {
+            s.backend.start(runtime.clone());
+        }
+        Ok(())
+    }
+
+    /// An accumulator's writers (one per bin), then its task, whose output goes through a bypass router into the
+    /// accumulator's backend section.
+    async fn start_accumulator(&self, p: PendingAccumulator) -> Result<(), StartError> {
         let cfg = &p.acc.config;
         let writers = match &cfg.writer {
             Some(w) => writer::start(&p.acc.group, w, &cfg.times, &self.writers)
@@ -365,19 +257,12 @@ impl Relay {
                 .map(|q| (q.bin_secs(), q.driver(), q.stats().clone()))
                 .collect(),
         );
-        let output = p
-            .output
-            .and_then(|i| sections.get(i))
-            .map(|s| Router::bypass(s.clone(), output_splitter(cfg.output_format)));
-        let max_line_length = p
-            .output
-            .and_then(|i| sections.get(i))
-            .map_or(usize::MAX, |s| s.max_line_length);
-        let task = Task {
+        let target = p.output.map(|i| self.sections[i].0.clone());
+        let task = AccumulatorTask {
             acc: p.acc.clone(),
             input: p.input,
-            output,
-            max_line_length,
+            max_line_length: target.as_ref().map_or(usize::MAX, |s| s.max_line_length),
+            output: target.map(|s| Router::bypass(s, output_splitter(cfg.output_format))),
             bins: Bins::new(&cfg.times),
             writers,
         };
@@ -385,8 +270,90 @@ impl Relay {
         Ok(())
     }
 
+    async fn start_listeners(&mut self, config: &Config) -> Result<(), StartError> {
+        for (i, s) in config.sections.iter().enumerate() {
+            let section = self.sections[i].0.clone();
+            let bound = listener::start(
+                &s.listen,
+                section,
+                s.input.read_buffer_size,
+                &self.listeners,
+                &self.stop_listeners,
+            )
+            .await
+            .map_err(|source| StartError::Listen {
+                section: s.name.clone(),
+                listen: s.listen.url(),
+                source,
+            })?;
+            tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
+            self.sections[i].1 = bound;
+        }
+        Ok(())
+    }
+
+    /// The admin server, self-stats and the `stats_tick` log lines.
+    async fn start_services(&mut self, config: &Config) -> Result<(), StartError> {
+        let all: Vec<Arc<Section>> = self.sections().cloned().collect();
+        let g = &config.globals;
+        if let Some(addr) = &g.internal_health_server_listen {
+            let l = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|source| StartError::Listen {
+                    section: "default".into(),
+                    listen: format!("internal_health_server_listen {addr}"),
+                    source,
+                })?;
+            self.admin = l.local_addr().ok();
+            tracing::info!(listen = %addr, bound = ?self.admin, "admin/stats server listening");
+            let views = config
+                .sections
+                .iter()
+                .zip(&all)
+                .zip(&self.accumulator_of)
+                .map(|((cfg, section), accumulator)| SectionView {
+                    section: section.clone(),
+                    history: History::new(cfg.internal_health_server_points),
+                    accumulator: accumulator.clone(),
+                })
+                .collect();
+            let state = AdminState {
+                sections: views,
+                started: std::time::Instant::now(),
+                index_dir: g.internal_health_server_path.clone(),
+                allow: g.internal_health_server_admin_allow.clone(),
+            };
+            self.services.spawn(api::serve(
+                l,
+                Arc::new(state),
+                self.services.clone(),
+                self.stop_services.clone(),
+            ));
+        }
+        if let Some(server) = &g.statsd_server {
+            self.services.spawn(selfstats::run(
+                server.clone(),
+                g.statsd_prefix.clone(),
+                g.statsd_interval,
+                all.clone(),
+                self.stop_services.clone(),
+            ));
+        }
+        if g.stats_tick {
+            self.listeners
+                .spawn(log_stats_every(STATS_TICK, all, self.stop_listeners.clone()));
+        }
+        Ok(())
+    }
+
     pub fn section(&self, name: &str) -> Option<&Arc<Section>> {
         self.sections.iter().find(|(s, _)| s.name == name).map(|(s, _)| s)
+    }
+
+    /// The accumulator of section `name`, if it has one.
+    pub fn accumulator(&self, name: &str) -> Option<&Arc<Accumulator>> {
+        let i = self.sections.iter().position(|(s, _)| s.name == name)?;
+        self.accumulator_of.get(i)?.as_ref()
     }
 
     pub fn sections(&self) -> impl Iterator<Item = &Arc<Section>> {

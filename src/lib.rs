@@ -1,6 +1,6 @@
 //! consthash: a consistent-hashing line proxy for graphite and statsd metrics.
 //!
-//! A listener task reads bytes, frames them into lines ([`listener::framing`]), and its [`section::Router`]
+//! A listener task reads bytes, frames them into lines ([`framing`]), and its [`router::Router`]
 //! splits each line into a key ([`splitter`]), applies the section's PreReg rules ([`prereg`]) and either drops the
 //! line, keeps it for the section's accumulator, or looks the key up in every ring ([`ring`]) and appends the line
 //! to the outgoing buffer of each destination it names: the one copy of its bytes. After each read the buffers go,
@@ -16,15 +16,19 @@
 //!                                                      └─► rings ─► per-destination queue ─► pooled connections ─► server
 //! ```
 
+pub mod accept;
 pub mod accumulator;
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod clock;
 pub mod config;
+pub mod framing;
 pub mod line;
 pub mod listener;
 pub mod prereg;
 pub mod ring;
+pub mod router;
 pub mod section;
 pub mod selfstats;
 pub mod splitter;

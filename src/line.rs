@@ -4,8 +4,20 @@
 //! crosses a task boundary on the relay path is a [`Batch`]: the newline-terminated lines one listener task routed
 //! to one destination during one read, joined in a single buffer. That buffer is where a line's bytes are copied
 //! (once) on their way from the socket to the destination connection.
+//!
+//! On the accumulator side, a flush turns each key's state into a [`Record`] (one key, one base interval); the
+//! bins merge records and hand each writer [`Point`]s (one key, one bin).
 
 use bytes::Bytes;
+
+/// What a producer does when the bounded queue it hands a [`Batch`] to is full (spec §8.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for room: back-pressure reaches the producer (stream and HTTP listeners, accumulator flushes).
+    Wait,
+    /// Drop the batch and count it: the producer cannot wait (a UDP socket).
+    Drop,
+}
 
 /// Newline-terminated lines for one destination. `lines` is the number of `\n` in `data`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +74,47 @@ impl Batch {
         self.lines -= lines;
         Batch { data: head, lines }
     }
+}
+
+/// One key's aggregate over one base interval (spec §9.5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub key: String,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: u64,
+}
+
+impl Record {
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+
+    /// The merge rule of §9.5: counts and sums add, min and max combine.
+    pub fn merge(&mut self, o: &Record) {
+        self.sum += o.sum;
+        self.count += o.count;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+/// A record as a writer stores it: one key, one bin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub key: String,
+    pub sum: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: u64,
+    /// The bin's tick (unix seconds).
+    pub time: i64,
+    /// Bin width in seconds.
+    pub resolution: u64,
+    /// Bin TTL in seconds.
+    pub ttl: u64,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Each scenario starts `node stats.js config.js` with the graphite backend pointed at an in-test TCP sink, waits for
 //! a flush, sends its lines over UDP right after it (so they all land in the next flush window), captures the next
-//! flush(es) and compares name → value with what `StatsdAccumulator` renders for the same lines and options. Values
+//! flush(es) and compares name → value with what `StatsdState` renders for the same lines and options. Values
 //! are compared as exact strings; timestamps and statsd's own metrics (`statsd.*`, `numStats`, `graphiteStats`,
 //! `processing_time`, `timestamp_lag`: every name with a `statsd` component) are ignored.
 //!
@@ -19,9 +19,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use consthash::accumulator::jsnum::{js_number, js_parse_number};
-use consthash::accumulator::statsd::StatsdAccumulator;
-use consthash::accumulator::Record;
-use consthash::config::Format;
+use consthash::accumulator::statsd::StatsdState;
+use consthash::config::{Format, StatsdOptions};
+use consthash::line::Record;
 
 type Metrics = BTreeMap<String, String>;
 
@@ -257,8 +257,8 @@ impl Scenario {
 /// Runs the scenario through statsd and through our accumulator and compares every round's flush.
 fn check(sc: Scenario) {
     let mut statsd = Statsd::start(&sc);
-    let options: Vec<(String, String)> = sc.options.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let mut ours = StatsdAccumulator::new(&options, sc.keep_keys).expect("options");
+    let options = StatsdOptions::from_pairs(sc.options).expect("options");
+    let mut ours = StatsdState::new(&options, sc.keep_keys);
     let interval = statsd.interval;
     // statsd's first flush comes within one interval of start-up (plus node's start).
     statsd.next_flush(interval + Duration::from_secs(10));
@@ -879,9 +879,8 @@ fn random_mix_through_the_relay() {
             assert!(Instant::now() < deadline, "the relay did not receive every line");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let flushes = section
-            .accumulator
-            .as_ref()
+        let flushes = relay
+            .accumulator("statsd-in")
             .expect("accumulator")
             .stats
             .flushes

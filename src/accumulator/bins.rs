@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Point, Record};
 use crate::config::Bin;
+use crate::line::{Point, Record};
 
 #[derive(Debug)]
 struct BinState {
@@ -22,11 +22,6 @@ pub struct Bins {
     bins: Vec<BinState>,
 }
 
-/// A bin's width in whole seconds as writers use it (rounded half up, at least 1).
-pub fn bin_secs(interval: Duration) -> u64 {
-    (interval.as_millis().saturating_add(500) / 1000).clamp(1, u128::from(u64::MAX)) as u64
-}
-
 impl Bins {
     pub fn new(bins: &[Bin]) -> Bins {
         Bins {
@@ -34,7 +29,7 @@ impl Bins {
                 .iter()
                 .map(|b| BinState {
                     interval: b.interval,
-                    secs: bin_secs(b.interval),
+                    secs: b.secs(),
                     ttl_secs: b.ttl.as_secs(),
                     records: HashMap::new(),
                 })
@@ -102,7 +97,7 @@ impl Bins {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accumulator::graphite::GraphiteAccumulator;
+    use crate::accumulator::graphite::GraphiteState;
     use proptest::prelude::*;
 
     fn rec(key: &str, sum: f64, min: f64, max: f64, count: u64) -> Record {
@@ -184,6 +179,13 @@ mod tests {
 
     #[test]
     fn sub_second_bins_round_to_whole_seconds() {
+        let bin_secs = |interval| {
+            Bin {
+                interval,
+                ttl: Duration::ZERO,
+            }
+            .secs()
+        };
         assert_eq!(bin_secs(Duration::from_millis(200)), 1);
         assert_eq!(bin_secs(Duration::from_millis(1500)), 2);
         assert_eq!(bin_secs(Duration::from_secs(600)), 600);
@@ -194,7 +196,7 @@ mod tests {
         (-1000i32..1000).prop_map(f64::from)
     }
 
-    fn records_of(acc: &mut GraphiteAccumulator) -> Vec<Record> {
+    fn records_of(acc: &mut GraphiteState) -> Vec<Record> {
         let (mut out, mut recs) = (Vec::new(), Vec::new());
         acc.flush(0, crate::config::Format::Graphite, &mut out, &mut recs);
         recs
@@ -214,7 +216,7 @@ mod tests {
             cut_points.sort_unstable();
             cut_points.dedup();
             let mut b = bins(&[(5, 1), (10, 1)]);
-            let mut acc = GraphiteAccumulator::new(false);
+            let mut acc = GraphiteState::new(false);
             for w in cut_points.windows(2) {
                 for v in &values[w[0]..w[1]] {
                     let line = format!("k.stat {v} 1");
@@ -222,7 +224,7 @@ mod tests {
                 }
                 b.merge(&records_of(&mut acc));
             }
-            let mut whole = GraphiteAccumulator::new(false);
+            let mut whole = GraphiteState::new(false);
             for v in &values {
                 let line = format!("k.stat {v} 1");
                 prop_assert!(whole.add(line.as_bytes()).is_ok());

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Write as _;
 
-use super::{Record, StatRepr};
+use super::StatRepr;
 use crate::config::Format;
+use crate::line::Record;
 
 /// A line the graphite accumulator refuses. Small and `Copy`: counted per batch, never logged per line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,14 +130,14 @@ impl Entry {
 
 /// Per-key state of one graphite accumulator. Not shared: owned by the accumulator task.
 #[derive(Debug, Default)]
-pub struct GraphiteAccumulator {
+pub struct GraphiteState {
     keep_keys: bool,
     stats: HashMap<Box<str>, Entry>,
 }
 
-impl GraphiteAccumulator {
+impl GraphiteState {
     pub fn new(keep_keys: bool) -> Self {
-        GraphiteAccumulator {
+        GraphiteState {
             keep_keys,
             stats: HashMap::new(),
         }
@@ -302,15 +303,15 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn acc_with(keep: bool, lines: &[&str]) -> GraphiteAccumulator {
-        let mut acc = GraphiteAccumulator::new(keep);
+    fn acc_with(keep: bool, lines: &[&str]) -> GraphiteState {
+        let mut acc = GraphiteState::new(keep);
         for l in lines {
             acc.add(l.as_bytes()).expect("valid line");
         }
         acc
     }
 
-    fn flush_sorted(acc: &mut GraphiteAccumulator, tick: i64, format: Format) -> (Vec<String>, Vec<Record>) {
+    fn flush_sorted(acc: &mut GraphiteState, tick: i64, format: Format) -> (Vec<String>, Vec<Record>) {
         let (mut out, mut recs) = (Vec::new(), Vec::new());
         let n = acc.flush(tick, format, &mut out, &mut recs);
         let text = String::from_utf8(out).expect("utf8");
@@ -364,7 +365,7 @@ mod tests {
             ("x.errors", &[1.0, 1.0], "2.000000"),
         ];
         for (key, values, want) in cases {
-            let mut acc = GraphiteAccumulator::new(false);
+            let mut acc = GraphiteState::new(false);
             for v in values {
                 acc.add(format!("{key} {v} 123").as_bytes()).expect("valid");
             }
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn parse_errors_and_valid_line() {
-        let mut acc = GraphiteAccumulator::new(false);
+        let mut acc = GraphiteState::new(false);
         assert_eq!(acc.add(b"moo.goo.org 1"), Err(GraphiteError::InvalidLine));
         assert_eq!(acc.add(b"moo.goo.org:1"), Err(GraphiteError::InvalidLine));
         assert_eq!(acc.add(b""), Err(GraphiteError::InvalidLine));

@@ -5,52 +5,81 @@
 //! received samples, which the [`bins`] merge and hand to the writers at their own aligned ticks.
 
 pub mod bins;
-pub mod clock;
 pub mod graphite;
-pub mod input;
 pub mod jsnum;
 pub mod statsd;
 pub mod task;
 
-/// One key's aggregate over one base interval (spec §9.5).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    pub key: String,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub count: u64,
+use std::time::Duration;
+
+use crate::config::{AccumulatorConfig, Format};
+use crate::line::Record;
+use graphite::GraphiteState;
+use statsd::StatsdState;
+
+pub use task::{Accumulator, AccumulatorStats, AccumulatorTask};
+
+/// The aggregation state of one accumulator, by input format.
+#[derive(Debug)]
+pub enum State {
+    Statsd(Box<StatsdState>),
+    Graphite(GraphiteState),
 }
 
-impl Record {
-    pub fn mean(&self) -> f64 {
-        self.sum / self.count as f64
+impl State {
+    /// An empty state for the accumulator of `cfg`.
+    pub fn new(cfg: &AccumulatorConfig) -> State {
+        match cfg.input_format {
+            Format::Statsd => State::Statsd(Box::new(StatsdState::new(&cfg.options, cfg.keep_keys))),
+            Format::Graphite => State::Graphite(GraphiteState::new(cfg.keep_keys)),
+        }
     }
 
-    /// The merge rule of §9.5: counts and sums add, min and max combine.
-    pub fn merge(&mut self, o: &Record) {
-        self.sum += o.sum;
-        self.count += o.count;
-        self.min = self.min.min(o.min);
-        self.max = self.max.max(o.max);
+    /// Folds one line; returns (valid samples, invalid samples).
+    pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
+        match self {
+            State::Statsd(a) => a.add(line),
+            State::Graphite(a) => match a.add(line) {
+                Ok(()) => (1, 0),
+                Err(_) => (0, 1),
+            },
+        }
     }
-}
 
-/// A record as a writer stores it: one key, one bin.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Point {
-    pub key: String,
-    pub sum: f64,
-    pub mean: f64,
-    pub min: f64,
-    pub max: f64,
-    pub count: u64,
-    /// The bin's tick (unix seconds).
-    pub time: i64,
-    /// Bin width in seconds.
-    pub resolution: u64,
-    /// Bin TTL in seconds.
-    pub ttl: u64,
+    /// Renders the interval's output lines into `out` and its records; returns the number of lines.
+    pub fn flush(
+        &mut self,
+        interval: Duration,
+        tick: i64,
+        format: Format,
+        out: &mut Vec<u8>,
+        records: &mut Vec<Record>,
+    ) -> usize {
+        match self {
+            State::Statsd(a) => a.flush(interval.as_secs_f64(), tick, format, out, records),
+            State::Graphite(a) => a.flush(tick, format, out, records),
+        }
+    }
+
+    /// The un-flushed state, one entry per key and type.
+    pub fn snapshot(&self) -> Vec<StatRepr> {
+        match self {
+            State::Statsd(a) => a.snapshot(),
+            State::Graphite(a) => a.snapshot(),
+        }
+    }
+
+    /// Distinct keys held.
+    pub fn len(&self) -> usize {
+        match self {
+            State::Statsd(a) => a.len(),
+            State::Graphite(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One entry of `/<s>/accumulator` (spec §11.2 StatRepr, without the time fields the API adds).

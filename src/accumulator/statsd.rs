@@ -12,8 +12,9 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::jsnum::{is_js_space, js_number_bytes, js_parse_number, js_trim};
-use super::{Record, StatRepr};
-use crate::config::Format;
+use super::StatRepr;
+use crate::config::{Format, StatsdOptions};
+use crate::line::Record;
 
 /// The accumulated state of one key (statsd keeps one object per type; a key may hold several types).
 /// Most keys have one type: the single-type variants keep an idle key at a few words.
@@ -310,16 +311,16 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
-impl std::fmt::Debug for StatsdAccumulator {
+impl std::fmt::Debug for StatsdState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatsdAccumulator")
+        f.debug_struct("StatsdState")
             .field("keys", &self.len())
             .finish_non_exhaustive()
     }
 }
 
 /// The statsd accumulator of one PreReg group (spec §9.2).
-pub struct StatsdAccumulator {
+pub struct StatsdState {
     map: HashMap<Box<str>, Slot, KeyHashBuilder>,
     keep_keys: bool,
     names: Names,
@@ -331,41 +332,6 @@ pub struct StatsdAccumulator {
     cum: Vec<f64>,
     cum_sq: Vec<f64>,
     name_buf: String,
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// A `percentThreshold` item: |p| < 1 is a fraction, scaled ×100 on its decimal digits (`0.95` → 95, `0.999` → 99.9).
-fn parse_threshold(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let p: f64 = t
-        .parse()
-        .ok()
-        .filter(|p: &f64| p.is_finite())
-        .ok_or_else(|| format!("percentThreshold: \"{t}\" is not a number"))?;
-    let p = if p.abs() < 1.0 && p != 0.0 {
-        // Shift the shortest decimal digits by two places: d.ddde-x → d.ddde-(x-2).
-        let e = format!("{p:e}");
-        let (mant, exp) = e.split_once('e').ok_or_else(|| format!("percentThreshold: \"{t}\""))?;
-        let exp: i32 = exp.parse().map_err(|_| format!("percentThreshold: \"{t}\""))?;
-        format!("{mant}e{}", exp + 2)
-            .parse::<f64>()
-            .map_err(|_| format!("percentThreshold: \"{t}\""))?
-    } else {
-        p
-    };
-    if p.abs() > 100.0 {
-        // statsd would index past the sorted values and print `undefined`/`NaN`.
-        return Err(format!("percentThreshold: {t} is outside -100..100"));
-    }
-    Ok(p)
 }
 
 /// The metric name part of a threshold: JavaScript's `'' + pct` with the first `.` → `_` and the first `-` → `top`.
@@ -482,42 +448,25 @@ fn js_round(x: f64) -> f64 {
     }
 }
 
-impl StatsdAccumulator {
+impl StatsdState {
     /// Builds the accumulator from the group's `options` (§9.2.4) and `keep_keys` (§9.2.5).
-    pub fn new(options: &[(String, String)], keep_keys: bool) -> Result<StatsdAccumulator, String> {
-        let mut legacy = true;
-        let mut global_prefix = "stats".to_string();
-        let mut global_suffix = String::new();
-        let (mut pc, mut pt, mut pg, mut ps) = (
-            "counters".to_string(),
-            "timers".to_string(),
-            "gauges".to_string(),
-            "sets".to_string(),
-        );
-        let mut thresholds = vec![90.0];
-        for (name, value) in options {
-            match name.as_str() {
-                "legacyNamespace" => {
-                    legacy = go_bool(value).ok_or_else(|| format!("legacyNamespace: \"{value}\" is not a boolean"))?
-                }
-                "globalPrefix" => global_prefix = value.clone(),
-                "globalSuffix" => global_suffix = value.clone(),
-                "prefixCounter" => pc = value.clone(),
-                "prefixTimer" => pt = value.clone(),
-                "prefixGauge" => pg = value.clone(),
-                "prefixSet" => ps = value.clone(),
-                "percentThreshold" => {
-                    thresholds = value.split(',').map(parse_threshold).collect::<Result<Vec<_>, _>>()?;
-                }
-                other => return Err(format!("unknown statsd option \"{other}\"")),
-            }
-        }
+    pub fn new(options: &StatsdOptions, keep_keys: bool) -> StatsdState {
+        let StatsdOptions {
+            legacy_namespace: legacy,
+            global_prefix,
+            global_suffix,
+            prefix_counter: pc,
+            prefix_timer: pt,
+            prefix_gauge: pg,
+            prefix_set: ps,
+            percent_threshold: thresholds,
+        } = options;
         let global_suffix = if global_suffix.is_empty() {
             String::new()
         } else {
             format!(".{global_suffix}")
         };
-        let names = if legacy {
+        let names = if *legacy {
             Names {
                 counter_rate: ("stats.".into(), ""),
                 counter_count: ("stats_counts.".into(), ""),
@@ -529,17 +478,17 @@ impl StatsdAccumulator {
         } else {
             let gp = global_prefix.as_str();
             Names {
-                counter_rate: (ns_prefix(&[gp, &pc]), ".rate"),
-                counter_count: (ns_prefix(&[gp, &pc]), ".count"),
-                timer: ns_prefix(&[gp, &pt]),
-                gauge: ns_prefix(&[gp, &pg]),
-                set: (ns_prefix(&[gp, &ps]), ".count"),
+                counter_rate: (ns_prefix(&[gp, pc]), ".rate"),
+                counter_count: (ns_prefix(&[gp, pc]), ".count"),
+                timer: ns_prefix(&[gp, pt]),
+                gauge: ns_prefix(&[gp, pg]),
+                set: (ns_prefix(&[gp, ps]), ".count"),
                 global_suffix,
             }
         };
         let thresholds = thresholds
-            .into_iter()
-            .map(|pct| {
+            .iter()
+            .map(|&pct| {
                 let l = threshold_label(pct);
                 let bound = if pct > 0.0 { "upper" } else { "lower" };
                 Threshold {
@@ -554,7 +503,7 @@ impl StatsdAccumulator {
                 }
             })
             .collect();
-        Ok(StatsdAccumulator {
+        StatsdState {
             map: HashMap::with_hasher(KeyHashBuilder::new()),
             keep_keys,
             names,
@@ -564,7 +513,7 @@ impl StatsdAccumulator {
             cum: Vec::new(),
             cum_sq: Vec::new(),
             name_buf: String::new(),
-        })
+        }
     }
 
     /// Distinct keys held.
@@ -990,16 +939,12 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn opts(o: &[(&str, &str)]) -> Vec<(String, String)> {
-        o.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
-    }
-
-    fn acc(o: &[(&str, &str)], keep: bool) -> StatsdAccumulator {
-        StatsdAccumulator::new(&opts(o), keep).expect("valid options")
+    fn acc(o: &[(&str, &str)], keep: bool) -> StatsdState {
+        StatsdState::new(&StatsdOptions::from_pairs(o).expect("valid options"), keep)
     }
 
     /// Flushes in graphite format with a 10 s interval; name → value.
-    fn flush_map(a: &mut StatsdAccumulator, records: &mut Vec<Record>) -> BTreeMap<String, String> {
+    fn flush_map(a: &mut StatsdState, records: &mut Vec<Record>) -> BTreeMap<String, String> {
         let mut out = Vec::new();
         let n = a.flush(10.0, 1000, Format::Graphite, &mut out, records);
         let text = String::from_utf8(out).expect("utf8");
@@ -1200,11 +1145,11 @@ mod tests {
             let a = acc(&[("percentThreshold", p)], false);
             assert_eq!(&*a.thresholds[0].names[2], name, "{p}");
         }
-        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "101")]), false).is_err());
-        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "90,")]), false).is_err());
-        assert!(StatsdAccumulator::new(&opts(&[("percentThreshold", "x")]), false).is_err());
-        assert!(StatsdAccumulator::new(&opts(&[("legacyNamespace", "yes")]), false).is_err());
-        assert!(StatsdAccumulator::new(&opts(&[("nope", "1")]), false).is_err());
+        assert!(StatsdOptions::from_pairs(&[("percentThreshold", "101")]).is_err());
+        assert!(StatsdOptions::from_pairs(&[("percentThreshold", "90,")]).is_err());
+        assert!(StatsdOptions::from_pairs(&[("percentThreshold", "x")]).is_err());
+        assert!(StatsdOptions::from_pairs(&[("legacyNamespace", "yes")]).is_err());
+        assert!(StatsdOptions::from_pairs(&[("nope", "1")]).is_err());
     }
 
     #[test]

@@ -8,88 +8,24 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::bins::Bins;
-use super::clock::{tick_secs, Clock};
-use super::graphite::GraphiteAccumulator;
-use super::input::AccInput;
-use super::statsd::StatsdAccumulator;
-use super::{Record, StatRepr};
-use crate::config::{AccumulatorConfig, Format};
-use crate::line::Batch;
-use crate::listener::framing::frame_all;
-use crate::section::Router;
+use super::{StatRepr, State};
+use crate::clock::{tick_secs, Clock};
+use crate::config::AccumulatorConfig;
+use crate::framing::frame_all;
+use crate::line::{Batch, WhenFull};
+use crate::router::Router;
 use crate::telemetry::RateLimit;
 use crate::writer::{WriterQueue, WriterStats};
 
-/// The aggregation of one accumulator, by input format.
-#[derive(Debug)]
-pub enum Aggregator {
-    Statsd(Box<StatsdAccumulator>),
-    Graphite(GraphiteAccumulator),
-}
-
-impl Aggregator {
-    pub fn new(cfg: &AccumulatorConfig) -> Result<Aggregator, String> {
-        Ok(match cfg.input_format {
-            Format::Statsd => Aggregator::Statsd(Box::new(StatsdAccumulator::new(&cfg.options, cfg.keep_keys)?)),
-            Format::Graphite => Aggregator::Graphite(GraphiteAccumulator::new(cfg.keep_keys)),
-        })
-    }
-
-    /// Folds one line; returns (valid samples, invalid samples).
-    pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
-        match self {
-            Aggregator::Statsd(a) => a.add(line),
-            Aggregator::Graphite(a) => match a.add(line) {
-                Ok(()) => (1, 0),
-                Err(_) => (0, 1),
-            },
-        }
-    }
-
-    pub fn flush(
-        &mut self,
-        interval: Duration,
-        tick: i64,
-        format: Format,
-        out: &mut Vec<u8>,
-        records: &mut Vec<Record>,
-    ) -> usize {
-        match self {
-            Aggregator::Statsd(a) => a.flush(interval.as_secs_f64(), tick, format, out, records),
-            Aggregator::Graphite(a) => a.flush(tick, format, out, records),
-        }
-    }
-
-    pub fn snapshot(&self) -> Vec<StatRepr> {
-        match self {
-            Aggregator::Statsd(a) => a.snapshot(),
-            Aggregator::Graphite(a) => a.snapshot(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            Aggregator::Statsd(a) => a.len(),
-            Aggregator::Graphite(a) => a.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Counters of one accumulator.
 #[derive(Debug, Default)]
-pub struct AccStats {
+pub struct AccumulatorStats {
     pub lines: AtomicU64,
     pub invalid: AtomicU64,
     pub flushes: AtomicU64,
@@ -97,45 +33,34 @@ pub struct AccStats {
     pub records: AtomicU64,
 }
 
-/// What the task, the routers and the admin API share.
+/// What the task and the admin API share.
 #[derive(Debug)]
 pub struct Accumulator {
     pub group: String,
     pub config: AccumulatorConfig,
-    /// Where routers send the lines that stay in the section.
-    pub input: AccInput,
-    state: Mutex<Aggregator>,
-    pub stats: AccStats,
+    state: Mutex<State>,
+    pub stats: AccumulatorStats,
     /// Unix ms of the last base flush (0 before the first).
     last_flush_ms: AtomicU64,
-    clock: Clock,
+    pub clock: Clock,
     /// Per bin: (bin seconds, driver, counters), once the writers started.
     pub writer_stats: OnceLock<Vec<(u64, &'static str, Arc<WriterStats>)>>,
 }
 
 impl Accumulator {
-    /// The shared part and the receiving end of its input, for the [`Task`].
-    pub fn new(
-        section: &str,
-        group: &str,
-        config: AccumulatorConfig,
-        clock: Clock,
-    ) -> Result<(Arc<Accumulator>, mpsc::Receiver<Batch>), String> {
-        let (input, rx) = AccInput::new(section);
-        let acc = Accumulator {
+    pub fn new(group: &str, config: AccumulatorConfig, clock: Clock) -> Arc<Accumulator> {
+        Arc::new(Accumulator {
             group: group.to_string(),
-            input,
-            state: Mutex::new(Aggregator::new(&config)?),
+            state: Mutex::new(State::new(&config)),
             config,
-            stats: AccStats::default(),
+            stats: AccumulatorStats::default(),
             last_flush_ms: AtomicU64::new(0),
             clock,
             writer_stats: OnceLock::new(),
-        };
-        Ok((Arc::new(acc), rx))
+        })
     }
 
-    fn state(&self) -> MutexGuard<'_, Aggregator> {
+    fn state(&self) -> MutexGuard<'_, State> {
         // The task folds and flushes in short critical sections that leave the state consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -145,37 +70,19 @@ impl Accumulator {
         self.state().len()
     }
 
-    /// `/<s>/accumulator`: the un-flushed state (spec §11).
-    pub fn report(&self) -> Value {
-        let now_ms = self.clock.now_ms();
-        let first = self.config.times.first();
-        let resolution = first.map_or(self.config.accumulate_flush, |b| b.interval).as_secs();
-        let ttl = first.map_or(0, |b| b.ttl.as_secs());
-        let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-        let time = crate::telemetry::rfc3339(now_ms);
-        let stats: Vec<Value> = self
-            .state()
-            .snapshot()
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "key": s.key, "stat_key": s.stat_key, "min": finite(s.min), "max": finite(s.max),
-                    "sum": finite(s.sum), "mean": finite(s.mean), "count": s.count, "time_ns": time,
-                    "resolution": resolution, "ttl": ttl,
-                })
-            })
-            .collect();
-        let last = self.last_flush_ms.load(Relaxed);
-        json!({
-            "min_time": if last == 0 { now_ms / 1000 } else { last / 1000 },
-            "max_time": now_ms / 1000,
-            "stats": stats,
-        })
+    /// The un-flushed state, one entry per key and type (`/<s>/accumulator`).
+    pub fn snapshot(&self) -> Vec<StatRepr> {
+        self.state().snapshot()
+    }
+
+    /// Unix ms of the last base flush, `None` before the first.
+    pub fn last_flush_ms(&self) -> Option<u64> {
+        Some(self.last_flush_ms.load(Relaxed)).filter(|&ms| ms != 0)
     }
 }
 
-/// Everything the task owns besides the shared part.
-pub struct Task {
+/// The running accumulator: everything the task owns besides the shared part.
+pub struct AccumulatorTask {
     pub acc: Arc<Accumulator>,
     pub input: mpsc::Receiver<Batch>,
     /// The bypass router into the accumulator's backend section; `None` for `BLACKHOLE`.
@@ -186,7 +93,7 @@ pub struct Task {
     pub writers: Vec<WriterQueue>,
 }
 
-impl Task {
+impl AccumulatorTask {
     pub async fn run(mut self, stop: CancellationToken) {
         let clock = self.acc.clock;
         let interval = self.acc.config.accumulate_flush;
@@ -256,7 +163,7 @@ impl Task {
     async fn base_flush(&mut self, tick: i64, log: &RateLimit) {
         let cfg = self.acc.config.clone();
         let keep = cfg.keep_keys;
-        let fresh = Aggregator::new(&cfg).expect("the same config built this accumulator at start-up");
+        let fresh = State::new(&cfg);
         let taken = std::mem::replace(&mut *self.acc.state(), fresh);
         let flushing = tokio::task::spawn_blocking(move || {
             let (mut taken, mut out, mut records) = (taken, Vec::new(), Vec::new());
@@ -290,7 +197,7 @@ impl Task {
         self.acc.stats.records.fetch_add(records.len() as u64, Relaxed);
         if let Some(router) = &mut self.output {
             frame_all(&out, self.max_line_length, |f| router.route(f));
-            router.flush(true).await;
+            router.flush(WhenFull::Wait).await;
         }
         if !self.writers.is_empty() {
             self.bins.merge(&records);
@@ -313,14 +220,20 @@ impl Task {
 mod tests {
     use super::*;
     use crate::config::{load_main, load_prereg};
+    use crate::section::AccumulatorInput;
     use bytes::Bytes;
+    use std::time::Duration;
     use tokio_util::task::TaskTracker;
 
     /// A minute boundary (unix ms).
     const MINUTE: u64 = 1_700_000_040_000;
 
     /// An accumulator from a PreReg text, its task with file writers under `dir`, and the writer tracker.
-    async fn setup(acc_toml: &str, dir: &std::path::Path, clock: Clock) -> (Arc<Accumulator>, Task, TaskTracker) {
+    async fn setup(
+        acc_toml: &str,
+        dir: &std::path::Path,
+        clock: Clock,
+    ) -> (Arc<Accumulator>, AccumulatorInput, AccumulatorTask, TaskTracker) {
         let main = load_main(
             "[default]\n[s]\nmsg_type = \"statsd\"\n[[s.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n",
             "m.toml",
@@ -338,16 +251,17 @@ mod tests {
             .await
             .expect("writers");
         let bins = Bins::new(&cfg.times);
-        let (acc, input) = Accumulator::new("s", "g", cfg, clock).expect("accumulator");
-        let task = Task {
+        let acc = Accumulator::new("g", cfg, clock);
+        let (input, rx) = AccumulatorInput::new("s");
+        let task = AccumulatorTask {
             acc: acc.clone(),
-            input,
+            input: rx,
             output: None,
             max_line_length: 65536,
             bins,
             writers,
         };
-        (acc, task, tracker)
+        (acc, input, task, tracker)
     }
 
     fn batch(text: &str) -> Batch {
@@ -378,7 +292,7 @@ mod tests {
     async fn five_second_flushes_merge_into_an_aligned_minute_bin_with_its_ttl() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Clock::starting_at(MINUTE + 1_000);
-        let (acc, task, tracker) = setup(
+        let (_acc, input, task, tracker) = setup(
             "input_format = \"statsd\"\noutput_format = \"graphite\"\naccumulate_flush = \"5s\"\ntimes = [\"5s:1h\", \"1m:24h\"]",
             dir.path(),
             clock,
@@ -388,8 +302,8 @@ mod tests {
         let running = tokio::spawn(task.run(stop.clone()));
         // one pair of samples in each of the twelve 5 s windows of the minute (MINUTE, MINUTE + 60 s]
         for i in 0..12u32 {
-            acc.input
-                .push(batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), true)
+            input
+                .push(batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), WhenFull::Wait)
                 .await;
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -432,7 +346,7 @@ mod tests {
     async fn shutdown_flushes_every_pending_sample_into_every_bin() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Clock::starting_at(MINUTE + 7_000);
-        let (acc, task, tracker) = setup(
+        let (_acc, input, task, tracker) = setup(
             "input_format = \"statsd\"\noutput_format = \"graphite\"\naccumulate_flush = \"10s\"\ntimes = [\"10s\", \"1m\"]",
             dir.path(),
             clock,
@@ -440,7 +354,7 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        acc.input.push(batch("late:5|c\nlate:7|c\n"), true).await;
+        input.push(batch("late:5|c\nlate:7|c\n"), WhenFull::Wait).await;
         stop.cancel(); // before any tick: the final flush must carry it
         running.await.expect("task");
         tracker.close();
@@ -465,7 +379,7 @@ mod tests {
     async fn kept_keys_are_emitted_idle_but_produce_no_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Clock::starting_at(MINUTE + 1_000);
-        let (acc, task, tracker) = setup(
+        let (acc, input, task, tracker) = setup(
             "input_format = \"graphite\"\noutput_format = \"graphite\"\naccumulate_flush = \"5s\"\nkeep_keys = true",
             dir.path(),
             clock,
@@ -473,7 +387,7 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        acc.input.push(batch("a.count 3 1\nb.max 4 1\n"), true).await;
+        input.push(batch("a.count 3 1\nb.max 4 1\n"), WhenFull::Wait).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(acc.keys(), 2, "kept after the flush");
         tokio::time::sleep(Duration::from_secs(10)).await; // two idle flushes

@@ -1,7 +1,6 @@
 //! Request handling of the admin/stats server; see the module table in `api`.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +15,9 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::stats::{History, TICK};
-use crate::backend::{MembershipError, NewMember};
+use super::stats::{accumulator_report, History, TICK};
+use crate::accumulator::Accumulator;
+use crate::backend::NewMember;
 use crate::config::{DestUrl, IpCidr, Target};
 use crate::ring::{default_hashkey, validate_hashkey, Ring};
 use crate::section::Section;
@@ -25,13 +25,32 @@ use crate::section::Section;
 /// Synthetic keys used to estimate how much of the key space a dry-run change moves.
 const DRY_RUN_SAMPLE: usize = 100_000;
 
+/// One section as the admin server reports it.
+pub struct SectionView {
+    pub section: Arc<Section>,
+    /// Its per-tick history (`*_list`, `current_*`).
+    pub history: History,
+    /// Its accumulator, if it has one.
+    pub accumulator: Option<Arc<Accumulator>>,
+}
+
 /// What the admin server serves.
 pub struct AdminState {
-    pub sections: Vec<Arc<Section>>,
-    pub histories: Vec<History>,
+    /// In config order.
+    pub sections: Vec<SectionView>,
     pub started: Instant,
     pub index_dir: Option<PathBuf>,
     pub allow: Vec<IpCidr>,
+}
+
+impl AdminState {
+    fn view(&self, name: &str) -> Option<&SectionView> {
+        self.sections.iter().find(|v| v.section.name == name)
+    }
+
+    fn server_stats(&self, v: &SectionView) -> Value {
+        v.history.server_stats(&v.section, self.started.elapsed())
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -62,51 +81,24 @@ pub async fn serve(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let ticker = {
-        let (state, stop) = (state.clone(), stop.clone());
-        async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.cancelled() => return,
-                }
-                for (s, h) in state.sections.iter().zip(&state.histories) {
-                    h.tick(s);
-                }
-            }
-        }
+    tracker.spawn(advance_histories(state.clone(), stop.clone()));
+    let handler = move |req, peer: SocketAddr| {
+        let state = state.clone();
+        async move { handle(&state, req, peer).await }
     };
-    tracker.spawn(ticker);
+    crate::accept::serve_http("admin", listener, handler, tracker, stop).await;
+}
+
+async fn advance_histories(state: Arc<AdminState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        tokio::select! {
+            _ = tick.tick() => {}
             _ = stop.cancelled() => return,
-        };
-        let (sock, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                continue;
-            }
-        };
-        let (state, stop) = (state.clone(), stop.clone());
-        tracker.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
-            });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(sock), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        }
+        for v in &state.sections {
+            v.history.tick(&v.section);
+        }
     }
 }
 
@@ -119,95 +111,113 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
 
 async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let path = req.uri().path().to_string();
+    match &path[..] {
+        "/ops/status" | "/ping" | "/status" => return text(StatusCode::OK, "ok"),
+        "/stats" => return all_stats(state, &req),
+        "/hashcheck" => {
+            return match query(&req).get("key") {
+                Some(key) => json_resp(&hashcheck(state.sections.iter().map(|v| &*v.section), key.as_bytes())),
+                None => text(StatusCode::NOT_FOUND, "Please provide a 'key' to process"),
+            }
+        }
+        "/servers" => return json_resp(&endpoints(state)),
+        "/metrics" => {
+            let body = super::metrics::render(&state.sections, state.started.elapsed());
+            return respond(StatusCode::OK, "text/plain; version=0.0.4", body);
+        }
+        _ => {}
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (parts.as_slice(), &path[..]) {
-        (_, "/ops/status" | "/ping" | "/status") => text(StatusCode::OK, "ok"),
-        (_, "/stats") => {
-            let mut m = Map::new();
-            for (s, h) in state.sections.iter().zip(&state.histories) {
-                m.insert(s.name.clone(), h.server_stats(s, state.started.elapsed()));
-            }
-            let body = Value::Object(m).to_string();
-            match query(&req).get("jsonp").filter(|cb| !cb.is_empty()) {
-                Some(cb) => respond(StatusCode::OK, "application/javascript", format!("{cb}({body})")),
-                None => respond(StatusCode::OK, "application/json", body),
-            }
-        }
-        (_, "/hashcheck") => match query(&req).get("key") {
-            Some(key) => json_resp(&hashcheck(&state.sections, key.as_bytes())),
-            None => text(StatusCode::NOT_FOUND, "Please provide a 'key' to process"),
+    let (name, route) = match parts.as_slice() {
+        [name] | [name, ""] => match state.view(name) {
+            Some(v) => return json_resp(&state.server_stats(v)),
+            None => return index(state).await,
         },
-        (_, "/servers") => {
-            let mut m = Map::new();
-            for s in &state.sections {
-                let n = &s.name;
-                let paths = [
-                    "",
-                    "/ping",
-                    "/ops/status",
-                    "/stats",
-                    "/addserver",
-                    "/purgeserver",
-                    "/accumulator",
-                ];
-                m.insert(
-                    n.clone(),
-                    paths.iter().map(|p| format!("/{n}{p}")).collect::<Vec<_>>().into(),
-                );
-            }
-            json_resp(&Value::Object(m))
-        }
-        (_, "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            super::metrics::render(&state.sections, state.started.elapsed()),
-        ),
-        ([name], _) | ([name, ""], _) => match section(state, name) {
-            Some((s, h)) => json_resp(&h.server_stats(s, state.started.elapsed())),
-            None => index(state).await,
+        [name, rest @ ..] => match SectionRoute::parse(rest) {
+            Some(route) => (name, route),
+            None => return index(state).await,
         },
-        ([name, rest @ ..], _) => {
-            let route = match rest {
-                ["stats"] | ["stats", ""] => SectionRoute::Stats,
-                ["ops", "status"] | ["ops", "status", ""] | ["ping"] | ["status"] => SectionRoute::Status,
-                ["accumulator"] => SectionRoute::Accumulator,
-                ["addserver"] => SectionRoute::Mutate { add: true },
-                ["purgeserver"] => SectionRoute::Mutate { add: false },
-                _ => return index(state).await,
-            };
-            let Some((s, h)) = section(state, name) else {
-                return text(StatusCode::BAD_REQUEST, "Invalid server name");
-            };
-            match route {
-                SectionRoute::Stats => json_resp(&h.server_stats(s, state.started.elapsed())),
-                SectionRoute::Status if s.backend.load().rings.iter().any(|r| !r.is_empty()) => {
-                    text(StatusCode::OK, "ok")
-                }
-                SectionRoute::Status => text(StatusCode::SERVICE_UNAVAILABLE, "all servers down"),
-                SectionRoute::Accumulator => match &s.accumulator {
-                    Some(acc) => json_resp(&acc.report()),
-                    None => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
-                },
-                SectionRoute::Mutate { add } => mutate(state, s, add, req, peer.ip()).await,
-            }
+        [] => return index(state).await,
+    };
+    let Some(v) = state.view(name) else {
+        return text(StatusCode::BAD_REQUEST, "Invalid server name");
+    };
+    match route {
+        SectionRoute::Stats => json_resp(&state.server_stats(v)),
+        SectionRoute::Status if v.section.backend.load().rings.iter().any(|r| !r.is_empty()) => {
+            text(StatusCode::OK, "ok")
         }
-        _ => index(state).await,
+        SectionRoute::Status => text(StatusCode::SERVICE_UNAVAILABLE, "all servers down"),
+        SectionRoute::Accumulator => match &v.accumulator {
+            Some(acc) => json_resp(&accumulator_report(acc)),
+            None => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
+        },
+        SectionRoute::AddServer => match mutation(state, &v.section, req, peer.ip()).await {
+            Ok(m) => add_server(&v.section, m),
+            Err(refused) => refused,
+        },
+        SectionRoute::PurgeServer => match mutation(state, &v.section, req, peer.ip()).await {
+            Ok(m) => purge_server(&v.section, m),
+            Err(refused) => refused,
+        },
     }
 }
 
+/// `/stats` (`?jsonp=cb` wraps it in a call).
+fn all_stats(state: &AdminState, req: &Request<Incoming>) -> Resp {
+    let mut m = Map::new();
+    for v in &state.sections {
+        m.insert(v.section.name.clone(), state.server_stats(v));
+    }
+    let body = Value::Object(m).to_string();
+    match query(req).get("jsonp").filter(|cb| !cb.is_empty()) {
+        Some(cb) => respond(StatusCode::OK, "application/javascript", format!("{cb}({body})")),
+        None => respond(StatusCode::OK, "application/json", body),
+    }
+}
+
+/// `/servers`: per section, its endpoint paths.
+fn endpoints(state: &AdminState) -> Value {
+    const PATHS: [&str; 7] = [
+        "",
+        "/ping",
+        "/ops/status",
+        "/stats",
+        "/addserver",
+        "/purgeserver",
+        "/accumulator",
+    ];
+    let mut m = Map::new();
+    for v in &state.sections {
+        let n = &v.section.name;
+        m.insert(
+            n.clone(),
+            PATHS.iter().map(|p| format!("/{n}{p}")).collect::<Vec<_>>().into(),
+        );
+    }
+    Value::Object(m)
+}
+
+/// The routes under `/<section>/`.
 enum SectionRoute {
     Stats,
     Status,
     Accumulator,
-    Mutate { add: bool },
+    AddServer,
+    PurgeServer,
 }
 
-fn section<'a>(state: &'a AdminState, name: &str) -> Option<(&'a Arc<Section>, &'a History)> {
-    state
-        .sections
-        .iter()
-        .zip(&state.histories)
-        .find(|(s, _)| s.name == name)
+impl SectionRoute {
+    fn parse(rest: &[&str]) -> Option<SectionRoute> {
+        Some(match rest {
+            ["stats"] | ["stats", ""] => SectionRoute::Stats,
+            ["ops", "status"] | ["ops", "status", ""] | ["ping"] | ["status"] => SectionRoute::Status,
+            ["accumulator"] => SectionRoute::Accumulator,
+            ["addserver"] => SectionRoute::AddServer,
+            ["purgeserver"] => SectionRoute::PurgeServer,
+            _ => return None,
+        })
+    }
 }
 
 async fn index(state: &AdminState) -> Resp {
@@ -221,7 +231,7 @@ async fn index(state: &AdminState) -> Resp {
 }
 
 /// `/hashcheck`: per section, the destinations of every ring for `key` and the key's ring position (§7.6).
-pub fn hashcheck(sections: &[Arc<Section>], key: &[u8]) -> Value {
+pub fn hashcheck<'a>(sections: impl IntoIterator<Item = &'a Section>, key: &[u8]) -> Value {
     let mut m = Map::new();
     let mut ids = Vec::new();
     for s in sections {
@@ -251,18 +261,30 @@ fn allowed(state: &AdminState, ip: IpAddr) -> bool {
     state.allow.iter().any(|c| c.contains(ip))
 }
 
-/// addserver / purgeserver (§11.1).
-async fn mutate(state: &AdminState, s: &Arc<Section>, add: bool, req: Request<Incoming>, ip: IpAddr) -> Resp {
+fn bad(msg: impl Into<String>) -> Resp {
+    text(StatusCode::BAD_REQUEST, msg)
+}
+
+/// The parameters of an addserver or purgeserver request (§11.1), from the query string and a form body.
+struct Mutation {
+    params: HashMap<String, String>,
+    server: DestUrl,
+    ring: usize,
+    dry_run: bool,
+}
+
+/// Checks method, client and the common parameters of a ring change; `Err` is the refusal to send.
+async fn mutation(state: &AdminState, s: &Section, req: Request<Incoming>, ip: IpAddr) -> Result<Mutation, Resp> {
     if req.method() != Method::POST && req.method() != Method::PUT {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed: use POST or PUT");
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, PUT"));
-        return r;
+        return Err(r);
     }
     if !allowed(state, ip) {
-        return text(
+        return Err(text(
             StatusCode::FORBIDDEN,
             format!("Forbidden: {ip} may not change the rings"),
-        );
+        ));
     }
     let mut params = query(&req);
     let form = req
@@ -274,81 +296,99 @@ async fn mutate(state: &AdminState, s: &Arc<Section>, add: bool, req: Request<In
             params.extend(url::form_urlencoded::parse(&body.to_bytes()).into_owned());
         }
     }
-    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg.to_string());
     let Some(server) = params.get("server").and_then(|u| DestUrl::parse(u).ok()) else {
-        return bad("Not a valid server URL");
+        return Err(bad("Not a valid server URL"));
     };
     let ring = match params.get("replica").map(|r| r.trim().parse::<i64>()) {
         None => 0,
-        Some(Err(_)) => return bad("Replica index is not an int"),
-        Some(Ok(r)) if r < 0 => return bad("Replica index Too small"),
-        Some(Ok(r)) if r as usize >= s.backend.members().len() => return bad("Replica index Too large"),
+        Some(Err(_)) => return Err(bad("Replica index is not an int")),
+        Some(Ok(r)) if r < 0 => return Err(bad("Replica index Too small")),
+        Some(Ok(r)) if r as usize >= s.backend.members().len() => return Err(bad("Replica index Too large")),
         Some(Ok(r)) => r as usize,
     };
     let dry_run = params
         .get("dry_run")
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-    if add {
-        let check = match params.get("check_server").filter(|c| !c.is_empty()) {
-            None => server.clone(),
-            Some(c) => match DestUrl::parse(c) {
-                Err(_) => return bad("Not a valid Check server URL"),
-                Ok(u) if !matches!(u.target, Target::Tcp(_) | Target::Http(_) | Target::Https(_)) => {
-                    return bad("Check server can only be TCP or HTTP")
-                }
-                Ok(u) => u,
-            },
-        };
-        // The ring identity: given, or derived from the URL as at start-up (spec §7.5).
-        let kind = s.backend.spec().kind;
-        let hashkey = match params.get("hashkey").filter(|h| !h.is_empty()) {
-            Some(h) => h.clone(),
-            None if kind.is_peer() => match server.host_port() {
-                Some(hp) => default_hashkey(&kind, &hp),
-                None => return bad("Not a valid hashkey: this ring needs a host:port member"),
-            },
-            None => server.raw.clone(),
-        };
-        if let Err(e) = validate_hashkey(&kind, &hashkey) {
-            return bad(&format!("Not a valid hashkey: {e}"));
-        }
-        if dry_run {
-            let (url, hk) = (server.raw.clone(), hashkey.clone());
-            return json_resp(&dry_run_report(s, "addserver", &url, ring, |lists| {
-                lists[ring].push((hk, u32::MAX));
-            }));
-        }
-        match s.backend.add_server(
-            ring,
-            NewMember {
-                url: server.clone(),
-                check,
-                hashkey,
-            },
-        ) {
-            Ok(changed) => {
-                if changed {
-                    tracing::warn!(section = %s.name, server = %server.raw, ring, "server added through the API");
-                }
-                text(StatusCode::OK, format!("Server {} Added", server.raw))
+    Ok(Mutation {
+        params,
+        server,
+        ring,
+        dry_run,
+    })
+}
+
+/// `/<s>/addserver` (§11.1).
+fn add_server(s: &Section, m: Mutation) -> Resp {
+    let Mutation {
+        params,
+        server,
+        ring,
+        dry_run,
+    } = m;
+    let check = match params.get("check_server").filter(|c| !c.is_empty()) {
+        None => server.clone(),
+        Some(c) => match DestUrl::parse(c) {
+            Err(_) => return bad("Not a valid Check server URL"),
+            Ok(u) if !matches!(u.target, Target::Tcp(_) | Target::Http(_) | Target::Https(_)) => {
+                return bad("Check server can only be TCP or HTTP")
             }
-            Err(e) => bad(&e.to_string()),
-        }
-    } else {
-        if dry_run {
-            let dests = s.backend.destinations();
-            let url = server.raw.clone();
-            return json_resp(&dry_run_report(s, "purgeserver", &url, ring, |lists| {
-                lists[ring].retain(|(_, d)| dests.get(*d as usize).is_none_or(|x| x.url.raw != url));
-            }));
-        }
-        match s.backend.purge_server(ring, &server.raw) {
-            Ok(()) => {
-                tracing::warn!(section = %s.name, server = %server.raw, ring, "server purged through the API");
-                text(StatusCode::OK, format!("Server {} Purged", server.raw))
+            Ok(u) => u,
+        },
+    };
+    // The ring identity: given, or derived from the URL as at start-up (spec §7.5).
+    let kind = s.backend.spec().kind;
+    let hashkey = match params.get("hashkey").filter(|h| !h.is_empty()) {
+        Some(h) => h.clone(),
+        None if kind.is_peer() => match server.host_port() {
+            Some(hp) => default_hashkey(&kind, &hp),
+            None => return bad("Not a valid hashkey: this ring needs a host:port member"),
+        },
+        None => server.raw.clone(),
+    };
+    if let Err(e) = validate_hashkey(&kind, &hashkey) {
+        return bad(format!("Not a valid hashkey: {e}"));
+    }
+    if dry_run {
+        // The new member gets the next destination index (purged destinations keep theirs).
+        let id = s.backend.destinations().len() as u32;
+        return json_resp(&dry_run_report(s, "addserver", &server.raw, ring, |lists| {
+            lists[ring].push((hashkey, id));
+        }));
+    }
+    let new = NewMember {
+        url: server.clone(),
+        check,
+        hashkey,
+    };
+    match s.backend.add_server(ring, new) {
+        Ok(changed) => {
+            if changed {
+                tracing::warn!(section = %s.name, server = %server.raw, ring, "server added through the API");
             }
-            Err(e @ MembershipError::NotAMember(_)) | Err(e @ MembershipError::RingTooLarge) => bad(&e.to_string()),
+            text(StatusCode::OK, format!("Server {} Added", server.raw))
         }
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+/// `/<s>/purgeserver` (§11.1).
+fn purge_server(s: &Section, m: Mutation) -> Resp {
+    let Mutation {
+        server, ring, dry_run, ..
+    } = m;
+    if dry_run {
+        let dests = s.backend.destinations();
+        let url = server.raw.clone();
+        return json_resp(&dry_run_report(s, "purgeserver", &url, ring, |lists| {
+            lists[ring].retain(|(_, d)| dests.get(*d as usize).is_none_or(|x| x.url.raw != url));
+        }));
+    }
+    match s.backend.purge_server(ring, &server.raw) {
+        Ok(()) => {
+            tracing::warn!(section = %s.name, server = %server.raw, ring, "server purged through the API");
+            text(StatusCode::OK, format!("Server {} Purged", server.raw))
+        }
+        Err(e) => bad(e.to_string()),
     }
 }
 
@@ -374,25 +414,16 @@ fn dry_run_report(
         .collect();
     let recent = s.recent_keys();
     let report = |keys: &[Vec<u8>]| {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let mut moves: HashMap<(u32, u32), usize> = HashMap::new();
+        // Primary destination before → after; `None` when the ring is (or becomes) empty.
+        let mut moves: HashMap<(Option<u32>, Option<u32>), usize> = HashMap::new();
         for k in keys {
-            before[ring].get_n(k, 1, &mut a);
-            after[ring].get_n(k, 1, &mut b);
-            if a != b {
-                let from = a.first().copied().unwrap_or(u32::MAX - 1);
-                let to = b.first().copied().unwrap_or(u32::MAX - 1);
+            let (from, to) = (before[ring].get(k), after[ring].get(k));
+            if from != to {
                 *moves.entry((from, to)).or_default() += 1;
             }
         }
         let n = keys.len().max(1) as f64;
-        let label = |id: u32| {
-            if id == u32::MAX - 1 {
-                Value::Null
-            } else {
-                Value::from(name(id))
-            }
-        };
+        let label = |id: Option<u32>| id.map_or(Value::Null, |id| Value::from(name(id)));
         let mut list: Vec<Value> = moves
             .iter()
             .map(|((f, t), c)| json!({"from": label(*f), "to": label(*t), "keys": c, "fraction": *c as f64 / n}))

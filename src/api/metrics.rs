@@ -6,10 +6,10 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::accumulator::task::Accumulator;
+use super::admin::SectionView;
+use crate::accumulator::Accumulator;
 use crate::backend::Destination;
 use crate::section::Section;
 use crate::telemetry::{DropReason, InvalidReason};
@@ -22,7 +22,7 @@ fn esc(v: &str) -> String {
 
 struct Family<'a> {
     out: &'a mut String,
-    sections: &'a [Arc<Section>],
+    views: &'a [SectionView],
 }
 
 impl Family<'_> {
@@ -38,7 +38,7 @@ impl Family<'_> {
     /// A family with one sample per section.
     fn per_section(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Section) -> u64) {
         self.head(name, kind, help);
-        for s in self.sections {
+        for s in sections(self.views) {
             let v = value(s);
             self.sample(name, &[("section", &s.name)], v);
         }
@@ -47,7 +47,7 @@ impl Family<'_> {
     /// A family with one sample per destination.
     fn per_destination(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Destination) -> u64) {
         self.head(name, kind, help);
-        for s in self.sections {
+        for s in sections(self.views) {
             for d in s.backend.destinations() {
                 self.sample(name, &[("section", &s.name), ("destination", &d.url.raw)], value(&d));
             }
@@ -57,10 +57,10 @@ impl Family<'_> {
     /// A family with one sample per accumulator (sections without one have none).
     fn per_accumulator(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Section, &Accumulator) -> u64) {
         self.head(name, kind, help);
-        for s in self.sections {
-            if let Some(a) = &s.accumulator {
-                let v = value(s, a);
-                self.sample(name, &[("section", &s.name)], v);
+        for v in self.views {
+            if let Some(a) = &v.accumulator {
+                let n = value(&v.section, a);
+                self.sample(name, &[("section", &v.section.name)], n);
             }
         }
     }
@@ -68,8 +68,8 @@ impl Family<'_> {
     /// A writer family: one sample per accumulator bin.
     fn per_writer(&mut self, name: &str, help: &str, value: fn(&WriterStats) -> &AtomicU64, with_driver: bool) {
         self.head(name, COUNTER, help);
-        for s in self.sections {
-            let Some(a) = &s.accumulator else { continue };
+        for v in self.views {
+            let Some(a) = &v.accumulator else { continue };
             for (bin, driver, st) in a.writer_stats.get().into_iter().flatten() {
                 let bin = bin.to_string();
                 let mut labels = vec![("group", a.group.as_str()), ("bin", bin.as_str())];
@@ -82,6 +82,10 @@ impl Family<'_> {
     }
 }
 
+fn sections(views: &[SectionView]) -> impl Iterator<Item = &Section> {
+    views.iter().map(|v| &*v.section)
+}
+
 const COUNTER: &str = "counter";
 const GAUGE: &str = "gauge";
 
@@ -90,19 +94,16 @@ fn proto(listening: &str) -> &str {
 }
 
 /// Renders every family for `sections`.
-pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
+pub fn render(views: &[SectionView], uptime: Duration) -> String {
     let mut out = String::new();
-    let mut f = Family {
-        out: &mut out,
-        sections,
-    };
+    let mut f = Family { out: &mut out, views };
 
     f.head(
         "consthash_lines_received_total",
         COUNTER,
         "Framed lines received, valid or not.",
     );
-    for s in sections {
+    for s in sections(views) {
         let labels = [("section", s.name.as_str()), ("proto", proto(&s.listening))];
         f.sample(
             "consthash_lines_received_total",
@@ -115,7 +116,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         COUNTER,
         "Lines dropped as invalid, by reason.",
     );
-    for s in sections {
+    for s in sections(views) {
         for (i, reason) in InvalidReason::LABELS.iter().enumerate() {
             let labels = [("section", s.name.as_str()), ("reason", reason)];
             f.sample(
@@ -136,7 +137,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         COUNTER,
         "Lines a PreReg rule redirected to another section's rings.",
     );
-    for s in sections {
+    for s in sections(views) {
         for (i, n) in s.stats.redirected_to.iter().enumerate() {
             if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
                 let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
@@ -160,7 +161,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         "consthash_accumulator_input_dropped_total",
         COUNTER,
         "Lines dropped because the accumulator's input was full (UDP) or closed.",
-        |_, a| a.input.dropped.load(Relaxed),
+        |s, _| s.accumulator.as_ref().map_or(0, |i| i.dropped.load(Relaxed)),
     );
     f.per_accumulator(
         "consthash_accumulator_keys",
@@ -192,7 +193,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         COUNTER,
         "Lines dropped, by destination and reason (no_server: no destination).",
     );
-    for s in sections {
+    for s in sections(views) {
         for d in s.backend.destinations() {
             for r in DropReason::ALL {
                 let labels = [
@@ -237,7 +238,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         COUNTER,
         "Health-check transitions of a destination.",
     );
-    for s in sections {
+    for s in sections(views) {
         for d in s.backend.destinations() {
             for (state, n) in [("down", &d.stats.health_down), ("up", &d.stats.health_up)] {
                 let labels = [
@@ -254,7 +255,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         GAUGE,
         "1 while a ring member passes its health checks.",
     );
-    for s in sections {
+    for s in sections(views) {
         let dests = s.backend.destinations();
         for (ring, members) in s.backend.members().iter().enumerate() {
             for m in members {
@@ -269,7 +270,7 @@ pub fn render(sections: &[Arc<Section>], uptime: Duration) -> String {
         }
     }
     f.head("consthash_ring_members", GAUGE, "Members in a ring's current snapshot.");
-    for s in sections {
+    for s in sections(views) {
         for (ring, r) in s.backend.load().rings.iter().enumerate() {
             let ring = ring.to_string();
             f.sample(

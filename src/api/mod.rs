@@ -21,4 +21,4 @@ mod admin;
 pub mod metrics;
 pub mod stats;
 
-pub use self::admin::{hashcheck, serve, AdminState};
+pub use self::admin::{hashcheck, serve, AdminState, SectionView};

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::accumulator::Accumulator;
 use crate::section::Section;
 
 /// How often the `current_*` values and the `*_list` histories advance.
@@ -81,7 +82,7 @@ pub fn tasks(s: &Section) -> u64 {
         .destinations()
         .iter()
         .filter(|d| !d.is_purged())
-        .map(|d| d.params.max_connections as u64)
+        .map(|d| d.config.max_pool_connections as u64)
         .sum();
     1 + s.stats.connections_open.load(Relaxed) + senders
 }
@@ -239,4 +240,31 @@ pub fn servers(s: &Section) -> (Vec<String>, Vec<String>, Vec<String>) {
         checking.push(m.check.raw.clone());
     }
     (up, down, checking)
+}
+
+/// `/<s>/accumulator`: the accumulator's state not yet flushed (spec §11), each entry stamped with now and the
+/// resolution and TTL of the first bin.
+pub fn accumulator_report(acc: &Accumulator) -> Value {
+    let now_ms = acc.clock.now_ms();
+    let first = acc.config.times.first();
+    let resolution = first.map_or(acc.config.accumulate_flush, |b| b.interval).as_secs();
+    let ttl = first.map_or(0, |b| b.ttl.as_secs());
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let time = crate::telemetry::rfc3339(now_ms);
+    let stats: Vec<Value> = acc
+        .snapshot()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "key": s.key, "stat_key": s.stat_key, "min": finite(s.min), "max": finite(s.max),
+                "sum": finite(s.sum), "mean": finite(s.mean), "count": s.count, "time_ns": time,
+                "resolution": resolution, "ttl": ttl,
+            })
+        })
+        .collect();
+    json!({
+        "min_time": acc.last_flush_ms().unwrap_or(now_ms) / 1000,
+        "max_time": now_ms / 1000,
+        "stats": stats,
+    })
 }

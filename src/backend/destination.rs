@@ -11,31 +11,19 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::queue::{DestQueue, PushError};
-use crate::config::{DestUrl, SendingMethod};
-use crate::line::Batch;
+use crate::config::{DestUrl, OutgoingConfig};
+use crate::line::{Batch, WhenFull};
 use crate::telemetry::{DestStats, DropReason, RateLimit};
 
 /// How often a waiting listener re-checks whether a destination went down.
 const DOWN_RECHECK: Duration = Duration::from_millis(50);
 
-/// Outgoing settings of a destination (from its section).
-#[derive(Clone, Debug)]
-pub struct DestParams {
-    pub method: SendingMethod,
-    pub max_connections: usize,
-    pub buffer_size: usize,
-    pub write_timeout: Duration,
-    pub block_timeout: Duration,
-    pub backoff_max: Duration,
-    pub queue_lines: usize,
-    pub queue_bytes: usize,
-}
-
 #[derive(Debug)]
 pub struct Destination {
     pub section: String,
     pub url: DestUrl,
-    pub params: DestParams,
+    /// Its section's outgoing settings.
+    pub config: OutgoingConfig,
     pub queue: DestQueue,
     pub stats: DestStats,
     /// Milliseconds since `epoch` + 1 when the first failed dial of an outage happened; 0 while reachable.
@@ -49,12 +37,12 @@ pub struct Destination {
 }
 
 impl Destination {
-    pub fn new(section: &str, url: DestUrl, params: DestParams) -> Destination {
+    pub fn new(section: &str, url: DestUrl, config: OutgoingConfig) -> Destination {
         Destination {
             section: section.to_string(),
-            queue: DestQueue::new(params.queue_lines, params.queue_bytes),
+            queue: DestQueue::new(config.out_queue_lines, config.out_queue_bytes),
             url,
-            params,
+            config,
             stats: DestStats::default(),
             unreachable_since: AtomicU64::new(0),
             health_down: AtomicBool::new(false),
@@ -88,12 +76,12 @@ impl Destination {
             return true;
         }
         let since = self.unreachable_since.load(Relaxed);
-        since != 0 && self.now_ms().saturating_sub(since) > self.params.block_timeout.as_millis() as u64
+        since != 0 && self.now_ms().saturating_sub(since) > self.config.out_block_timeout.as_millis() as u64
     }
 
-    /// Queues a batch. With `wait`, waits for room while the destination is up; otherwise (or once it is down)
-    /// a batch that does not fit is dropped and counted as `queue_full`.
-    pub async fn push(&self, mut batch: Batch, wait: bool) {
+    /// Queues a batch. With [`WhenFull::Wait`], waits for room while the destination is up; otherwise (or once it
+    /// is down) a batch that does not fit is dropped and counted as `queue_full`.
+    pub async fn push(&self, mut batch: Batch, when_full: WhenFull) {
         loop {
             let room = self.queue.room();
             tokio::pin!(room);
@@ -111,7 +99,7 @@ impl Destination {
                 }
                 Err(PushError::Full(b)) => batch = b,
             }
-            if !wait || self.is_down() {
+            if when_full == WhenFull::Drop || self.is_down() {
                 self.drop_batch(DropReason::QueueFull, batch.lines);
                 return;
             }

@@ -12,16 +12,6 @@ use tokio::time::timeout;
 use super::Backend;
 use crate::config::{DestUrl, DownPolicy, Target};
 
-/// Health-check settings of a section.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HealthParams {
-    pub delay: Duration,
-    pub timeout: Duration,
-    /// Consecutive failures before a member is down (at least 1).
-    pub failures: u32,
-    pub policy: DownPolicy,
-}
-
 /// One check of `target`: `Ok` when healthy, else why not.
 pub async fn check(target: &DestUrl, limit: Duration, http: &reqwest::Client) -> Result<(), String> {
     let attempt = async {
@@ -62,7 +52,7 @@ pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, url: &DestUrl
     let Some(destination) = destination else { return };
     let (mut up, mut failures) = (true, 0u32);
     loop {
-        match check(url, p.timeout, http).await {
+        match check(url, p.heartbeat_time_timeout, http).await {
             Ok(()) => {
                 failures = 0;
                 if !up {
@@ -74,17 +64,17 @@ pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, url: &DestUrl
             }
             Err(e) => {
                 failures += 1;
-                if up && failures >= p.failures {
+                if up && failures >= p.failed_heartbeat_count {
                     up = false;
                     backend.set_member_up(ring, dest, false);
                     destination.stats.health_down.fetch_add(1, Relaxed);
                     tracing::warn!(
                         section = %backend.name, server = %destination.url.raw, check = %url.raw, error = %e,
-                        failures, removed_from_ring = p.policy == DownPolicy::RemoveNode, "server is down"
+                        failures, removed_from_ring = p.server_down_policy == DownPolicy::RemoveNode, "server is down"
                     );
                 }
             }
         }
-        tokio::time::sleep(p.delay).await;
+        tokio::time::sleep(p.heartbeat_time_delay).await;
     }
 }

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::destination::{DestParams, Destination};
-pub use self::health::{check, HealthParams};
+pub use self::destination::Destination;
+pub use self::health::check;
 pub use self::queue::{DestQueue, PushError};
 pub use self::sender::DIAL_TIMEOUT;
-use crate::config::{DestUrl, DownPolicy};
+use crate::config::{DestUrl, DownPolicy, HealthConfig, OutgoingConfig, RingConfig, SectionConfig};
 use crate::ring::{Ring, RingSpec};
 use crate::telemetry::DropReason;
 
@@ -57,6 +57,17 @@ pub struct NewMember {
     pub hashkey: String,
 }
 
+impl NewMember {
+    /// The members of a configured ring, in order.
+    fn of_ring(r: &RingConfig) -> impl Iterator<Item = NewMember> + '_ {
+        r.servers.iter().enumerate().map(|(i, url)| NewMember {
+            url: url.clone(),
+            check: r.check_servers.get(i).cloned().unwrap_or_else(|| url.clone()),
+            hashkey: r.hashkeys.get(i).cloned().unwrap_or_else(|| url.raw.clone()),
+        })
+    }
+}
+
 /// Handles a running backend needs to start senders and health checks for members added later.
 #[derive(Clone, Debug)]
 pub struct Runtime {
@@ -88,41 +99,37 @@ pub enum MembershipError {
 pub struct Backend {
     pub name: String,
     spec: RingSpec,
-    params: DestParams,
-    health: HealthParams,
+    outgoing: OutgoingConfig,
+    health: HealthConfig,
     snapshot: ArcSwap<RingSet>,
     state: Mutex<State>,
     runtime: OnceLock<Runtime>,
 }
 
 impl Backend {
-    /// Builds the rings from the member lists per ring. Destinations are created per distinct URL.
-    pub fn new(
-        name: &str,
-        spec: RingSpec,
-        replicas: usize,
-        rings: &[Vec<NewMember>],
-        params: &DestParams,
-        health: HealthParams,
-    ) -> Backend {
+    /// The backend of section `cfg`: its rings from the member lists, a destination per distinct URL.
+    pub fn new(cfg: &SectionConfig) -> Backend {
         let mut state = State {
             rings: Vec::new(),
             dests: Vec::new(),
         };
-        for ring in rings {
-            let list = ring.iter().map(|m| state.member(name, m, params)).collect();
+        for ring in &cfg.rings {
+            let list = NewMember::of_ring(ring)
+                .map(|m| state.member(&cfg.name, &m, cfg.outgoing))
+                .collect();
             state.rings.push(list);
         }
+        let spec = cfg.hashing.ring_spec;
         let snapshot = RingSet {
-            rings: build_rings(&spec, health.policy, &state.rings),
+            rings: build_rings(&spec, cfg.health.server_down_policy, &state.rings),
             dests: state.dests.clone(),
-            replicas: replicas.max(1),
+            replicas: cfg.num_dupe_replicas.max(1),
         };
         Backend {
-            name: name.to_string(),
+            name: cfg.name.clone(),
             spec,
-            params: params.clone(),
-            health,
+            outgoing: cfg.outgoing,
+            health: cfg.health,
             snapshot: ArcSwap::from_pointee(snapshot),
             state: Mutex::new(state),
             runtime: OnceLock::new(),
@@ -216,7 +223,7 @@ impl Backend {
             return Ok(false);
         }
         let known = state.dests.len();
-        let member = state.member(&self.name, &new, &self.params);
+        let member = state.member(&self.name, &new, self.outgoing);
         if let Some(rt) = self.runtime.get() {
             if state.dests.len() > known {
                 start_senders(&state.dests[member.dest as usize], rt);
@@ -257,7 +264,7 @@ impl Backend {
         let mut lists: Vec<Vec<(String, u32)>> = state
             .rings
             .iter()
-            .map(|r| live_members(r, self.health.policy))
+            .map(|r| live_members(r, self.health.server_down_policy))
             .collect();
         change(&mut lists);
         lists.iter().map(|l| Ring::new(&self.spec, l)).collect()
@@ -266,7 +273,7 @@ impl Backend {
     fn rebuild(&self, state: &State) {
         let replicas = self.snapshot.load().replicas;
         let next = RingSet {
-            rings: build_rings(&self.spec, self.health.policy, &state.rings),
+            rings: build_rings(&self.spec, self.health.server_down_policy, &state.rings),
             dests: state.dests.clone(),
             replicas,
         };
@@ -292,12 +299,12 @@ impl Backend {
 impl State {
     /// A member for `m`, reusing the live destination with the same URL or creating one (a purged destination
     /// stays closed: adding its URL again makes a fresh one).
-    fn member(&mut self, section: &str, m: &NewMember, params: &DestParams) -> Member {
+    fn member(&mut self, section: &str, m: &NewMember, outgoing: OutgoingConfig) -> Member {
         let dest = match self.dests.iter().position(|d| d.url.raw == m.url.raw && !d.is_purged()) {
             Some(i) => i,
             None => {
                 self.dests
-                    .push(Arc::new(Destination::new(section, m.url.clone(), params.clone())));
+                    .push(Arc::new(Destination::new(section, m.url.clone(), outgoing)));
                 self.dests.len() - 1
             }
         };
@@ -312,7 +319,7 @@ impl State {
 }
 
 fn start_senders(dest: &Arc<Destination>, rt: &Runtime) {
-    for _ in 0..dest.params.max_connections.max(1) {
+    for _ in 0..dest.config.max_pool_connections.max(1) {
         rt.tracker
             .spawn(sender::run(dest.clone(), rt.http.clone(), rt.stop_senders.clone()));
     }

@@ -168,7 +168,7 @@ pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellati
                 _ = tokio::time::sleep(sender.backoff) => {},
                 _ = stop.cancelled() => return,
             }
-            sender.backoff = (sender.backoff * 2).min(sender.dest.params.backoff_max.max(BACKOFF_START));
+            sender.backoff = (sender.backoff * 2).min(sender.dest.config.reconnect_backoff_max.max(BACKOFF_START));
         }
     }
 }
@@ -185,14 +185,14 @@ impl Sender {
     /// What the next write(s) carry, per the sending method and the transport.
     /// Buffered stream senders write everything gathered in one `writev`; all others write one piece at a time.
     fn coalesces(&self) -> bool {
-        self.dest.params.method == SendingMethod::BufferedPool
+        self.dest.config.sending_method == SendingMethod::BufferedPool
             && matches!(self.dest.url.target, Target::Tcp(_) | Target::Unix(_))
     }
 
     /// What the next write(s) carry, per the sending method and the transport.
     fn gather(&self, first: Batch) -> Vec<Batch> {
-        let piece_max = match self.dest.params.method {
-            SendingMethod::BufferedPool => self.dest.params.buffer_size,
+        let piece_max = match self.dest.config.sending_method {
+            SendingMethod::BufferedPool => self.dest.config.pool_buffersize,
             SendingMethod::Pool | SendingMethod::Single => 0,
         };
         let mut out = Vec::new();
@@ -215,12 +215,12 @@ impl Sender {
 
     /// Writes `pending` front to back, removing what was delivered; on error `pending` holds the undelivered part.
     async fn deliver(&mut self, pending: &mut Vec<Batch>) -> io::Result<()> {
-        let single = self.dest.params.method == SendingMethod::Single;
+        let single = self.dest.config.sending_method == SendingMethod::Single;
         let take = if self.coalesces() { pending.len() } else { 1 };
         while !pending.is_empty() {
             self.connect().await?;
             let conn = self.conn.as_mut().expect("connect() leaves a connection");
-            match timeout(self.dest.params.write_timeout, conn.write_all(&pending[..take])).await {
+            match timeout(self.dest.config.write_timeout, conn.write_all(&pending[..take])).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     self.dest.stats.write_failures.fetch_add(1, Relaxed);

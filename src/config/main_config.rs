@@ -1,4 +1,9 @@
 //! The main config (`--config`, spec §3): `[default]`, the sections and their rings.
+//!
+//! Every key is declared once: a field of the struct it configures, and one read in that struct's `read`. Keys a
+//! section may inherit are read through a section view that falls back to `[default]` ([`Tbl::inheriting`]); the
+//! same readers validate `[default]`'s own values once. A key nobody reads is an unknown key (see
+//! [`super::value`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +13,7 @@ use toml::{Table, Value};
 
 use super::duration::fmt_duration;
 use super::url::{trim_url, DestUrl, IpCidr, Listen};
-use super::value::{check_keys, parse_toml, top_level_order, type_error, Diag, IntUnit, Tbl};
+use super::value::{parse_toml, top_level_order, type_error, Diag, IntUnit, Tbl};
 use super::ConfigErrors;
 use crate::ring::{default_hashkey, validate_hashkey, Elter, HasherAlgo, RingKind, RingSpec};
 
@@ -17,14 +22,14 @@ use crate::ring::{default_hashkey, validate_hashkey, Elter, HasherAlgo, RingKind
 pub struct Config {
     pub globals: Globals,
     /// Sections in file order; `[default]` is not one of them.
-    pub sections: Vec<Section>,
+    pub sections: Vec<SectionConfig>,
     /// Warnings found while loading, each `<file>: <key path>: <message>`.
     pub warnings: Vec<String>,
 }
 
 impl Config {
     /// The section named `name`.
-    pub fn section(&self, name: &str) -> Option<&Section> {
+    pub fn section(&self, name: &str) -> Option<&SectionConfig> {
         self.sections.iter().find(|s| s.name == name)
     }
 }
@@ -52,9 +57,9 @@ pub struct Globals {
     pub shutdown_timeout: Duration,
 }
 
-/// One server section (spec §3.2).
+/// One server section (spec §3.2): the keys of the section itself, and its inheritable settings by concern.
 #[derive(Clone, Debug)]
-pub struct Section {
+pub struct SectionConfig {
     pub name: String,
     pub listen: Listen,
     pub msg_type: MsgType,
@@ -62,35 +67,66 @@ pub struct Section {
     pub msg_regex: Option<regex::bytes::Regex>,
     /// One per `[[<name>.servers]]` block, in file order; never empty.
     pub rings: Vec<RingConfig>,
-    /// `kind` selects the ring (spec §7.4); `algo`/`elter`/`vnodes` are for the consthash family only
-    /// (for a peer ring `algo` is `Crc32` and unused).
-    pub ring_spec: RingSpec,
-    /// `hasher_algo` as written (inherited or `crc32`).
-    pub hasher_algo_name: String,
+    pub hashing: HashingConfig,
     /// Already capped at the smallest ring size (with a warning).
     pub num_dupe_replicas: usize,
-    /// carbon_ch's DIVERSE_REPLICAS; also in `ring_spec.kind` for `carbon_ch`.
+    pub health: HealthConfig,
+    pub outgoing: OutgoingConfig,
+    pub input: InputConfig,
+    pub internal_health_server_points: usize,
+}
+
+/// How keys are placed (spec §7): `hasher_algo`, `hasher_elter`, `hasher_vnodes`, `diverse_replicas`,
+/// `cache_items`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashingConfig {
+    /// `kind` selects the ring (spec §7.4); `algo`/`elter`/`vnodes` are for the consthash family only (for a peer
+    /// ring `algo` is `Crc32` and unused). carbon_ch's `diverse_replicas` is in `kind`.
+    pub ring_spec: RingSpec,
+    /// `hasher_algo` as written (inherited or `crc32`).
+    pub hasher_algo: String,
+    /// carbon_ch's DIVERSE_REPLICAS.
     pub diverse_replicas: bool,
+    /// Capacity of the key → destinations cache (performance only; not built).
     pub cache_items: usize,
+}
+
+/// Health checks of the ring members (spec §8.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
     pub heartbeat_time_delay: Duration,
     pub heartbeat_time_timeout: Duration,
-    /// At least 1.
+    /// Consecutive failures before a member is down; at least 1.
     pub failed_heartbeat_count: u32,
     pub server_down_policy: DownPolicy,
+}
+
+/// The outgoing side of each destination (spec §8.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutgoingConfig {
     pub sending_method: SendingMethod,
+    /// Connections (sender tasks) per destination.
     pub max_pool_connections: usize,
+    /// Largest UDP datagram payload or HTTP POST body.
     pub pool_buffersize: usize,
     pub write_timeout: Duration,
-    pub workers: usize,
-    pub read_buffer_size: usize,
-    pub max_read_buffer_size: usize,
-    pub max_line_length: usize,
-    pub out_queue_lines: usize,
+    /// How long stream listeners wait for room in the full queue of an unreachable destination.
     pub out_block_timeout: Duration,
+    pub reconnect_backoff_max: Duration,
+    pub out_queue_lines: usize,
     /// 0 = no byte bound.
     pub out_queue_bytes: usize,
-    pub reconnect_backoff_max: Duration,
-    pub internal_health_server_points: usize,
+}
+
+/// The listener side of a section (spec §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputConfig {
+    pub workers: usize,
+    /// SO_RCVBUF of a UDP listener.
+    pub read_buffer_size: usize,
+    /// Input back-pressure threshold (spec §5.3).
+    pub max_read_buffer_size: usize,
+    pub max_line_length: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,72 +179,21 @@ pub const PEER_ALGOS: &[&str] = &[
     "statsd_hashring",
 ];
 
-const GLOBAL_KEYS: &[&str] = &[
-    "pid_file",
-    "num_procs",
-    "cpu_profile",
-    "stats_tick",
-    "statsd_server",
-    "statsd_prefix",
-    "statsd_interval",
-    "statsd_sample_rate",
-    "statsd_timer_sample_rate",
-    "internal_health_server_listen",
-    "internal_health_server_path",
-    "internal_health_server_admin_allow",
-    "shutdown_timeout",
-];
-
-const INHERITABLE_KEYS: &[&str] = &[
-    "hasher_algo",
-    "hasher_elter",
-    "hasher_vnodes",
-    "num_dupe_replicas",
-    "diverse_replicas",
-    "cache_items",
-    "heartbeat_time_delay",
-    "heartbeat_time_timeout",
-    "failed_heartbeat_count",
-    "server_down_policy",
-    "sending_method",
-    "max_pool_connections",
-    "pool_buffersize",
-    "write_timeout",
-    "runner_timeout",
-    "workers",
-    "out_workers",
-    "read_buffer_size",
-    "max_read_buffer_size",
-    "max_line_length",
-    "out_queue_lines",
-    "out_block_timeout",
-    "out_queue_bytes",
-    "reconnect_backoff_max",
-    "internal_health_server_points",
-];
-
-const SECTION_ONLY_KEYS: &[&str] = &["listen", "msg_type", "msg_regex", "servers"];
-
+/// Keys the Go relay ignored, accepted with a warning in `[default]` and in sections.
 const LEGACY_KEYS: &[&str] = &["max_buffer_size", "hasher_replicas"];
-
-fn all_keys() -> Vec<&'static str> {
-    let mut v = Vec::new();
-    v.extend_from_slice(GLOBAL_KEYS);
-    v.extend_from_slice(INHERITABLE_KEYS);
-    v.extend_from_slice(SECTION_ONLY_KEYS);
-    v
-}
 
 /// Loads and validates the main config. All errors are reported together.
 pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let root = parse_toml(text, file)?;
     let mut d = Diag::new(file);
-    let order = top_level_order(text, &root);
-
     let empty = Table::new();
     let def = match root.get("default") {
-        Some(Value::Table(t)) => t,
+        Some(v @ Value::Table(t)) => {
+            d.mark(v);
+            t
+        }
         Some(v) => {
+            d.mark(v);
             type_error(&mut d, "default", "a table", v);
             &empty
         }
@@ -217,36 +202,56 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             &empty
         }
     };
-    let def_tbl = Tbl::new(def, "default");
-    check_keys(&mut d, def, "default", &all_keys(), LEGACY_KEYS);
-    for k in SECTION_ONLY_KEYS {
-        if def.contains_key(*k) {
-            d.warn(&def_tbl.path_of(k), "no effect in [default]");
-        }
-    }
-    let globals = parse_globals(&mut d, def_tbl);
-    // Validate the inheritable values of [default] once, even when no section uses them.
-    let _ = Settings::resolve(&mut d, def_tbl, def_tbl);
-
+    let def = Tbl::new(def, "default");
+    let globals = read_default(&mut d, def);
     let mut sections = Vec::new();
-    for name in &order {
-        if name == "default" {
-            continue;
-        }
+    for name in top_level_order(text, &root).iter().filter(|n| *n != "default") {
         let Some(v) = root.get(name) else { continue };
+        d.mark(v);
         match v {
-            Value::Table(t) => {
-                if let Some(s) = parse_section(&mut d, name, t, def_tbl) {
-                    sections.push(s);
-                }
-            }
+            Value::Table(t) => sections.extend(SectionConfig::read(&mut d, Tbl::new(t, name), def)),
             v => d.error(
                 name,
-                format!("top-level keys must be section tables, found {}", type_name_short(v)),
+                format!("top-level keys must be section tables, found {}", v.type_str()),
             ),
         }
     }
+    check_listeners(&mut d, &root, &sections);
+    let warnings = d.finish(&root)?;
+    Ok(Config {
+        globals,
+        sections,
+        warnings,
+    })
+}
 
+/// `[default]`: the globals, and its inheritable values validated once even when no section uses them. Section
+/// keys there have no effect (a warning).
+fn read_default(d: &mut Diag, def: Tbl) -> Globals {
+    d.enter(def, LEGACY_KEYS);
+    let mut section = Diag::new("");
+    let _ = SectionConfig::read_keys(&mut section, def, def);
+    let mut default = Diag::new("");
+    let _ = (Globals::read(&mut default, def), Inherited::read(&mut default, def));
+    warn_misplaced(d, def, &section, &default, "no effect in [default]");
+    let globals = Globals::read(d, def);
+    let _ = Inherited::read(d, def);
+    globals
+}
+
+/// Warns about every key of `t` that a reader for another table (`elsewhere`) reads and the reader of `t`
+/// (`here`) does not, and marks it known: a key in the wrong table.
+fn warn_misplaced(d: &mut Diag, t: Tbl, elsewhere: &Diag, here: &Diag, msg: &str) {
+    for (k, v) in t.t {
+        if elsewhere.was_read(v) && !here.was_read(v) {
+            d.warn(&t.path_of(k), msg);
+            d.mark_whole(v);
+        }
+    }
+}
+
+/// Two sections listening on one address, or no real listener at all.
+fn check_listeners(d: &mut Diag, root: &Table, sections: &[SectionConfig]) {
     // Judged on the written `listen` values, so that a section with other errors does not add a spurious one here.
     let real_listener = root.iter().any(|(name, v)| {
         name != "default"
@@ -260,7 +265,7 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         }
     }
     let mut bound: HashMap<String, &str> = HashMap::new();
-    for s in &sections {
+    for s in sections {
         // Port 0 asks the OS for a free port: two such sections never collide.
         if let Some(k) = s.listen.bind_key().filter(|k| !k.ends_with(":0")) {
             if let Some(other) = bound.get(&k) {
@@ -273,39 +278,20 @@ pub fn load_main(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-
-    let warnings = d.finish()?;
-    Ok(Config {
-        globals,
-        sections,
-        warnings,
-    })
 }
 
-fn type_name_short(v: &Value) -> &'static str {
-    v.type_str()
+/// A `host:port` string key; empty means unset.
+fn host_port_key(d: &mut Diag, t: Tbl, key: &str) -> Option<String> {
+    let s = t.str(d, key).filter(|s| !s.is_empty())?;
+    if let Err(e) = super::url::host_port(&s, &s) {
+        d.error(&t.path_of(key), e);
+    }
+    Some(s)
 }
 
-fn parse_globals(d: &mut Diag, t: Tbl) -> Globals {
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let statsd_server = non_empty(t.str(d, "statsd_server"));
-    if let Some(s) = &statsd_server {
-        if let Err(e) = super::url::host_port(s, s) {
-            d.error(&t.path_of("statsd_server"), e);
-        }
-    }
-    let listen = non_empty(t.str(d, "internal_health_server_listen"));
-    if let Some(s) = &listen {
-        if let Err(e) = super::url::host_port(s, s) {
-            d.error(&t.path_of("internal_health_server_listen"), e);
-        }
-    }
-    let statsd_interval = match t.dur(d, "statsd_interval", IntUnit::Secs) {
-        None => Duration::from_secs(2),
-        Some(v) if v.is_zero() => Duration::from_secs(2),
-        Some(v) => v,
-    };
-    let mut rate = |key: &str| match t.f64(d, key) {
+/// A sample rate in (0, 1], default 1.
+fn sample_rate(d: &mut Diag, t: Tbl, key: &str) -> f64 {
+    match t.f64(d, key) {
         None => 1.0,
         Some(r) if r > 0.0 && r <= 1.0 => r,
         Some(r) => {
@@ -315,82 +301,81 @@ fn parse_globals(d: &mut Diag, t: Tbl) -> Globals {
             );
             1.0
         }
-    };
-    let statsd_sample_rate = rate("statsd_sample_rate");
-    let statsd_timer_sample_rate = rate("statsd_timer_sample_rate");
-    let admin_allow = match t.str_array(d, "internal_health_server_admin_allow") {
-        None => vec![IpCidr::parse("127.0.0.0/8"), IpCidr::parse("::1/128")]
-            .into_iter()
-            .flatten()
-            .collect(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, s) in list.iter().enumerate() {
-                match IpCidr::parse(s) {
-                    Ok(c) => out.push(c),
-                    Err(e) => d.error(&format!("{}[{i}]", t.path_of("internal_health_server_admin_allow")), e),
-                }
-            }
-            out
-        }
-    };
-    Globals {
-        pid_file: non_empty(t.str(d, "pid_file")).map(PathBuf::from),
-        num_procs: t.usize(d, "num_procs").unwrap_or(0),
-        cpu_profile: t.bool(d, "cpu_profile").unwrap_or(false),
-        stats_tick: t.bool(d, "stats_tick").unwrap_or(false),
-        statsd_server,
-        statsd_prefix: t.str(d, "statsd_prefix").unwrap_or_default(),
-        statsd_interval,
-        statsd_sample_rate,
-        statsd_timer_sample_rate,
-        internal_health_server_listen: listen,
-        internal_health_server_path: non_empty(t.str(d, "internal_health_server_path")).map(PathBuf::from),
-        internal_health_server_points: t.usize(d, "internal_health_server_points").unwrap_or(100),
-        internal_health_server_admin_allow: admin_allow,
-        shutdown_timeout: t
-            .dur(d, "shutdown_timeout", IntUnit::Secs)
-            .unwrap_or(Duration::from_secs(10)),
     }
 }
 
-/// The inheritable keys of one section, resolved against `[default]` and the built-in defaults.
-struct Settings {
-    hasher_algo: String,
-    ring_spec: RingSpec,
+fn admin_allow(d: &mut Diag, t: Tbl) -> Vec<IpCidr> {
+    let key = "internal_health_server_admin_allow";
+    let Some(list) = t.str_array(d, key) else {
+        return ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .flat_map(|c| IpCidr::parse(c))
+            .collect();
+    };
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        match IpCidr::parse(s) {
+            Ok(c) => out.push(c),
+            Err(e) => d.error(&format!("{}[{i}]", t.path_of(key)), e),
+        }
+    }
+    out
+}
+
+impl Globals {
+    fn read(d: &mut Diag, t: Tbl) -> Globals {
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Globals {
+            pid_file: non_empty(t.str(d, "pid_file")).map(PathBuf::from),
+            num_procs: t.usize(d, "num_procs").unwrap_or(0),
+            cpu_profile: t.bool(d, "cpu_profile").unwrap_or(false),
+            stats_tick: t.bool(d, "stats_tick").unwrap_or(false),
+            statsd_server: host_port_key(d, t, "statsd_server"),
+            statsd_prefix: t.str(d, "statsd_prefix").unwrap_or_default(),
+            statsd_interval: t
+                .dur(d, "statsd_interval", IntUnit::Secs)
+                .filter(|v| !v.is_zero())
+                .unwrap_or(Duration::from_secs(2)),
+            statsd_sample_rate: sample_rate(d, t, "statsd_sample_rate"),
+            statsd_timer_sample_rate: sample_rate(d, t, "statsd_timer_sample_rate"),
+            internal_health_server_listen: host_port_key(d, t, "internal_health_server_listen"),
+            internal_health_server_path: non_empty(t.str(d, "internal_health_server_path")).map(PathBuf::from),
+            internal_health_server_points: t.usize(d, "internal_health_server_points").unwrap_or(100),
+            internal_health_server_admin_allow: admin_allow(d, t),
+            shutdown_timeout: t
+                .dur(d, "shutdown_timeout", IntUnit::Secs)
+                .unwrap_or(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// The inheritable settings of a section, as read through a view that falls back to `[default]`.
+struct Inherited {
+    hashing: HashingConfig,
     num_dupe_replicas: usize,
-    diverse_replicas: bool,
-    cache_items: usize,
-    heartbeat_time_delay: Duration,
-    heartbeat_time_timeout: Duration,
-    failed_heartbeat_count: u32,
-    server_down_policy: DownPolicy,
-    sending_method: SendingMethod,
-    max_pool_connections: usize,
-    pool_buffersize: usize,
-    write_timeout: Duration,
-    workers: usize,
-    read_buffer_size: usize,
-    max_read_buffer_size: usize,
-    max_line_length: usize,
-    out_queue_lines: usize,
-    out_block_timeout: Duration,
-    out_queue_bytes: usize,
-    reconnect_backoff_max: Duration,
+    health: HealthConfig,
+    outgoing: OutgoingConfig,
+    input: InputConfig,
     internal_health_server_points: usize,
 }
 
-impl Settings {
-    fn resolve(d: &mut Diag, sec: Tbl, def: Tbl) -> Settings {
-        // The table a key is read from: the section's own, else [default].
-        let from = |key: &str| if sec.has(key) { sec } else { def };
-        let us = |d: &mut Diag, key: &str, dflt: usize| from(key).usize(d, key).unwrap_or(dflt);
-        let dur = |d: &mut Diag, key: &str, unit: IntUnit, dflt: Duration| from(key).dur(d, key, unit).unwrap_or(dflt);
+impl Inherited {
+    fn read(d: &mut Diag, t: Tbl) -> Inherited {
+        Inherited {
+            hashing: HashingConfig::read(d, t),
+            num_dupe_replicas: t.usize(d, "num_dupe_replicas").unwrap_or(1).max(1),
+            health: HealthConfig::read(d, t),
+            outgoing: OutgoingConfig::read(d, t),
+            input: InputConfig::read(d, t),
+            internal_health_server_points: t.usize(d, "internal_health_server_points").unwrap_or(100),
+        }
+    }
+}
 
-        let algo_tbl = from("hasher_algo");
-        let hasher_algo = algo_tbl.str(d, "hasher_algo").unwrap_or_else(|| "crc32".to_string());
-        let hasher_algo_path = algo_tbl.path_of("hasher_algo");
-        let diverse_replicas = from("diverse_replicas").bool(d, "diverse_replicas").unwrap_or(true);
+impl HashingConfig {
+    fn read(d: &mut Diag, t: Tbl) -> HashingConfig {
+        let hasher_algo = t.str(d, "hasher_algo").unwrap_or_else(|| "crc32".to_string());
+        let diverse_replicas = t.bool(d, "diverse_replicas").unwrap_or(true);
         let kind = match RingKind::parse(&hasher_algo) {
             Some(RingKind::CarbonCh { .. }) => RingKind::CarbonCh { diverse_replicas },
             Some(k) => k,
@@ -402,124 +387,196 @@ impl Settings {
         } else {
             HasherAlgo::parse(&hasher_algo).unwrap_or_else(|| {
                 d.warn(
-                    &hasher_algo_path,
+                    &t.path_of("hasher_algo"),
                     format!("unknown hasher_algo \"{hasher_algo}\", using crc32"),
                 );
                 HasherAlgo::Crc32
             })
         };
-        let elter_tbl = from("hasher_elter");
-        let elter_name = elter_tbl.str(d, "hasher_elter");
-        let elter = match &elter_name {
+        let elter = match t.str(d, "hasher_elter") {
             None => Elter::Graphite,
-            Some(n) => Elter::parse(n).unwrap_or_else(|| {
-                let note = if n == "simple" {
-                    " (later versions of consthash treat \"simple\" as goconsistent)"
-                } else {
-                    ""
-                };
+            Some(n) => Elter::parse(&n).unwrap_or_else(|| {
                 if !peer {
+                    let note = if n == "simple" {
+                        " (later versions of consthash treat \"simple\" as goconsistent)"
+                    } else {
+                        ""
+                    };
                     d.warn(
-                        &elter_tbl.path_of("hasher_elter"),
+                        &t.path_of("hasher_elter"),
                         format!("unknown hasher_elter \"{n}\", using graphite{note}"),
                     );
                 }
                 Elter::Graphite
             }),
         };
-        let vnodes = match us(d, "hasher_vnodes", 4) {
+        let vnodes = match t.usize(d, "hasher_vnodes").unwrap_or(4) {
             0 => 4,
             v => v,
         };
-        if peer && !std::ptr::eq(sec.t, def.t) {
+        if peer && t.inherits() {
+            // Set on the section itself, these keys are a mistake worth a word; inherited, they are not.
+            let own = t.own();
             for k in ["hasher_elter", "hasher_vnodes"] {
-                if sec.has(k) {
-                    d.warn(&sec.path_of(k), format!("ignored by hasher_algo \"{hasher_algo}\""));
+                if own.has(k) {
+                    d.warn(&own.path_of(k), format!("ignored by hasher_algo \"{hasher_algo}\""));
                 }
             }
         }
-
-        let down_tbl = from("server_down_policy");
-        let server_down_policy = match down_tbl.str(d, "server_down_policy").as_deref() {
-            Some("remove_node") => DownPolicy::RemoveNode,
-            _ => DownPolicy::Keep,
-        };
-        let sm_tbl = from("sending_method");
-        let sending_method = match sm_tbl.str(d, "sending_method").as_deref() {
-            None | Some("bufferedpool") => SendingMethod::BufferedPool,
-            Some("pool") => SendingMethod::Pool,
-            Some("single") => SendingMethod::Single,
-            Some(other) => {
-                d.error(
-                    &sm_tbl.path_of("sending_method"),
-                    format!("unknown sending_method \"{other}\", expected bufferedpool, pool or single"),
-                );
-                SendingMethod::BufferedPool
-            }
-        };
-        // Accepted for compatibility; no effect.
-        let _ = from("runner_timeout").dur(d, "runner_timeout", IntUnit::Millis);
-        let _ = from("out_workers").usize(d, "out_workers");
-
-        let read_buffer_size = us(d, "read_buffer_size", 1_048_576);
-        let max_read_buffer_size = from("max_read_buffer_size")
-            .usize(d, "max_read_buffer_size")
-            .unwrap_or_else(|| read_buffer_size.saturating_mul(1000));
-        Settings {
-            hasher_algo,
+        HashingConfig {
             ring_spec: RingSpec {
                 algo,
                 elter,
                 vnodes,
                 kind,
             },
-            num_dupe_replicas: us(d, "num_dupe_replicas", 1).max(1),
+            hasher_algo,
             diverse_replicas,
-            cache_items: us(d, "cache_items", 10_000),
-            heartbeat_time_delay: dur(d, "heartbeat_time_delay", IntUnit::Secs, Duration::from_secs(30)),
-            heartbeat_time_timeout: dur(d, "heartbeat_time_timeout", IntUnit::Secs, Duration::from_secs(5)),
-            failed_heartbeat_count: from("failed_heartbeat_count")
-                .u32(d, "failed_heartbeat_count")
-                .unwrap_or(3)
-                .max(1),
-            server_down_policy,
-            sending_method,
-            max_pool_connections: us(d, "max_pool_connections", 10),
-            pool_buffersize: us(d, "pool_buffersize", 512),
-            write_timeout: dur(d, "write_timeout", IntUnit::Millis, Duration::from_millis(1000)),
-            workers: us(d, "workers", 8),
-            read_buffer_size,
-            max_read_buffer_size,
-            max_line_length: us(d, "max_line_length", 65_536),
-            out_queue_lines: us(d, "out_queue_lines", 100_000),
-            out_block_timeout: dur(d, "out_block_timeout", IntUnit::Millis, Duration::from_millis(1000)),
-            out_queue_bytes: us(d, "out_queue_bytes", 0),
-            reconnect_backoff_max: dur(d, "reconnect_backoff_max", IntUnit::Millis, Duration::from_millis(5000)),
-            internal_health_server_points: us(d, "internal_health_server_points", 100),
+            cache_items: t.usize(d, "cache_items").unwrap_or(10_000),
         }
     }
 }
 
-fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Section> {
-    let sec = Tbl::new(t, name);
-    for k in t.keys() {
-        if GLOBAL_KEYS.contains(&k.as_str()) {
-            d.warn(&sec.path_of(k), "only read from [default]; no effect here");
+impl HealthConfig {
+    fn read(d: &mut Diag, t: Tbl) -> HealthConfig {
+        let secs = |d: &mut Diag, key: &str, default: u64| {
+            t.dur(d, key, IntUnit::Secs).unwrap_or(Duration::from_secs(default))
+        };
+        HealthConfig {
+            heartbeat_time_delay: secs(d, "heartbeat_time_delay", 30),
+            heartbeat_time_timeout: secs(d, "heartbeat_time_timeout", 5),
+            failed_heartbeat_count: t.u32(d, "failed_heartbeat_count").unwrap_or(3).max(1),
+            server_down_policy: match t.str(d, "server_down_policy").as_deref() {
+                Some("remove_node") => DownPolicy::RemoveNode,
+                _ => DownPolicy::Keep,
+            },
         }
     }
-    check_keys(d, t, name, &all_keys(), LEGACY_KEYS);
+}
 
-    let listen = match sec.str(d, "listen") {
-        None => Listen::parse(Listen::DEFAULT).ok(),
-        Some(s) => match Listen::parse(&s) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                d.error(&sec.path_of("listen"), e);
-                None
+impl OutgoingConfig {
+    fn read(d: &mut Diag, t: Tbl) -> OutgoingConfig {
+        let millis = |d: &mut Diag, key: &str, default: u64| {
+            t.dur(d, key, IntUnit::Millis).unwrap_or(Duration::from_millis(default))
+        };
+        let sending_method = match t.str(d, "sending_method").as_deref() {
+            None | Some("bufferedpool") => SendingMethod::BufferedPool,
+            Some("pool") => SendingMethod::Pool,
+            Some("single") => SendingMethod::Single,
+            Some(other) => {
+                d.error(
+                    &t.path_of("sending_method"),
+                    format!("unknown sending_method \"{other}\", expected bufferedpool, pool or single"),
+                );
+                SendingMethod::BufferedPool
             }
-        },
-    };
-    let msg_type = match sec.str(d, "msg_type").as_deref() {
+        };
+        // Accepted for compatibility with the Go relay; no effect.
+        let _ = t.dur(d, "runner_timeout", IntUnit::Millis);
+        let _ = t.usize(d, "out_workers");
+        OutgoingConfig {
+            sending_method,
+            max_pool_connections: t.usize(d, "max_pool_connections").unwrap_or(10),
+            pool_buffersize: t.usize(d, "pool_buffersize").unwrap_or(512),
+            write_timeout: millis(d, "write_timeout", 1000),
+            out_block_timeout: millis(d, "out_block_timeout", 1000),
+            reconnect_backoff_max: millis(d, "reconnect_backoff_max", 5000),
+            out_queue_lines: t.usize(d, "out_queue_lines").unwrap_or(100_000),
+            out_queue_bytes: t.usize(d, "out_queue_bytes").unwrap_or(0),
+        }
+    }
+}
+
+impl InputConfig {
+    fn read(d: &mut Diag, t: Tbl) -> InputConfig {
+        let read_buffer_size = t.usize(d, "read_buffer_size").unwrap_or(1_048_576);
+        InputConfig {
+            workers: t.usize(d, "workers").unwrap_or(8),
+            read_buffer_size,
+            max_read_buffer_size: t
+                .usize(d, "max_read_buffer_size")
+                .unwrap_or_else(|| read_buffer_size.saturating_mul(1000)),
+            max_line_length: t.usize(d, "max_line_length").unwrap_or(65_536),
+        }
+    }
+}
+
+impl SectionConfig {
+    /// Reads section `sec`, inheriting from `def`. `None` when a required key is missing or invalid (reported).
+    fn read(d: &mut Diag, sec: Tbl, def: Tbl) -> Option<SectionConfig> {
+        let mut globals = Diag::new("");
+        let _ = Globals::read(&mut globals, sec);
+        let mut section = Diag::new("");
+        let _ = SectionConfig::read_keys(&mut section, sec, def);
+        warn_misplaced(d, sec, &globals, &section, "only read from [default]; no effect here");
+        d.enter(sec, LEGACY_KEYS);
+        SectionConfig::read_keys(d, sec, def)
+    }
+
+    fn read_keys(d: &mut Diag, sec: Tbl, def: Tbl) -> Option<SectionConfig> {
+        let listen = read_listen(d, sec);
+        let msg_type = read_msg_type(d, sec);
+        let msg_regex = read_msg_regex(d, sec, msg_type);
+        let inh = Inherited::read(d, sec.inheriting(def));
+        let rings = read_rings(d, sec, &inh.hashing.ring_spec.kind);
+        let health = inh.health;
+        if health.heartbeat_time_delay < 2 * health.heartbeat_time_timeout {
+            d.error(
+                &sec.path_of("heartbeat_time_delay"),
+                format!(
+                    "{} is less than 2 × heartbeat_time_timeout ({})",
+                    fmt_duration(health.heartbeat_time_delay),
+                    fmt_duration(health.heartbeat_time_timeout)
+                ),
+            );
+        }
+        let mut num_dupe_replicas = inh.num_dupe_replicas;
+        if let Some(smallest) = rings.iter().map(|r| r.servers.len()).min() {
+            if smallest > 0 && num_dupe_replicas > smallest {
+                d.warn(
+                    &sec.path_of("num_dupe_replicas"),
+                    format!("{num_dupe_replicas} exceeds the smallest ring ({smallest} servers); using {smallest}"),
+                );
+                num_dupe_replicas = smallest;
+            }
+        }
+        Some(SectionConfig {
+            name: sec.path.to_string(),
+            listen: listen?,
+            msg_type: msg_type?,
+            msg_regex,
+            rings,
+            hashing: inh.hashing,
+            num_dupe_replicas,
+            health,
+            outgoing: inh.outgoing,
+            input: inh.input,
+            internal_health_server_points: inh.internal_health_server_points,
+        })
+    }
+
+    /// The listen URL as shown in stats, or `BACKEND-ONLY`.
+    pub fn listening(&self) -> String {
+        match self.listen {
+            Listen::BackendOnly => "BACKEND-ONLY".to_string(),
+            _ => self.listen.url(),
+        }
+    }
+}
+
+fn read_listen(d: &mut Diag, sec: Tbl) -> Option<Listen> {
+    let written = sec.str(d, "listen");
+    match Listen::parse(written.as_deref().unwrap_or(Listen::DEFAULT)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            d.error(&sec.path_of("listen"), e);
+            None
+        }
+    }
+}
+
+fn read_msg_type(d: &mut Diag, sec: Tbl) -> Option<MsgType> {
+    match sec.str(d, "msg_type").as_deref() {
         Some("graphite") => Some(MsgType::Graphite),
         Some("statsd") => Some(MsgType::Statsd),
         Some("regex") => Some(MsgType::Regex),
@@ -531,7 +588,7 @@ fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Sectio
             None
         }
         None => {
-            if !t.contains_key("msg_type") {
+            if !sec.has("msg_type") {
                 d.error(
                     &sec.path_of("msg_type"),
                     "required key missing (graphite, statsd or regex)",
@@ -539,89 +596,40 @@ fn parse_section(d: &mut Diag, name: &str, t: &Table, def: Tbl) -> Option<Sectio
             }
             None
         }
+    }
+}
+
+fn read_msg_regex(d: &mut Diag, sec: Tbl, msg_type: Option<MsgType>) -> Option<regex::bytes::Regex> {
+    let Some(s) = sec.str(d, "msg_regex") else {
+        if msg_type == Some(MsgType::Regex) && !sec.has("msg_regex") {
+            d.error(&sec.path_of("msg_regex"), "required for msg_type = \"regex\"");
+        }
+        return None;
     };
-    let mut msg_regex = None;
-    if let Some(s) = sec.str(d, "msg_regex") {
-        match regex::bytes::Regex::new(&s) {
-            Ok(re) => {
-                if re.capture_names().any(|n| n == Some("Key")) {
-                    msg_regex = Some(re);
-                } else {
-                    d.error(
-                        &sec.path_of("msg_regex"),
-                        "must contain a group named Key, e.g. (?P<Key>\\S+)",
-                    );
-                }
-            }
-            Err(e) => d.error(
+    if msg_type.is_some() && msg_type != Some(MsgType::Regex) {
+        d.warn(&sec.path_of("msg_regex"), "ignored unless msg_type = \"regex\"");
+    }
+    match regex::bytes::Regex::new(&s) {
+        Ok(re) if re.capture_names().any(|n| n == Some("Key")) => Some(re),
+        Ok(_) => {
+            d.error(
+                &sec.path_of("msg_regex"),
+                "must contain a group named Key, e.g. (?P<Key>\\S+)",
+            );
+            None
+        }
+        Err(e) => {
+            d.error(
                 &sec.path_of("msg_regex"),
                 format!("invalid regex: {}", e.to_string().replace('\n', " ")),
-            ),
-        }
-        if msg_type.is_some() && msg_type != Some(MsgType::Regex) {
-            d.warn(&sec.path_of("msg_regex"), "ignored unless msg_type = \"regex\"");
-        }
-    } else if msg_type == Some(MsgType::Regex) && !t.contains_key("msg_regex") {
-        d.error(&sec.path_of("msg_regex"), "required for msg_type = \"regex\"");
-    }
-
-    let s = Settings::resolve(d, sec, def);
-    let rings = parse_rings(d, sec, &s.ring_spec.kind);
-
-    if s.heartbeat_time_delay < 2 * s.heartbeat_time_timeout {
-        d.error(
-            &sec.path_of("heartbeat_time_delay"),
-            format!(
-                "{} is less than 2 × heartbeat_time_timeout ({})",
-                fmt_duration(s.heartbeat_time_delay),
-                fmt_duration(s.heartbeat_time_timeout)
-            ),
-        );
-    }
-    let mut num_dupe_replicas = s.num_dupe_replicas;
-    if let Some(smallest) = rings.iter().map(|r| r.servers.len()).min() {
-        if smallest > 0 && num_dupe_replicas > smallest {
-            d.warn(
-                &sec.path_of("num_dupe_replicas"),
-                format!("{num_dupe_replicas} exceeds the smallest ring ({smallest} servers); using {smallest}"),
             );
-            num_dupe_replicas = smallest;
+            None
         }
     }
-
-    Some(Section {
-        name: name.to_string(),
-        listen: listen?,
-        msg_type: msg_type?,
-        msg_regex,
-        rings,
-        ring_spec: s.ring_spec,
-        hasher_algo_name: s.hasher_algo,
-        num_dupe_replicas,
-        diverse_replicas: s.diverse_replicas,
-        cache_items: s.cache_items,
-        heartbeat_time_delay: s.heartbeat_time_delay,
-        heartbeat_time_timeout: s.heartbeat_time_timeout,
-        failed_heartbeat_count: s.failed_heartbeat_count,
-        server_down_policy: s.server_down_policy,
-        sending_method: s.sending_method,
-        max_pool_connections: s.max_pool_connections,
-        pool_buffersize: s.pool_buffersize,
-        write_timeout: s.write_timeout,
-        workers: s.workers,
-        read_buffer_size: s.read_buffer_size,
-        max_read_buffer_size: s.max_read_buffer_size,
-        max_line_length: s.max_line_length,
-        out_queue_lines: s.out_queue_lines,
-        out_block_timeout: s.out_block_timeout,
-        out_queue_bytes: s.out_queue_bytes,
-        reconnect_backoff_max: s.reconnect_backoff_max,
-        internal_health_server_points: s.internal_health_server_points,
-    })
 }
 
 /// Trimmed, non-blank URLs of `key` in a ring table, parsed; errors name the original index.
-fn parse_urls(d: &mut Diag, ring: Tbl, key: &str) -> Option<Vec<DestUrl>> {
+fn read_urls(d: &mut Diag, ring: Tbl, key: &str) -> Option<Vec<DestUrl>> {
     let list = ring.str_array(d, key)?;
     let mut out = Vec::with_capacity(list.len());
     for (j, s) in list.iter().enumerate() {
@@ -636,124 +644,131 @@ fn parse_urls(d: &mut Diag, ring: Tbl, key: &str) -> Option<Vec<DestUrl>> {
     Some(out)
 }
 
-fn parse_rings(d: &mut Diag, sec: Tbl, kind: &RingKind) -> Vec<RingConfig> {
+/// The `[[<name>.servers]]` blocks: one ring each, at least one.
+fn read_rings(d: &mut Diag, sec: Tbl, kind: &RingKind) -> Vec<RingConfig> {
     let servers_path = sec.path_of("servers");
-    let Some(blocks) = sec.table_array(d, "servers") else {
-        if !sec.has("servers") {
-            d.error(
-                &servers_path,
-                format!("required: at least one [[{servers_path}]] block"),
-            );
-        }
-        return Vec::new();
-    };
-    if blocks.is_empty() {
+    let blocks = sec.table_array(d, "servers");
+    if blocks.as_ref().is_some_and(Vec::is_empty) || (blocks.is_none() && !sec.has("servers")) {
         d.error(
             &servers_path,
             format!("required: at least one [[{servers_path}]] block"),
         );
     }
-    let peer = kind.is_peer();
     let mut rings = Vec::new();
-    for (i, t) in blocks {
+    for (i, t) in blocks.unwrap_or_default() {
         let path = format!("{servers_path}[{i}]");
         let ring = Tbl::new(t, &path);
-        check_keys(d, t, &path, &["servers", "check_servers", "hashkeys"], &[]);
-        let servers = match parse_urls(d, ring, "servers") {
-            Some(s) => s,
-            None => {
-                if !ring.has("servers") {
-                    d.error(&ring.path_of("servers"), "required key missing");
-                }
-                continue;
-            }
-        };
-        if servers.is_empty() && ring.has("servers") {
-            d.error(&ring.path_of("servers"), "empty (no server after trimming)");
+        d.enter(ring, &[]);
+        if let Some(r) = read_ring(d, ring, kind) {
+            rings.push(r);
         }
-        for (j, s) in servers.iter().enumerate() {
-            if servers[..j].iter().any(|o| o.raw == s.raw) {
-                d.error(&ring.path_of("servers"), format!("duplicate server \"{}\"", s.raw));
-            }
-        }
-        let check_servers = match parse_urls(d, ring, "check_servers") {
-            None => servers.clone(),
-            Some(c) => {
-                if c.len() != servers.len() {
-                    d.error(
-                        &ring.path_of("check_servers"),
-                        format!("length {} differs from servers length {}", c.len(), servers.len()),
-                    );
-                }
-                c
-            }
-        };
-        let hashkeys = match ring.str_array(d, "hashkeys") {
-            None => {
-                let keys: Vec<String> = servers
-                    .iter()
-                    .map(|s| match (peer, s.host_port()) {
-                        (true, Some(hp)) => default_hashkey(kind, &hp),
-                        _ => s.raw.clone(),
-                    })
-                    .collect();
-                for (j, k) in keys.iter().enumerate() {
-                    if let Err(e) = validate_hashkey(kind, k) {
-                        d.error(
-                            &format!("{}[{j}]", ring.path_of("servers")),
-                            format!("no valid default hashkey, set hashkeys: {e}"),
-                        );
-                    }
-                }
-                keys
-            }
-            Some(h) => {
-                for (j, k) in h.iter().enumerate() {
-                    if let Err(e) = validate_hashkey(kind, k) {
-                        d.error(&format!("{}[{j}]", ring.path_of("hashkeys")), e);
-                    }
-                }
-                if h.len() != servers.len() {
-                    d.error(
-                        &ring.path_of("hashkeys"),
-                        format!("length {} differs from servers length {}", h.len(), servers.len()),
-                    );
-                }
-                for (j, k) in h.iter().enumerate() {
-                    if h[..j].contains(k) {
-                        d.error(&ring.path_of("hashkeys"), format!("duplicate hashkey \"{k}\""));
-                    }
-                }
-                h
-            }
-        };
-        if let RingKind::CarbonCh { .. } = kind {
-            // carbon keys its ring by (host, instance) only: two members there would be one node.
-            let nodes: Vec<_> = hashkeys
-                .iter()
-                .map(|k| crate::ring::member::parse_carbon(k).ok().map(|m| (m.host, m.instance)))
-                .collect();
-            for (j, n) in nodes.iter().enumerate() {
-                if let Some((host, inst)) = n {
-                    if nodes[..j].contains(n) {
-                        d.error(
-                            &format!("{}[{j}]", ring.path_of("hashkeys")),
-                            format!(
-                                "carbon_ch node (host \"{host}\", instance {}) already configured; give members on one host distinct instances",
-                                inst.map_or("None".to_string(), |i| format!("\"{i}\""))
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        rings.push(RingConfig {
-            servers,
-            check_servers,
-            hashkeys,
-        });
     }
     rings
+}
+
+fn read_ring(d: &mut Diag, ring: Tbl, kind: &RingKind) -> Option<RingConfig> {
+    let Some(servers) = read_urls(d, ring, "servers") else {
+        if !ring.has("servers") {
+            d.error(&ring.path_of("servers"), "required key missing");
+        }
+        return None;
+    };
+    if servers.is_empty() && ring.has("servers") {
+        d.error(&ring.path_of("servers"), "empty (no server after trimming)");
+    }
+    for (j, s) in servers.iter().enumerate() {
+        if servers[..j].iter().any(|o| o.raw == s.raw) {
+            d.error(&ring.path_of("servers"), format!("duplicate server \"{}\"", s.raw));
+        }
+    }
+    let check_servers = match read_urls(d, ring, "check_servers") {
+        None => servers.clone(),
+        Some(c) => {
+            if c.len() != servers.len() {
+                d.error(
+                    &ring.path_of("check_servers"),
+                    format!("length {} differs from servers length {}", c.len(), servers.len()),
+                );
+            }
+            c
+        }
+    };
+    let hashkeys = match ring.str_array(d, "hashkeys") {
+        None => default_hashkeys(d, ring, kind, &servers),
+        Some(h) => {
+            check_hashkeys(d, ring, kind, &h, servers.len());
+            h
+        }
+    };
+    if let RingKind::CarbonCh { .. } = kind {
+        check_carbon_nodes(d, ring, &hashkeys);
+    }
+    Some(RingConfig {
+        servers,
+        check_servers,
+        hashkeys,
+    })
+}
+
+/// The hashkeys of §7.5 derived from the server URLs; each must be valid for the ring.
+fn default_hashkeys(d: &mut Diag, ring: Tbl, kind: &RingKind, servers: &[DestUrl]) -> Vec<String> {
+    let keys: Vec<String> = servers
+        .iter()
+        .map(|s| match (kind.is_peer(), s.host_port()) {
+            (true, Some(hp)) => default_hashkey(kind, &hp),
+            _ => s.raw.clone(),
+        })
+        .collect();
+    for (j, k) in keys.iter().enumerate() {
+        if let Err(e) = validate_hashkey(kind, k) {
+            d.error(
+                &format!("{}[{j}]", ring.path_of("servers")),
+                format!("no valid default hashkey, set hashkeys: {e}"),
+            );
+        }
+    }
+    keys
+}
+
+/// Written hashkeys: valid for the ring, one per server, distinct.
+fn check_hashkeys(d: &mut Diag, ring: Tbl, kind: &RingKind, keys: &[String], servers: usize) {
+    let path = ring.path_of("hashkeys");
+    for (j, k) in keys.iter().enumerate() {
+        if let Err(e) = validate_hashkey(kind, k) {
+            d.error(&format!("{path}[{j}]"), e);
+        }
+    }
+    if keys.len() != servers {
+        d.error(
+            &path,
+            format!("length {} differs from servers length {servers}", keys.len()),
+        );
+    }
+    for (j, k) in keys.iter().enumerate() {
+        if keys[..j].contains(k) {
+            d.error(&path, format!("duplicate hashkey \"{k}\""));
+        }
+    }
+}
+
+/// carbon keys its ring by (host, instance) only: two members there would be one node.
+fn check_carbon_nodes(d: &mut Diag, ring: Tbl, hashkeys: &[String]) {
+    let nodes: Vec<_> = hashkeys
+        .iter()
+        .map(|k| crate::ring::member::parse_carbon(k).ok().map(|m| (m.host, m.instance)))
+        .collect();
+    for (j, n) in nodes.iter().enumerate() {
+        let Some((host, inst)) = n else { continue };
+        if nodes[..j].contains(n) {
+            d.error(
+                &format!("{}[{j}]", ring.path_of("hashkeys")),
+                format!(
+                    "carbon_ch node (host \"{host}\", instance {}) already configured; give members on one host distinct instances",
+                    inst.map_or("None".to_string(), |i| format!("\"{i}\""))
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -824,14 +839,17 @@ msg_type = "statsd"
         assert_eq!(g.rings[0].hashkeys[1], "('10.0.1.2', 'b')");
         assert_eq!(g.rings[1].hashkeys, ["tcp://10.9.1.1:2004"]);
         assert_eq!(g.rings[1].check_servers, g.rings[1].servers);
-        assert_eq!(g.ring_spec, RingSpec::consthash(HasherAlgo::Md5, Elter::Graphite, 100));
-        assert_eq!(g.heartbeat_time_delay, Duration::from_secs(60));
-        assert_eq!(g.heartbeat_time_timeout, Duration::from_secs(2));
-        assert_eq!(g.server_down_policy, DownPolicy::RemoveNode);
+        assert_eq!(
+            g.hashing.ring_spec,
+            RingSpec::consthash(HasherAlgo::Md5, Elter::Graphite, 100)
+        );
+        assert_eq!(g.health.heartbeat_time_delay, Duration::from_secs(60));
+        assert_eq!(g.health.heartbeat_time_timeout, Duration::from_secs(2));
+        assert_eq!(g.health.server_down_policy, DownPolicy::RemoveNode);
         let s = &c.sections[1];
-        assert_eq!(s.hasher_algo_name, "statsd_hashring");
-        assert_eq!(s.ring_spec.algo, HasherAlgo::Crc32);
-        assert_eq!(s.ring_spec.kind, RingKind::StatsdHashring);
+        assert_eq!(s.hashing.hasher_algo, "statsd_hashring");
+        assert_eq!(s.hashing.ring_spec.algo, HasherAlgo::Crc32);
+        assert_eq!(s.hashing.ring_spec.kind, RingKind::StatsdHashring);
         assert_eq!(s.rings[0].hashkeys, ["10.0.0.1:8126", "10.0.0.2:8126"]);
         assert_eq!(s.rings[0].check_servers[1].raw, "tcp://10.0.0.2:8127");
         assert_eq!(c.sections[2].listen, Listen::BackendOnly);
@@ -848,27 +866,30 @@ msg_type = "statsd"
         assert_eq!(g.statsd_server, None);
         let s = &c.sections[0];
         assert_eq!(s.listen, Listen::Tcp("127.0.0.1:6000".into()));
-        assert_eq!(s.hasher_algo_name, "crc32");
-        assert_eq!(s.ring_spec, RingSpec::consthash(HasherAlgo::Crc32, Elter::Graphite, 4));
+        assert_eq!(s.hashing.hasher_algo, "crc32");
+        assert_eq!(
+            s.hashing.ring_spec,
+            RingSpec::consthash(HasherAlgo::Crc32, Elter::Graphite, 4)
+        );
         assert_eq!(s.num_dupe_replicas, 1);
-        assert!(s.diverse_replicas);
-        assert_eq!(s.cache_items, 10_000);
-        assert_eq!(s.heartbeat_time_delay, Duration::from_secs(30));
-        assert_eq!(s.heartbeat_time_timeout, Duration::from_secs(5));
-        assert_eq!(s.failed_heartbeat_count, 3);
-        assert_eq!(s.server_down_policy, DownPolicy::Keep);
-        assert_eq!(s.sending_method, SendingMethod::BufferedPool);
-        assert_eq!(s.max_pool_connections, 10);
-        assert_eq!(s.pool_buffersize, 512);
-        assert_eq!(s.write_timeout, Duration::from_millis(1000));
-        assert_eq!(s.workers, 8);
-        assert_eq!(s.read_buffer_size, 1_048_576);
-        assert_eq!(s.max_read_buffer_size, 1_048_576_000);
-        assert_eq!(s.max_line_length, 65_536);
-        assert_eq!(s.out_queue_lines, 100_000);
-        assert_eq!(s.out_block_timeout, Duration::from_millis(1000));
-        assert_eq!(s.out_queue_bytes, 0);
-        assert_eq!(s.reconnect_backoff_max, Duration::from_millis(5000));
+        assert!(s.hashing.diverse_replicas);
+        assert_eq!(s.hashing.cache_items, 10_000);
+        assert_eq!(s.health.heartbeat_time_delay, Duration::from_secs(30));
+        assert_eq!(s.health.heartbeat_time_timeout, Duration::from_secs(5));
+        assert_eq!(s.health.failed_heartbeat_count, 3);
+        assert_eq!(s.health.server_down_policy, DownPolicy::Keep);
+        assert_eq!(s.outgoing.sending_method, SendingMethod::BufferedPool);
+        assert_eq!(s.outgoing.max_pool_connections, 10);
+        assert_eq!(s.outgoing.pool_buffersize, 512);
+        assert_eq!(s.outgoing.write_timeout, Duration::from_millis(1000));
+        assert_eq!(s.input.workers, 8);
+        assert_eq!(s.input.read_buffer_size, 1_048_576);
+        assert_eq!(s.input.max_read_buffer_size, 1_048_576_000);
+        assert_eq!(s.input.max_line_length, 65_536);
+        assert_eq!(s.outgoing.out_queue_lines, 100_000);
+        assert_eq!(s.outgoing.out_block_timeout, Duration::from_millis(1000));
+        assert_eq!(s.outgoing.out_queue_bytes, 0);
+        assert_eq!(s.outgoing.reconnect_backoff_max, Duration::from_millis(5000));
         assert_eq!(s.internal_health_server_points, 100);
     }
 
@@ -913,20 +934,20 @@ servers = ["http://127.0.0.1:8080/in"]
         assert_eq!(c.sections.len(), 3);
         assert!(c.sections.iter().all(|s| s.listen != Listen::BackendOnly));
         let one = &c.sections[0];
-        assert_eq!(one.sending_method, SendingMethod::Pool);
-        assert_eq!(one.ring_spec.algo, HasherAlgo::Md5);
-        assert_eq!(one.ring_spec.vnodes, 10);
-        assert_eq!(one.max_read_buffer_size, 100_000);
+        assert_eq!(one.outgoing.sending_method, SendingMethod::Pool);
+        assert_eq!(one.hashing.ring_spec.algo, HasherAlgo::Md5);
+        assert_eq!(one.hashing.ring_spec.vnodes, 10);
+        assert_eq!(one.input.max_read_buffer_size, 100_000);
         assert_eq!(one.internal_health_server_points, 7);
         // own nodejs-hashring/statsd/40 kept
         let two = &c.sections[1];
-        assert_eq!(two.hasher_algo_name, "nodejs-hashring");
+        assert_eq!(two.hashing.hasher_algo, "nodejs-hashring");
         assert_eq!(
-            two.ring_spec,
+            two.hashing.ring_spec,
             RingSpec::consthash(HasherAlgo::NodejsHashring, Elter::Statsd, 40)
         );
-        assert_eq!(two.sending_method, SendingMethod::Single);
-        assert_eq!(two.max_read_buffer_size, 10_000);
+        assert_eq!(two.outgoing.sending_method, SendingMethod::Single);
+        assert_eq!(two.input.max_read_buffer_size, 10_000);
         // two blocks = two rings
         assert_eq!(two.rings.len(), 2);
         let three = &c.sections[2];
@@ -961,11 +982,11 @@ servers = ["udp://h:1"]
 "#,
         );
         let s = &c.sections[0];
-        assert_eq!(s.heartbeat_time_delay, Duration::from_secs(20));
-        assert_eq!(s.heartbeat_time_timeout, Duration::from_secs(3));
-        assert_eq!(s.write_timeout, Duration::from_secs(2));
-        assert_eq!(s.out_block_timeout, Duration::from_millis(20));
-        assert_eq!(s.reconnect_backoff_max, Duration::from_secs(60));
+        assert_eq!(s.health.heartbeat_time_delay, Duration::from_secs(20));
+        assert_eq!(s.health.heartbeat_time_timeout, Duration::from_secs(3));
+        assert_eq!(s.outgoing.write_timeout, Duration::from_secs(2));
+        assert_eq!(s.outgoing.out_block_timeout, Duration::from_millis(20));
+        assert_eq!(s.outgoing.reconnect_backoff_max, Duration::from_secs(60));
         assert_eq!(c.globals.shutdown_timeout, Duration::from_secs(4));
         assert_eq!(c.globals.statsd_interval, Duration::from_secs(7));
     }
@@ -986,8 +1007,8 @@ servers = ["tcp://h:3", "tcp://h:4", "tcp://h:5"]
 "#,
         );
         let s = &c.sections[0];
-        assert_eq!(s.ring_spec.vnodes, 4);
-        assert_eq!(s.failed_heartbeat_count, 1);
+        assert_eq!(s.hashing.ring_spec.vnodes, 4);
+        assert_eq!(s.health.failed_heartbeat_count, 1);
         assert_eq!(s.num_dupe_replicas, 2);
         assert_eq!(s.rings[0].servers[1].raw, "tcp://h:2");
         assert_eq!(s.rings[0].servers.len(), 2);
@@ -1032,11 +1053,11 @@ servers = ["tcp://h:1"]
                 "relay.toml: b.hasher_vnodes: ignored by hasher_algo \"carbon_ch\"",
             ]
         );
-        assert_eq!(c.sections[0].ring_spec.algo, HasherAlgo::Crc32);
-        assert_eq!(c.sections[1].hasher_algo_name, "carbon_ch");
+        assert_eq!(c.sections[0].hashing.ring_spec.algo, HasherAlgo::Crc32);
+        assert_eq!(c.sections[1].hashing.hasher_algo, "carbon_ch");
         assert_eq!(c.sections[1].rings[0].hashkeys, ["h:1"]);
         assert_eq!(
-            c.sections[1].ring_spec.kind,
+            c.sections[1].hashing.ring_spec.kind,
             RingKind::CarbonCh { diverse_replicas: true }
         );
     }
@@ -1057,12 +1078,12 @@ servers = ["tcp://h:1"]
                 "[default]\nhasher_algo='{algo}'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n"
             ));
             assert!(c.warnings.is_empty(), "{algo}: {:?}", c.warnings);
-            assert_eq!(c.sections[0].hasher_algo_name, algo);
-            assert_eq!(c.sections[0].ring_spec.kind, kind);
+            assert_eq!(c.sections[0].hashing.hasher_algo, algo);
+            assert_eq!(c.sections[0].hashing.ring_spec.kind, kind);
             assert_eq!(c.sections[0].rings[0].hashkeys, ["h:1"]);
         }
         let c = load("[default]\nhasher_algo='md5'\n[a]\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n");
-        assert_eq!(c.sections[0].ring_spec.kind, RingKind::ConstHash);
+        assert_eq!(c.sections[0].hashing.ring_spec.kind, RingKind::ConstHash);
     }
 
     #[test]
@@ -1072,12 +1093,12 @@ servers = ["tcp://h:1"]
              [[a.servers]]\nservers=['tcp://h:1','tcp://h:2']\nhashkeys=['h:1:a','h:2:b']\n",
         );
         assert_eq!(
-            c.sections[0].ring_spec.kind,
+            c.sections[0].hashing.ring_spec.kind,
             RingKind::CarbonCh {
                 diverse_replicas: false
             }
         );
-        assert!(!c.sections[0].diverse_replicas);
+        assert!(!c.sections[0].hashing.diverse_replicas);
     }
 
     #[test]

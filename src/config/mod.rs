@@ -13,6 +13,7 @@
 mod duration;
 mod main_config;
 mod prereg;
+mod statsd_options;
 mod url;
 mod value;
 
@@ -20,12 +21,14 @@ use std::fmt;
 
 pub use duration::parse_duration;
 pub use main_config::{
-    load_main, Config, DownPolicy, Globals, MsgType, RingConfig, Section, SendingMethod, PEER_ALGOS,
+    load_main, Config, DownPolicy, Globals, HashingConfig, HealthConfig, InputConfig, MsgType, OutgoingConfig,
+    RingConfig, SectionConfig, SendingMethod, PEER_ALGOS,
 };
 pub use prereg::{
     load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group, Matcher,
-    PreRegConfig, Rule, WriterConfig, STATSD_OPTIONS,
+    PreRegConfig, Rule, WriterConfig,
 };
+pub use statsd_options::{StatsdOptions, STATSD_OPTIONS};
 pub use url::{parse_url_list, DestUrl, IpCidr, Listen, Target};
 
 /// Every error found in a config file, each `<file>: <key path>: <message>`.

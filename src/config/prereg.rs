@@ -8,8 +8,9 @@ use toml::{Table, Value};
 
 use super::duration::{fmt_duration, parse_duration};
 use super::main_config::Config;
+use super::statsd_options::StatsdOptions;
 use super::url::{host_port, Listen};
-use super::value::{check_keys, parse_toml, top_level_order, type_error, Diag, Tbl};
+use super::value::{parse_toml, top_level_order, type_error, Diag, Tbl};
 use super::ConfigErrors;
 
 /// The validated PreReg config.
@@ -77,8 +78,8 @@ pub struct AccumulatorConfig {
     /// Strictly ascending, each a multiple of the previous; never empty.
     pub times: Vec<Bin>,
     pub keep_keys: bool,
-    /// statsd naming options (§9.2.4), names validated, in file order.
-    pub options: Vec<(String, String)>,
+    /// statsd naming options (§9.2.4); defaults for a graphite accumulator.
+    pub options: StatsdOptions,
     pub writer: Option<WriterConfig>,
     pub api: Option<ApiConfig>,
 }
@@ -101,6 +102,13 @@ pub enum Format {
 pub struct Bin {
     pub interval: Duration,
     pub ttl: Duration,
+}
+
+impl Bin {
+    /// The bin's width in whole seconds, as writers name and stamp it (rounded half up, at least 1).
+    pub fn secs(&self) -> u64 {
+        (self.interval.as_millis().saturating_add(500) / 1000).clamp(1, u128::from(u64::MAX)) as u64
+    }
 }
 
 /// `[<g>.accumulator.writer]` (spec §4.4); present only when a metrics driver is set.
@@ -153,36 +161,12 @@ pub struct ApiConfig {
     pub indexer: Option<DriverConfig>,
 }
 
-/// The statsd accumulator option names (§9.2.4).
-pub const STATSD_OPTIONS: &[&str] = &[
-    "legacyNamespace",
-    "globalPrefix",
-    "globalSuffix",
-    "prefixCounter",
-    "prefixTimer",
-    "prefixGauge",
-    "prefixSet",
-    "percentThreshold",
-];
-
 const DEFAULT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-const GROUP_KEYS: &[&str] = &["listen_server", "default_backend", "map", "accumulator"];
-const RULE_KEYS: &[&str] = &["prefix", "substring", "regex", "noop", "reject", "backend"];
+/// The matcher keys of a rule: exactly one per rule.
 const MATCHER_KEYS: &[&str] = &["prefix", "substring", "regex", "noop"];
+/// Legacy keys of the Go relay, accepted with a warning.
 const PREREG_LEGACY: &[&str] = &["flush_time", "to_prereg_group"];
-const ACC_KEYS: &[&str] = &[
-    "backend",
-    "input_format",
-    "output_format",
-    "accumulate_flush",
-    "times",
-    "keep_keys",
-    "options",
-    "tags",
-    "writer",
-    "api",
-];
 const ACC_LEGACY: &[&str] = &["flush_time", "to_prereg_group", "keeper"];
 
 /// Loads and validates the PreReg config against the already loaded main config. All errors are reported together.
@@ -193,6 +177,7 @@ pub fn load_prereg(text: &str, file: &str, main: &Config) -> Result<PreRegConfig
     let mut owner: HashMap<String, String> = HashMap::new();
     for name in top_level_order(text, &root) {
         let Some(v) = root.get(&name) else { continue };
+        d.mark(v);
         let Value::Table(t) = v else {
             d.error(
                 &name,
@@ -215,7 +200,7 @@ pub fn load_prereg(text: &str, file: &str, main: &Config) -> Result<PreRegConfig
             groups.push(g);
         }
     }
-    let warnings = d.finish()?;
+    let warnings = d.finish(&root)?;
     Ok(PreRegConfig { groups, warnings })
 }
 
@@ -257,7 +242,7 @@ fn warn_redirect(d: &mut Diag, path: &str, main: &Config, from: &str, to: &str) 
 
 fn parse_group(d: &mut Diag, name: &str, t: &Table, main: &Config) -> Option<Group> {
     let g = Tbl::new(t, name);
-    check_keys(d, t, name, GROUP_KEYS, PREREG_LEGACY);
+    d.enter(g, PREREG_LEGACY);
     let listen_server = section_name(d, g, "listen_server", main);
     if let Some(ls) = &listen_server {
         if main.section(ls).is_some_and(|s| s.listen == Listen::BackendOnly) {
@@ -314,7 +299,7 @@ fn parse_rule(
     listen_server: Option<&str>,
     default_backend: Option<&str>,
 ) -> Option<Rule> {
-    check_keys(d, r.t, r.path, RULE_KEYS, &[]);
+    d.enter(r, &[]);
     let present: Vec<&str> = MATCHER_KEYS.iter().copied().filter(|k| r.has(k)).collect();
     if present.len() != 1 {
         d.error(r.path, "exactly one of prefix, substring, regex, noop is required");
@@ -377,7 +362,7 @@ fn parse_format(d: &mut Diag, a: Tbl, key: &str) -> Option<Format> {
 }
 
 fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorConfig> {
-    check_keys(d, a.t, a.path, ACC_KEYS, ACC_LEGACY);
+    d.enter(a, ACC_LEGACY);
     let backend = match a.str(d, "backend") {
         None => {
             if !a.has("backend") {
@@ -409,8 +394,8 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
     if let Some(tags) = a.table_array(d, "tags") {
         for (i, t) in tags {
             let path = format!("{}[{i}]", a.path_of("tags"));
-            check_keys(d, t, &path, &["key", "value"], &[]);
             let tt = Tbl::new(t, &path);
+            d.enter(tt, &[]);
             let _ = (tt.str(d, "key"), tt.str(d, "value"));
         }
         d.warn(&a.path_of("tags"), "accepted; no effect");
@@ -541,25 +526,20 @@ fn parse_times(d: &mut Diag, a: Tbl) -> (Duration, Vec<Bin>) {
     (flush, bins)
 }
 
-fn go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_options(d: &mut Diag, a: Tbl, input: Option<Format>) -> Vec<(String, String)> {
+fn parse_options(d: &mut Diag, a: Tbl, input: Option<Format>) -> StatsdOptions {
     let path = a.path_of("options");
-    let arr = match a.t.get("options") {
-        None => return Vec::new(),
-        Some(Value::Array(arr)) => arr,
-        Some(v) => {
+    let mut options = StatsdOptions::default();
+    let Some(v) = a.t.get("options") else {
+        return options;
+    };
+    d.mark(v);
+    let arr = match v {
+        Value::Array(arr) => arr,
+        v => {
             type_error(d, &path, "an array of [name, value] string pairs", v);
-            return Vec::new();
+            return options;
         }
     };
-    let mut out = Vec::new();
     for (i, v) in arr.iter().enumerate() {
         let p = format!("{path}[{i}]");
         let pair = match v {
@@ -580,53 +560,26 @@ fn parse_options(d: &mut Diag, a: Tbl, input: Option<Format>) -> Vec<(String, St
             d.error(&p, "expected a pair of strings [name, value]");
             continue;
         };
-        if !STATSD_OPTIONS.contains(&name.as_str()) {
-            d.error(
-                &p,
-                format!(
-                    "unknown option \"{name}\", expected one of {}",
-                    STATSD_OPTIONS.join(", ")
-                ),
-            );
+        if let Err(e) = options.set(name, value) {
+            d.error(&p, e);
             continue;
         }
-        match name.as_str() {
-            "legacyNamespace" if go_bool(value).is_none() => {
-                d.error(&p, format!("legacyNamespace: \"{value}\" is not a boolean"));
-                continue;
-            }
-            "percentThreshold" => {
-                let bad = value.split(',').any(|x| {
-                    x.trim().is_empty() || !x.trim().parse::<f64>().is_ok_and(f64::is_finite)
-                });
-                if bad {
-                    d.error(
-                        &p,
-                        format!(
-                            "percentThreshold: \"{value}\" is not a comma-separated list of numbers"
-                        ),
-                    );
-                    continue;
-                }
-            }
-            "globalSuffix" if !value.is_empty() => d.warn(
+        if name == "globalSuffix" && !value.is_empty() {
+            d.warn(
                 &p,
                 "globalSuffix is appended to every name (consthash used it as the root prefix; drop globalSuffix=\"stats\")",
-            ),
-            _ => {}
+            );
         }
-        out.push((name.clone(), value.clone()));
     }
     if input == Some(Format::Graphite) && !arr.is_empty() {
         d.warn(&path, "ignored for input_format = \"graphite\"");
     }
-    // What the statsd accumulator itself refuses (e.g. a percentThreshold beyond ±100) is a config error too.
     if input == Some(Format::Statsd) {
-        if let Err(e) = crate::accumulator::statsd::StatsdAccumulator::new(&out, false) {
+        if let Err(e) = options.check_thresholds() {
             d.error(&path, e);
         }
     }
-    out
+    options
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -679,7 +632,7 @@ fn driver_fields(d: &mut Diag, t: Tbl, role: Role) -> Option<DriverConfig> {
     if dsn.is_empty() && driver != Driver::Noop {
         d.error(&t.path_of("dsn"), format!("required for driver {}", driver.name()));
     }
-    let options = t.table(d, "options").cloned().unwrap_or_default();
+    let options = t.opaque_table(d, "options").cloned().unwrap_or_default();
     Some(DriverConfig { driver, dsn, options })
 }
 
@@ -687,26 +640,13 @@ fn driver_fields(d: &mut Diag, t: Tbl, role: Role) -> Option<DriverConfig> {
 fn driver_table(d: &mut Diag, parent: Tbl, key: &str, role: Role) -> Option<DriverConfig> {
     let t = parent.table(d, key)?;
     let path = parent.path_of(key);
-    check_keys(d, t, &path, &["driver", "dsn", "options"], &["queue_length"]);
-    driver_fields(d, Tbl::new(t, &path), role)
+    let t = Tbl::new(t, &path);
+    d.enter(t, &["queue_length"]);
+    driver_fields(d, t, role)
 }
 
 fn parse_writer(d: &mut Diag, w: Tbl) -> Option<WriterConfig> {
-    check_keys(
-        d,
-        w.t,
-        w.path,
-        &[
-            "metric_queue_length",
-            "indexer_queue_length",
-            "metrics",
-            "indexer",
-            "driver",
-            "dsn",
-            "options",
-        ],
-        &["queue_length"],
-    );
+    d.enter(w, &["queue_length"]);
     let flat = ["driver", "dsn", "options"].iter().any(|k| w.has(k));
     let nested = ["metrics", "indexer"].iter().any(|k| w.has(k));
     if flat && nested {
@@ -714,6 +654,8 @@ fn parse_writer(d: &mut Diag, w: Tbl) -> Option<WriterConfig> {
             w.path,
             "mixes the flat form (driver, dsn, options) with the metrics/indexer tables; use one form",
         );
+        // Reported as a whole; its keys are not checked one by one.
+        let _ = w.opaque_table(d, "metrics");
     }
     let metric_queue_length = w.usize(d, "metric_queue_length").unwrap_or(102_400);
     let indexer_queue_length = w.usize(d, "indexer_queue_length").unwrap_or(204_800);
@@ -747,13 +689,7 @@ fn normalize_base_path(p: &str) -> String {
 }
 
 fn parse_api(d: &mut Diag, a: Tbl) -> Option<ApiConfig> {
-    check_keys(
-        d,
-        a.t,
-        a.path,
-        &["listen", "base_path", "log_file", "metrics", "indexer"],
-        &[],
-    );
+    d.enter(a, &[]);
     let listen = a.str(d, "listen");
     if let Some(l) = &listen {
         if let Err(e) = host_port(l, l) {
@@ -913,7 +849,12 @@ default_backend = "statsd-relay"
                 }
             ]
         );
-        assert_eq!(a.options.len(), 2);
+        assert!(!a.options.legacy_namespace, "both options read: legacyNamespace");
+        assert_eq!(
+            a.options.percent_threshold,
+            [90.0, 99.0],
+            "both options read: percentThreshold"
+        );
         let w = a.writer.as_ref().unwrap();
         assert_eq!(w.metrics.driver, Driver::Cassandra);
         assert_eq!(w.metrics.dsn, "10.0.5.1,10.0.5.2");
@@ -1154,7 +1095,7 @@ noop = "true"
         let a = acc_of(&with_acc(&format!(
             "{base}input_format='statsd'\noptions=[['legacyNamespace','F'],['globalPrefix',''],['percentThreshold','0.95, 99.9,-10']]"
         )));
-        assert_eq!(a.options[0], ("legacyNamespace".to_string(), "F".to_string()));
+        assert!(!a.options.legacy_namespace, "legacyNamespace F");
         let cases = [
             ("options=[['globalprefix','x']]", "prereg.toml: g.accumulator.options[0]: unknown option \"globalprefix\", expected one of legacyNamespace, globalPrefix, globalSuffix, prefixCounter, prefixTimer, prefixGauge, prefixSet, percentThreshold"),
             ("options=[['globalPrefix','x','y']]", "prereg.toml: g.accumulator.options[0]: expected exactly 2 items [name, value], found 3"),

@@ -1,7 +1,12 @@
 //! Typed getters over `toml` values. Every getter reports a problem as an error naming the full key path and carries on,
 //! so that one pass over a file collects every mistake in it.
+//!
+//! The getters also record every value they look at. A key is declared by the code that reads it, nowhere else:
+//! when a file has been read, [`Diag::finish`] reports every key nobody read as unknown (or, if its table lists it
+//! as legacy, warns that it has no effect). These reports are placed where the table's reading began, so a file's
+//! diagnostics read top to bottom.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -10,12 +15,33 @@ use toml::{Table, Value};
 use super::duration::parse_duration;
 use super::ConfigErrors;
 
-/// Collects the errors and warnings of one file, each prefixed with the file name.
+/// Collects the errors and warnings of one file, each prefixed with the file name, and what was read.
 #[derive(Debug)]
 pub(crate) struct Diag {
     file: String,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Every value a getter looked at (read, or reported as having the wrong type).
+    read: HashSet<*const Value>,
+    /// Tables whose reading began, by address: where their unknown-key reports go.
+    entered: HashMap<*const Table, Entered>,
+    /// Tables passed on whole (driver options): their keys are not checked here.
+    opaque: HashSet<*const Table>,
+}
+
+#[derive(Debug)]
+struct Entered {
+    path: String,
+    legacy: &'static [&'static str],
+    /// Error and warning counts when the table was entered, and the entry's rank among equal counts.
+    at: (usize, usize, usize),
+}
+
+/// The unknown-key reports of one table and where they go.
+struct Report {
+    at: (usize, usize, usize),
+    errors: Vec<String>,
+    warnings: Vec<String>,
 }
 
 impl Diag {
@@ -24,10 +50,12 @@ impl Diag {
             file: file.to_string(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            read: HashSet::new(),
+            entered: HashMap::new(),
+            opaque: HashSet::new(),
         }
     }
 
-    /// An error about the key at `path`.
     /// An error about the key at `path`. Repeats (an inherited `[default]` value read by several sections) are
     /// reported once.
     pub fn error(&mut self, path: &str, msg: impl Display) {
@@ -49,13 +77,93 @@ impl Diag {
         }
     }
 
-    /// `Ok` with the warnings if no error was recorded.
-    pub fn finish(self) -> Result<Vec<String>, ConfigErrors> {
+    /// Records that `v` was looked at: its key is known.
+    pub fn mark(&mut self, v: &Value) {
+        self.read.insert(v as *const Value);
+    }
+
+    /// Marks `v` read and leaves the tables it holds unchecked (a key that has no effect where it is).
+    pub fn mark_whole(&mut self, v: &Value) {
+        self.mark(v);
+        let tables: Vec<&Table> = match v {
+            Value::Table(t) => vec![t],
+            Value::Array(items) => items.iter().filter_map(Value::as_table).collect(),
+            _ => Vec::new(),
+        };
+        self.opaque.extend(tables.into_iter().map(|t| t as *const Table));
+    }
+
+    pub fn was_read(&self, v: &Value) -> bool {
+        self.read.contains(&(v as *const Value))
+    }
+
+    /// Starts reading table `t`: its keys that nothing reads are reported here when the file is finished; keys in
+    /// `legacy` are accepted with a warning instead.
+    pub fn enter(&mut self, t: Tbl, legacy: &'static [&'static str]) {
+        let at = (self.errors.len(), self.warnings.len(), self.entered.len());
+        self.entered.entry(t.t as *const Table).or_insert(Entered {
+            path: t.path.to_string(),
+            legacy,
+            at,
+        });
+    }
+
+    /// Reports every unread key of every table read from `root` (see the module doc); `Ok` with the warnings if
+    /// no error was recorded.
+    pub fn finish(mut self, root: &Table) -> Result<Vec<String>, ConfigErrors> {
+        let mut reports = Vec::new();
+        self.report_unread(root, "", &mut reports);
+        // Last anchor first, so that earlier anchors stay valid.
+        reports.sort_by_key(|r| r.at);
+        for r in reports.into_iter().rev() {
+            self.errors.splice(r.at.0..r.at.0, r.errors);
+            self.warnings.splice(r.at.1..r.at.1, r.warnings);
+        }
         if self.errors.is_empty() {
             Ok(self.warnings)
         } else {
             Err(ConfigErrors(self.errors))
         }
+    }
+
+    /// The reports of `t` and of every read table under it. A table its reader did not enter reports at the end.
+    fn report_unread(&self, t: &Table, path: &str, out: &mut Vec<Report>) {
+        if self.opaque.contains(&(t as *const Table)) {
+            return;
+        }
+        let (path, legacy, at) = match self.entered.get(&(t as *const Table)) {
+            Some(e) => (e.path.as_str(), e.legacy, e.at),
+            None => (path, &[][..], (self.errors.len(), self.warnings.len(), usize::MAX)),
+        };
+        let mut r = Report {
+            at,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for (k, v) in t {
+            let p = join(path, k);
+            if !self.was_read(v) {
+                if legacy.contains(&k.as_str()) {
+                    r.warnings
+                        .push(format!("{}: {p}: legacy key ignored (no effect)", self.file));
+                } else {
+                    r.errors.push(format!("{}: {p}: unknown key", self.file));
+                }
+                continue;
+            }
+            match v {
+                Value::Table(sub) => self.report_unread(sub, &p, out),
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Value::Table(sub) = item {
+                            self.report_unread(sub, &format!("{p}[{i}]"), out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(r);
     }
 }
 
@@ -114,25 +222,13 @@ pub(crate) fn type_error(d: &mut Diag, path: &str, expected: &str, v: &Value) {
     d.error(path, format!("expected {expected}, found {}", type_name(v)));
 }
 
-/// Reports every key of `t` that is neither in `known` nor in `legacy` as unknown; legacy keys get a warning.
-pub(crate) fn check_keys(d: &mut Diag, t: &Table, prefix: &str, known: &[&str], legacy: &[&str]) {
-    for k in t.keys() {
-        if known.contains(&k.as_str()) {
-            continue;
-        }
-        if legacy.contains(&k.as_str()) {
-            d.warn(&join(prefix, k), "legacy key ignored (no effect)");
-        } else {
-            d.error(&join(prefix, k), "unknown key");
-        }
-    }
-}
-
-/// A view of one table with its key path, giving typed access to its keys.
+/// A view of one table with its key path, giving typed access to its keys. A section's view inherits from
+/// `[default]`: a key the section does not set is read from there (and reported under `default.` when wrong).
 #[derive(Clone, Copy)]
 pub(crate) struct Tbl<'a> {
     pub t: &'a Table,
     pub path: &'a str,
+    parent: Option<(&'a Table, &'a str)>,
 }
 
 /// How a bare integer is read for a duration key.
@@ -144,19 +240,52 @@ pub(crate) enum IntUnit {
 
 impl<'a> Tbl<'a> {
     pub fn new(t: &'a Table, path: &'a str) -> Tbl<'a> {
-        Tbl { t, path }
+        Tbl { t, path, parent: None }
+    }
+
+    /// This table, reading the keys it lacks from `parent`.
+    pub fn inheriting(self, parent: Tbl<'a>) -> Tbl<'a> {
+        Tbl {
+            parent: Some((parent.t, parent.path)),
+            ..self
+        }
+    }
+
+    /// Whether this view falls back to another table.
+    pub fn inherits(&self) -> bool {
+        self.parent.is_some()
+    }
+
+    /// This table alone, without what it inherits.
+    pub fn own(self) -> Tbl<'a> {
+        Tbl { parent: None, ..self }
+    }
+
+    /// The table `key` is read from, and its path.
+    fn holder(&self, key: &str) -> (&'a Table, &'a str) {
+        match self.parent {
+            Some(parent) if !self.t.contains_key(key) && parent.0.contains_key(key) => parent,
+            _ => (self.t, self.path),
+        }
     }
 
     pub fn path_of(&self, key: &str) -> String {
-        join(self.path, key)
+        join(self.holder(key).1, key)
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.t.contains_key(key)
+        self.holder(key).0.contains_key(key)
+    }
+
+    /// The value of `key`, marked as read.
+    fn get(&self, d: &mut Diag, key: &str) -> Option<&'a Value> {
+        let v = self.holder(key).0.get(key)?;
+        d.mark(v);
+        Some(v)
     }
 
     pub fn str(&self, d: &mut Diag, key: &str) -> Option<String> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::String(s) => Some(s.clone()),
             v => {
                 type_error(d, &self.path_of(key), "a string", v);
@@ -166,7 +295,7 @@ impl<'a> Tbl<'a> {
     }
 
     pub fn bool(&self, d: &mut Diag, key: &str) -> Option<bool> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::Boolean(b) => Some(*b),
             v => {
                 type_error(d, &self.path_of(key), "a boolean", v);
@@ -176,7 +305,7 @@ impl<'a> Tbl<'a> {
     }
 
     pub fn int(&self, d: &mut Diag, key: &str) -> Option<i64> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::Integer(i) => Some(*i),
             v => {
                 type_error(d, &self.path_of(key), "an integer", v);
@@ -215,7 +344,7 @@ impl<'a> Tbl<'a> {
 
     /// A float; integers are accepted.
     pub fn f64(&self, d: &mut Diag, key: &str) -> Option<f64> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::Float(f) => Some(*f),
             Value::Integer(i) => Some(*i as f64),
             v => {
@@ -227,7 +356,7 @@ impl<'a> Tbl<'a> {
 
     /// A duration: an integer in `unit`, or a Go duration string.
     pub fn dur(&self, d: &mut Diag, key: &str, unit: IntUnit) -> Option<Duration> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::Integer(i) => match u64::try_from(*i) {
                 Ok(u) => Some(match unit {
                     IntUnit::Secs => Duration::from_secs(u),
@@ -266,7 +395,7 @@ impl<'a> Tbl<'a> {
 
     /// A duration given only as a string.
     pub fn dur_str(&self, d: &mut Diag, key: &str) -> Option<Duration> {
-        let s = match self.t.get(key)? {
+        let s = match self.get(d, key)? {
             Value::String(s) => s,
             v => {
                 type_error(d, &self.path_of(key), "a duration string such as \"10s\"", v);
@@ -284,7 +413,7 @@ impl<'a> Tbl<'a> {
 
     /// An array of strings; elements of another type are reported one by one and skipped.
     pub fn str_array(&self, d: &mut Diag, key: &str) -> Option<Vec<String>> {
-        let arr = match self.t.get(key)? {
+        let arr = match self.get(d, key)? {
             Value::Array(a) => a,
             v => {
                 type_error(d, &self.path_of(key), "an array of strings", v);
@@ -302,7 +431,7 @@ impl<'a> Tbl<'a> {
     }
 
     pub fn table(&self, d: &mut Diag, key: &str) -> Option<&'a Table> {
-        match self.t.get(key)? {
+        match self.get(d, key)? {
             Value::Table(t) => Some(t),
             v => {
                 type_error(d, &self.path_of(key), "a table", v);
@@ -311,9 +440,16 @@ impl<'a> Tbl<'a> {
         }
     }
 
+    /// A table passed on whole (driver options): read, and its keys left to whoever interprets it.
+    pub fn opaque_table(&self, d: &mut Diag, key: &str) -> Option<&'a Table> {
+        let t = self.table(d, key)?;
+        d.opaque.insert(t as *const Table);
+        Some(t)
+    }
+
     /// An array of tables (`[[x.key]]`); other elements are reported and skipped. Indices are kept.
     pub fn table_array(&self, d: &mut Diag, key: &str) -> Option<Vec<(usize, &'a Table)>> {
-        let arr = match self.t.get(key)? {
+        let arr = match self.get(d, key)? {
             Value::Array(a) => a,
             v => {
                 type_error(d, &self.path_of(key), "an array of tables", v);

@@ -5,7 +5,6 @@
 //! Stream listeners (tcp, unix, http) wait for room in destination queues (back-pressure reaches the client);
 //! the UDP listener cannot wait and drops what does not fit (counted).
 
-pub mod framing;
 mod http;
 mod stream;
 mod udp;

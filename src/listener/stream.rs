@@ -9,23 +9,17 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::framing::StreamFramer;
 use super::READ_CHUNK;
-use crate::section::{Router, Section};
+use crate::accept;
+use crate::framing::StreamFramer;
+use crate::line::WhenFull;
+use crate::router::Router;
+use crate::section::Section;
 
 pub async fn run_tcp(l: tokio::net::TcpListener, section: Arc<Section>, tracker: TaskTracker, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            a = l.accept() => a,
-            _ = stop.cancelled() => return,
-        };
-        match accepted {
-            Ok((sock, peer)) => {
-                tracing::debug!(section = %section.name, %peer, "accepted connection");
-                tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
-            }
-            Err(e) => accept_failed(&section, e).await,
-        }
+    while let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await {
+        tracing::debug!(section = %section.name, %peer, "accepted connection");
+        tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
     }
 }
 
@@ -36,27 +30,12 @@ pub async fn run_unix(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = l.accept() => a,
-            _ = stop.cancelled() => break,
-        };
-        match accepted {
-            Ok((sock, _)) => {
-                tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
-            }
-            Err(e) => accept_failed(&section, e).await,
-        }
+    while let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await {
+        tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
     }
     if let Err(e) = std::fs::remove_file(&path) {
         tracing::warn!(path = %path.display(), error = %e, "could not remove the unix socket file");
     }
-}
-
-/// Accept errors (e.g. out of file descriptors) are transient: log, pause briefly, go on.
-async fn accept_failed(section: &Section, e: std::io::Error) {
-    tracing::warn!(section = %section.name, error = %e, "accept failed");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
 /// Reads one connection until EOF or shutdown, routing every complete line; a final unterminated line is routed.
@@ -83,7 +62,7 @@ pub async fn read_stream<S: AsyncRead + Unpin>(mut sock: S, section: Arc<Section
         };
         section.hold_read(n);
         framer.drain(&mut buf, eof, |f| router.route(f));
-        router.flush(true).await;
+        router.flush(WhenFull::Wait).await;
         section.release_read(n);
         if eof {
             break;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::framing::frame_all;
-use crate::section::{Router, Section};
+use crate::framing::frame_all;
+use crate::line::WhenFull;
+use crate::router::Router;
+use crate::section::Section;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -57,7 +59,7 @@ pub async fn run(sock: UdpSocket, section: Arc<Section>, stop: CancellationToken
                 Err(_) => break,
             }
         }
-        router.flush(false).await;
+        router.flush(WhenFull::Drop).await;
         section.release_read(n);
     }
 }

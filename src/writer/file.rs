@@ -9,8 +9,8 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::WriterError;
-use crate::accumulator::clock::Clock;
-use crate::accumulator::Point;
+use crate::clock::Clock;
+use crate::line::Point;
 
 /// `max_file_size` default: 100 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 104_857_600;

@@ -45,9 +45,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
-use crate::accumulator::bins::bin_secs;
-use crate::accumulator::Point;
 use crate::config::{Bin, Driver, DriverConfig, WriterConfig};
+use crate::line::Point;
 
 /// Attempts per batch before it is dropped.
 pub const MAX_WRITE_ATTEMPTS: u32 = 3;
@@ -269,7 +268,7 @@ pub fn start(
         }
         let mut writers = Vec::with_capacity(bins.len());
         for bin in &bins {
-            match Writer::open(&cfg.metrics, bin_secs(bin.interval)).await {
+            match Writer::open(&cfg.metrics, bin.secs()).await {
                 Ok(w) => writers.push(w),
                 Err(e) => {
                     for w in &mut writers {
@@ -283,8 +282,7 @@ pub fn start(
             .iter()
             .zip(writers)
             .map(|(bin, writer)| {
-                let (queue, rx) =
-                    WriterQueue::channel(&group, bin_secs(bin.interval), writer.driver(), cfg.metric_queue_length);
+                let (queue, rx) = WriterQueue::channel(&group, bin.secs(), writer.driver(), cfg.metric_queue_length);
                 tracker.spawn(run_bin(writer, rx, Arc::clone(&queue.info)));
                 queue
             })

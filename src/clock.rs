@@ -1,4 +1,4 @@
-//! Wall-clock aligned ticks driven by `tokio::time` (spec §9.1).
+//! Wall-clock aligned ticks driven by `tokio::time` (spec §9.1): the accumulators flush and the file writer rotates by it.
 //!
 //! The wall time is a wall-clock origin plus the `tokio::time::Instant` elapsed since the clock was made, so
 //! `tokio::time::pause`/`advance` move it and tests can drive flushes deterministically. The cost is that wall
