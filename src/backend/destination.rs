@@ -5,11 +5,10 @@
 //! client); while it is *down* (marked down by health checks, or unreachable for longer than `out_block_timeout`)
 //! the new batch is dropped and counted, so one dead server never stalls the relay. UDP listeners never wait.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::health::Outage;
 use super::queue::{DestQueue, PushError};
 use crate::config::{DestUrl, OutgoingConfig};
 use crate::line::{Batch, WhenFull};
@@ -26,13 +25,12 @@ pub struct Destination {
     pub config: OutgoingConfig,
     pub queue: DestQueue,
     pub stats: DestStats,
-    /// Milliseconds since `epoch` + 1 when the first failed dial of an outage happened; 0 while reachable.
-    unreachable_since: AtomicU64,
+    /// Failed dials since the last successful one.
+    outage: Outage,
     /// Set by health checks.
     health_down: AtomicBool,
     /// Set when the destination was removed through the API: its queue is closed and dropped.
     purged: AtomicBool,
-    epoch: Instant,
     drop_log: RateLimit,
 }
 
@@ -44,26 +42,21 @@ impl Destination {
             url,
             config,
             stats: DestStats::default(),
-            unreachable_since: AtomicU64::new(0),
+            outage: Outage::default(),
             health_down: AtomicBool::new(false),
             purged: AtomicBool::new(false),
-            epoch: Instant::now(),
             drop_log: RateLimit::default(),
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
+    /// A dial failed.
     pub fn mark_unreachable(&self) {
-        let _ = self
-            .unreachable_since
-            .compare_exchange(0, self.now_ms(), Relaxed, Relaxed);
+        self.outage.dial_failed();
     }
 
+    /// A dial succeeded.
     pub fn mark_reachable(&self) {
-        self.unreachable_since.store(0, Relaxed);
+        self.outage.dialled();
     }
 
     pub fn set_health_down(&self, down: bool) {
@@ -75,8 +68,7 @@ impl Destination {
         if self.health_down.load(Relaxed) {
             return true;
         }
-        let since = self.unreachable_since.load(Relaxed);
-        since != 0 && self.now_ms().saturating_sub(since) > self.config.out_block_timeout.as_millis() as u64
+        self.outage.longer_than(self.config.out_block_timeout)
     }
 
     /// Queues a batch. With [`WhenFull::Wait`], waits for room while the destination is up; otherwise (or once it
@@ -130,5 +122,72 @@ impl Destination {
 
     pub fn is_purged(&self) -> bool {
         self.purged.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn destination(block_ms: u64) -> Destination {
+        let cfg = crate::config::load_main(
+            &format!(
+                "[default]\n[s]\nmsg_type = 'graphite'\nout_queue_lines = 2\nout_block_timeout = {block_ms}\n\
+                 [[s.servers]]\nservers = ['tcp://127.0.0.1:9']\n"
+            ),
+            "t.toml",
+        )
+        .expect("config");
+        let s = &cfg.sections[0];
+        Destination::new("s", s.rings[0].servers[0].clone(), s.outgoing)
+    }
+
+    fn batch(lines: usize) -> Batch {
+        Batch::from_lines(Bytes::from("x\n".repeat(lines)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_of_an_unreachable_destination_blocks_for_out_block_timeout_then_drops() {
+        let d = destination(1000);
+        d.push(batch(2), WhenFull::Wait).await;
+        d.mark_unreachable();
+        let start = tokio::time::Instant::now();
+        d.push(batch(1), WhenFull::Wait).await;
+        let waited = start.elapsed();
+        assert!(waited > Duration::from_millis(1000), "waited {waited:?}");
+        assert!(
+            waited <= Duration::from_millis(1000) + DOWN_RECHECK,
+            "waited {waited:?}"
+        );
+        assert_eq!(d.stats.dropped(DropReason::QueueFull), 1);
+        // Once down, a full queue drops at once; reachable again, it waits again.
+        d.push(batch(1), WhenFull::Wait).await;
+        assert_eq!(start.elapsed(), waited);
+        assert_eq!(d.stats.dropped(DropReason::QueueFull), 2);
+        d.mark_reachable();
+        assert!(!d.is_down());
+        let pushing = d.push(batch(1), WhenFull::Wait);
+        tokio::pin!(pushing);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), pushing.as_mut())
+                .await
+                .is_err(),
+            "a reachable destination's full queue holds the producer back"
+        );
+        d.queue.try_pop().expect("queued");
+        pushing.await;
+        assert_eq!(d.queue.depth().0, 1);
+        assert_eq!(d.stats.dropped_total(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_never_waits() {
+        let d = destination(1000);
+        d.push(batch(2), WhenFull::Drop).await;
+        let start = tokio::time::Instant::now();
+        d.push(batch(1), WhenFull::Drop).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(d.stats.dropped(DropReason::QueueFull), 1);
     }
 }

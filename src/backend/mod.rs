@@ -7,6 +7,7 @@
 //! is one destination that receives two copies of a line. A destination's index in [`RingSet::dests`] never
 //! changes; purged destinations stay in the list, closed and in no ring.
 
+mod backoff;
 mod destination;
 mod health;
 mod queue;

@@ -1,8 +1,8 @@
 //! The connections of one destination: a pool of sender tasks pulling from the destination's queue.
 //!
 //! Each sender dials lazily (when it has something to write), writes, and on any failure returns the unsent
-//! lines to the head of the queue, closes its connection and re-dials with exponential backoff (100 ms doubling
-//! up to `reconnect_backoff_max`): delivery is at-least-once, a partial stream write may duplicate lines.
+//! lines to the head of the queue, closes its connection and re-dials after a [`Backoff`] (100 ms doubling up to
+//! `reconnect_backoff_max`, jittered): delivery is at-least-once, a partial stream write may duplicate lines.
 //! Connections older than [`MAX_CONNECTION_AGE`] are re-dialled. On a hard stop (shutdown deadline) a sender
 //! returns what it holds to the queue, whose remainder the caller counts as dropped (`shutdown`).
 //!
@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UdpSocket, UnixStream};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::destination::Destination;
 use crate::config::{SendingMethod, Target};
 use crate::line::Batch;
@@ -30,7 +31,6 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Most bytes a stream sender gathers from the queue for one write.
 pub const STREAM_WRITE_MAX: usize = 256 * 1024;
-const BACKOFF_START: Duration = Duration::from_millis(100);
 
 enum Conn {
     Tcp(TcpStream),
@@ -135,11 +135,11 @@ async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, batches: &[Batc
 /// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
 pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken) {
     let mut sender = Sender {
+        backoff: Backoff::new(dest.config.reconnect_backoff_max),
         dest,
         http,
         conn: None,
         dialled: Instant::now(),
-        backoff: BACKOFF_START,
     };
     let fail_log = RateLimit::default();
     loop {
@@ -165,10 +165,9 @@ pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellati
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(sender.backoff) => {},
+                _ = tokio::time::sleep(sender.backoff.failed()) => {},
                 _ = stop.cancelled() => return,
             }
-            sender.backoff = (sender.backoff * 2).min(sender.dest.config.reconnect_backoff_max.max(BACKOFF_START));
         }
     }
 }
@@ -178,7 +177,7 @@ struct Sender {
     http: reqwest::Client,
     conn: Option<Conn>,
     dialled: Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Sender {
@@ -236,7 +235,7 @@ impl Sender {
                 .fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
             self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
             self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
-            self.backoff = BACKOFF_START;
+            self.backoff.succeeded();
             if single {
                 self.conn = None;
             }
@@ -269,5 +268,43 @@ impl Sender {
                 Err(io::Error::new(io::ErrorKind::TimedOut, "dial timeout"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_destination_is_redialled_with_capped_backoff_and_keeps_its_lines() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let cfg = crate::config::load_main(
+            &format!(
+                "[default]\n[s]\nmsg_type = 'graphite'\nreconnect_backoff_max = 400\n\
+                 [[s.servers]]\nservers = ['tcp://127.0.0.1:{port}']\n"
+            ),
+            "t.toml",
+        )
+        .expect("config");
+        let s = &cfg.sections[0];
+        let dest = Arc::new(Destination::new("s", s.rings[0].servers[0].clone(), s.outgoing));
+        dest.queue
+            .try_push(Batch::from_lines(Bytes::from_static(b"a 1 1\nb 2 2\n")))
+            .expect("room");
+        let stop = CancellationToken::new();
+        let sender = tokio::spawn(run(dest.clone(), reqwest::Client::new(), stop.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Waits of 100, 200, then 400 ms each, jittered into [d/2, d]: between 10/0.4 and 10/0.2 re-dials.
+        let dials = dest.stats.connect_failures.load(Relaxed);
+        assert!((24..=54).contains(&dials), "{dials} dials in 10 s");
+        assert_eq!(dest.queue.depth().0, 2, "the lines wait in the queue");
+        assert!(dest.is_down(), "unreachable for longer than out_block_timeout");
+        stop.cancel();
+        sender.await.expect("sender ends");
     }
 }

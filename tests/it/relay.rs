@@ -356,7 +356,13 @@ async fn a_sink_down_for_two_seconds_gets_every_line_after_restart() {
         section.stats.valid_lines.load(Relaxed) as usize >= before.len() + during.len()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // the outage itself, not a synchronisation
+    // The outage lasts until the sender has re-dialled the dead sink a few times (backing off in between).
+    let dest = section.backend.destinations()[0].clone();
+    let failed = dest.stats.connect_failures.load(Relaxed);
+    wait_until("re-dials of the dead sink", LONG, || {
+        dest.stats.connect_failures.load(Relaxed) >= failed + 3
+    })
+    .await;
     let sink = stopped.restart().await;
     wait_until("every line after the restart", LONG, || {
         sink.count() >= before.len() + during.len()
