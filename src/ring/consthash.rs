@@ -3,84 +3,30 @@
 
 use std::collections::BTreeMap;
 
-use super::points::{Owner, Points};
-use super::{HasherAlgo, RingSpec};
+use super::points::{distinct_ids, KeyHash, Owner, PointRing, Points};
+use super::RingSpec;
 
-/// An immutable consthash-family ring: sorted `(point, member id)` pairs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConsthashRing {
-    algo: HasherAlgo,
-    /// Points distinct; a key exactly on a point belongs to the next one.
-    points: Points,
-}
-
-impl ConsthashRing {
-    /// Builds the ring from the ordered member list `(hashkey, id)`. Members are inserted in order;
-    /// a later member takes over a point an earlier one already has (last added owns a collision).
-    /// `spec.vnodes == 0` is treated as 1.
-    pub fn new(spec: &RingSpec, members: &[(String, u32)]) -> ConsthashRing {
-        let vnodes = spec.vnodes.max(1);
-        let mut map = BTreeMap::new();
-        let mut buf = String::new();
-        for (hashkey, id) in members {
-            for i in 0..vnodes {
-                spec.elter.point(hashkey, i, &mut buf);
-                map.insert(spec.algo.hash(buf.as_bytes()), *id);
-            }
-        }
-        let mut ids: Vec<u32> = members.iter().map(|&(_, id)| id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ConsthashRing {
-            algo: spec.algo,
-            points: Points::new(map.into_iter().collect(), Owner::After, ids.len()),
+/// The consthash-family ring of `spec` over the ordered member list `(hashkey, id)`. Members are inserted in
+/// order; a later member takes over a point an earlier one already has (last added owns a collision).
+/// `spec.vnodes == 0` is treated as 1. Points are distinct; a key exactly on a point belongs to the next one.
+pub fn consthash_ring(spec: &RingSpec, members: &[(String, u32)]) -> PointRing {
+    let vnodes = spec.vnodes.max(1);
+    let mut map = BTreeMap::new();
+    let mut buf = String::new();
+    for (hashkey, id) in members {
+        for i in 0..vnodes {
+            spec.elter.point(hashkey, i, &mut buf);
+            map.insert(spec.algo.hash(buf.as_bytes()), *id);
         }
     }
-
-    /// The id of the member owning `key` (the smallest point strictly greater than its hash, wrapping), or `None`
-    /// for an empty ring.
-    #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<u32> {
-        self.points.get(self.algo.hash(key))
-    }
-
-    /// Fills `out` (cleared first) with `min(n, members)` distinct member ids: the owner of `key`, then the next
-    /// distinct owners clockwise, stopping early after a full turn.
-    pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        self.points.get_n(self.algo.hash(key), n, out)
-    }
-
-    /// The key's position: the ring's hasher applied to the key.
-    #[inline]
-    pub fn position(&self, key: &[u8]) -> u64 {
-        u64::from(self.algo.hash(key))
-    }
-
-    /// True when the ring has no points.
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
-    /// The number of distinct points.
-    pub fn points(&self) -> usize {
-        self.points.len()
-    }
-
-    /// The number of distinct member ids the ring was built from.
-    pub fn members(&self) -> usize {
-        self.points.members()
-    }
-
-    /// The `(point, member id)` pairs, sorted by point.
-    pub fn entries(&self) -> &[(u32, u32)] {
-        self.points.entries()
-    }
+    let points = Points::new(map.into_iter().collect(), Owner::After, distinct_ids(members));
+    PointRing::new(KeyHash::Consthash(spec.algo), points)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Elter;
+    use crate::ring::{Elter, HasherAlgo};
     use proptest::prelude::*;
 
     const K: [&str; 10] = [
@@ -104,7 +50,7 @@ mod tests {
         list.iter().map(|&(k, id)| (k.to_string(), id)).collect()
     }
 
-    fn get_n(ring: &ConsthashRing, key: &str, n: usize) -> Vec<u32> {
+    fn get_n(ring: &PointRing, key: &str, n: usize) -> Vec<u32> {
         let mut out = Vec::new();
         ring.get_n(key.as_bytes(), n, &mut out);
         out
@@ -149,7 +95,7 @@ mod tests {
 
     #[test]
     fn t_tester_set_points_and_collisions() {
-        let ring = ConsthashRing::new(&tester_spec(), &members(&S));
+        let ring = consthash_ring(&tester_spec(), &members(&S));
         assert_eq!(ring.points(), 595);
         assert_eq!(ring.members(), 6);
         // Each collision is owned by the later member.
@@ -161,7 +107,7 @@ mod tests {
 
     #[test]
     fn t_tester_set_keys() {
-        let ring = ConsthashRing::new(&tester_spec(), &members(&S));
+        let ring = consthash_ring(&tester_spec(), &members(&S));
         for (key, owner, hash) in T_WORDS {
             assert_eq!(ring.position(key.as_bytes()), u64::from(hash), "{key}");
             assert_eq!(ring.get(key.as_bytes()), Some(owner), "{key}");
@@ -172,23 +118,23 @@ mod tests {
     #[test]
     fn t_tester_set_adjusted_membership() {
         let spec = tester_spec();
-        let full = ConsthashRing::new(&spec, &members(&S));
+        let full = consthash_ring(&spec, &members(&S));
 
         let without_s4: Vec<(&str, u32)> = S.iter().copied().filter(|&(_, id)| id != 4).collect();
-        let removed = ConsthashRing::new(&spec, &members(&without_s4));
+        let removed = consthash_ring(&spec, &members(&without_s4));
         assert_eq!(removed.points(), 497);
         assert_eq!(removed.members(), 5);
         assert_eq!(removed.get(b"intervenes"), Some(5));
 
         // s4 back in its config position: identical to the original ring.
-        let back = ConsthashRing::new(&spec, &members(&S));
+        let back = consthash_ring(&spec, &members(&S));
         assert_eq!(back, full);
         assert_eq!(back.get(b"intervenes"), Some(5));
 
         // s4 appended as a new member (API): it now owns the 40067 collision.
         let mut appended = without_s4.clone();
         appended.push(("s4", 4));
-        let appended = ConsthashRing::new(&spec, &members(&appended));
+        let appended = consthash_ring(&spec, &members(&appended));
         assert_eq!(appended.points(), 595);
         assert_eq!(appended.get(b"intervenes"), Some(4));
     }
@@ -200,7 +146,7 @@ mod tests {
         const A: u32 = 0;
         const B: u32 = 1;
         const C: u32 = 2;
-        let ring = ConsthashRing::new(
+        let ring = consthash_ring(
             &spec(HasherAlgo::Md5, Elter::Graphite, 100),
             &members(&[
                 ("('192.168.10.200', 'a')", A),
@@ -231,7 +177,7 @@ mod tests {
 
     #[test]
     fn b_nodejs_hashring_statsd_40() {
-        let ring = ConsthashRing::new(
+        let ring = consthash_ring(
             &spec(HasherAlgo::NodejsHashring, Elter::Statsd, 40),
             &members(&[
                 ("udp://192.168.59.103:8126", 8126),
@@ -268,7 +214,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_points() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         let want: [(u32, u32); 12] = [
             (589_492_717, 6004),
             (644_736_872, 6003),
@@ -288,7 +234,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_lookups() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         let cases: [(&str, u32, [u32; 2]); 10] = [
             ("moo.goo.org", 3_731_202_008, [6004, 6003]),
             ("stats.timers.foo", 751_954_487, [6002, 6003]),
@@ -310,7 +256,7 @@ mod tests {
 
     #[test]
     fn c_crc32_graphite_4_after_removing_6004() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS[..2]));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS[..2]));
         let cases = [
             ("moo.goo.org", 6003),
             ("stats.timers.foo", 6002),
@@ -327,7 +273,7 @@ mod tests {
 
     #[test]
     fn d_mmh3_4_goconsistent() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 4), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 4), &members(&C_SERVERS));
         let cases: [(&str, u32, u32); 10] = [
             ("moo.goo.org", 61_507_069, 6003),
             ("stats.timers.foo", 4_105_842_398, 6002),
@@ -350,7 +296,7 @@ mod tests {
     fn d_mmh3_4_simple_falls_back_to_graphite() {
         let elter = Elter::parse("simple").unwrap_or(Elter::Graphite);
         assert_eq!(elter, Elter::Graphite);
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Mmh3, elter, 4), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Mmh3, elter, 4), &members(&C_SERVERS));
         let want = [6004, 6004, 6004, 6004, 6002, 6002, 6002, 6004, 6004, 6003];
         for (key, port) in K.iter().zip(want) {
             assert_eq!(ring.get(key.as_bytes()), Some(port), "{key}");
@@ -405,7 +351,7 @@ mod tests {
         ];
         let algos = [HasherAlgo::Fnv1, HasherAlgo::Fnv1a, HasherAlgo::Sha1];
         for (col, algo) in algos.into_iter().enumerate() {
-            let ring = ConsthashRing::new(&spec(algo, Elter::Graphite, 40), &servers);
+            let ring = consthash_ring(&spec(algo, Elter::Graphite, 40), &servers);
             for (key, row) in cases {
                 let (hash, port) = row[col];
                 assert_eq!(ring.position(key.as_bytes()), u64::from(hash), "{algo:?} {key}");
@@ -418,7 +364,7 @@ mod tests {
 
     #[test]
     fn f_mmh3_goconsistent_40() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 40), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Mmh3, Elter::GoConsistent, 40), &members(&C_SERVERS));
         let want = [6003, 6002, 6004, 6002, 6003, 6002, 6004, 6004, 6002, 6002];
         for (key, port) in K.iter().zip(want) {
             assert_eq!(ring.get(key.as_bytes()), Some(port), "{key}");
@@ -429,7 +375,7 @@ mod tests {
 
     #[test]
     fn empty_ring_has_no_destination() {
-        let ring = ConsthashRing::new(&tester_spec(), &[]);
+        let ring = consthash_ring(&tester_spec(), &[]);
         assert!(ring.is_empty());
         assert_eq!(ring.points(), 0);
         assert_eq!(ring.members(), 0);
@@ -441,23 +387,23 @@ mod tests {
 
     #[test]
     fn zero_vnodes_means_one_point() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 0), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 0), &members(&C_SERVERS));
         assert_eq!(ring.points(), 3);
     }
 
     #[test]
     fn one_point_ring_and_n_clamping() {
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 1), &members(&[("only", 9)]));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 1), &members(&[("only", 9)]));
         assert_eq!(get_n(&ring, "k", 1), vec![9]);
         assert_eq!(get_n(&ring, "k", 5), vec![9]);
         assert_eq!(get_n(&ring, "k", 0), Vec::<u32>::new());
-        let ring = ConsthashRing::new(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
+        let ring = consthash_ring(&spec(HasherAlgo::Crc32, Elter::Graphite, 4), &members(&C_SERVERS));
         assert_eq!(get_n(&ring, "gorets", 10), vec![6004, 6002, 6003]);
     }
 
     #[test]
     fn get_n_does_not_reallocate_with_capacity() {
-        let ring = ConsthashRing::new(&tester_spec(), &members(&S));
+        let ring = consthash_ring(&tester_spec(), &members(&S));
         let mut out = Vec::with_capacity(3);
         let ptr = out.as_ptr();
         for (key, _, _) in T_WORDS {
@@ -500,11 +446,11 @@ mod tests {
             list in any_members(),
             keys in any_keys(),
         ) {
-            let before = ConsthashRing::new(&spec, &list);
+            let before = consthash_ring(&spec, &list);
             let mut grown = list.clone();
             let new_id = 1000;
             grown.push(("new.member:1234".to_string(), new_id));
-            let after = ConsthashRing::new(&spec, &grown);
+            let after = consthash_ring(&spec, &grown);
             for key in &keys {
                 let (b, a) = (before.get(key.as_bytes()), after.get(key.as_bytes()));
                 prop_assert!(a == b || a == Some(new_id), "{key:?}: {b:?} -> {a:?}");
@@ -518,7 +464,7 @@ mod tests {
             keys in any_keys(),
             n in 1usize..10,
         ) {
-            let ring = ConsthashRing::new(&spec, &list);
+            let ring = consthash_ring(&spec, &list);
             let mut out = Vec::with_capacity(n);
             for key in &keys {
                 ring.get_n(key.as_bytes(), n, &mut out);
@@ -546,16 +492,16 @@ mod tests {
             keys in any_keys(),
             pick in any::<prop::sample::Index>(),
         ) {
-            let full = ConsthashRing::new(&spec, &list);
+            let full = consthash_ring(&spec, &list);
             let k = pick.index(list.len());
             let removed_id = list[k].1;
             let mut rest = list.clone();
             rest.remove(k);
-            let rebuilt = ConsthashRing::new(&spec, &rest);
+            let rebuilt = consthash_ring(&spec, &rest);
             // A fresh start with the reduced list, built independently, is identical.
             let fresh_list: Vec<(String, u32)> =
                 list.iter().filter(|&&(_, id)| id != removed_id).cloned().collect();
-            prop_assert_eq!(&rebuilt, &ConsthashRing::new(&spec, &fresh_list));
+            prop_assert_eq!(&rebuilt, &consthash_ring(&spec, &fresh_list));
             // Keys not on the removed member stay where they were.
             for key in &keys {
                 let before = full.get(key.as_bytes());
@@ -565,7 +511,7 @@ mod tests {
             }
             // Putting it back in its config position restores the original ring.
             rest.insert(k, list[k].clone());
-            prop_assert_eq!(&ConsthashRing::new(&spec, &rest), &full);
+            prop_assert_eq!(&consthash_ring(&spec, &rest), &full);
         }
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::hash::{fnv1a_32_by, md5_16};
 use super::member::{parse_crelay, CRelayMember};
-use super::points::{Owner, Points};
+use super::points::{distinct_ids, KeyHash, Owner, PointRing, Points};
 
 /// Entries per member, hardwired in c-relay (after carbon).
 const REPLICAS: usize = 100;
@@ -49,115 +49,63 @@ pub(crate) fn sign_extend_32(b: u8) -> u32 {
     b as i8 as i32 as u32
 }
 
-/// An immutable c-relay `carbon_ch` / `fnv1a_ch` ring.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CRelayRing {
-    hash: CRelayHash,
-    /// `(position, member id)` in ring order, after the equal-position overwrite; a key at a position belongs to it.
-    points: Points,
-}
-
-impl CRelayRing {
-    /// Builds the ring from the ordered members `(hashkey, id)`; hashkeys are c-relay members
-    /// `host[:port][=instance]` (validated by the config; an unparsable one is used whole as the
-    /// host, port 2003).
-    pub fn new(hash: CRelayHash, members: &[(String, u32)]) -> CRelayRing {
-        let parsed: Vec<(CRelayMember<'_>, u32)> = members
-            .iter()
-            .map(|(key, id)| {
-                let m = parse_crelay(key).unwrap_or(CRelayMember {
-                    host: key,
-                    port: super::member::CRELAY_DEFAULT_PORT,
-                    instance: None,
-                });
-                (m, *id)
-            })
-            .collect();
-        // (position, member index) in insertion order; the stable sort keeps it for full ties.
-        let mut raw: Vec<(u32, usize)> = Vec::with_capacity(parsed.len() * REPLICAS);
-        let mut buf = String::new();
-        for (mi, (m, _)) in parsed.iter().enumerate() {
-            for i in 0..REPLICAS {
-                buf.clear();
-                match (hash, m.instance) {
-                    (CRelayHash::Carbon, Some(inst)) => write!(buf, "('{}', '{inst}'):{i}", m.host),
-                    (CRelayHash::Carbon, None) => write!(buf, "('{}', None):{i}", m.host),
-                    (CRelayHash::Fnv1a, Some(inst)) => write!(buf, "{i}-{inst}"),
-                    (CRelayHash::Fnv1a, None) => write!(buf, "{i}-{}:{}", m.host, m.port),
-                }
-                .expect("writing to a String cannot fail");
-                raw.push((hash.position(buf.as_bytes()), mi));
+/// The c-relay `carbon_ch` / `fnv1a_ch` ring over the ordered members `(hashkey, id)`; hashkeys are c-relay
+/// members `host[:port][=instance]` (validated by the config; an unparsable one is used whole as the host, port
+/// 2003). Equal positions are kept; a key at a position belongs to it.
+pub fn crelay_ring(hash: CRelayHash, members: &[(String, u32)]) -> PointRing {
+    let parsed: Vec<(CRelayMember<'_>, u32)> = members
+        .iter()
+        .map(|(key, id)| {
+            let m = parse_crelay(key).unwrap_or(CRelayMember {
+                host: key,
+                port: super::member::CRELAY_DEFAULT_PORT,
+                instance: None,
+            });
+            (m, *id)
+        })
+        .collect();
+    // (position, member index) in insertion order; the stable sort keeps it for full ties.
+    let mut raw: Vec<(u32, usize)> = Vec::with_capacity(parsed.len() * REPLICAS);
+    let mut buf = String::new();
+    for (mi, (m, _)) in parsed.iter().enumerate() {
+        for i in 0..REPLICAS {
+            buf.clear();
+            match (hash, m.instance) {
+                (CRelayHash::Carbon, Some(inst)) => write!(buf, "('{}', '{inst}'):{i}", m.host),
+                (CRelayHash::Carbon, None) => write!(buf, "('{}', None):{i}", m.host),
+                (CRelayHash::Fnv1a, Some(inst)) => write!(buf, "{i}-{inst}"),
+                (CRelayHash::Fnv1a, None) => write!(buf, "{i}-{}:{}", m.host, m.port),
             }
+            .expect("writing to a String cannot fail");
+            raw.push((hash.position(buf.as_bytes()), mi));
         }
-        raw.sort_by(|&(pa, a), &(pb, b)| {
-            pa.cmp(&pb).then_with(|| {
-                let (ma, mb) = (&parsed[a].0, &parsed[b].0);
-                ma.host.as_bytes().cmp(mb.host.as_bytes()).then_with(|| match hash {
-                    CRelayHash::Carbon => match (ma.instance, mb.instance) {
-                        (None, None) => Ordering::Equal,
-                        (None, Some(_)) => Ordering::Greater,
-                        (Some(_), None) => Ordering::Less,
-                        (Some(x), Some(y)) => x.as_bytes().cmp(y.as_bytes()),
-                    },
-                    CRelayHash::Fnv1a => ma.port.cmp(&mb.port),
-                })
+    }
+    raw.sort_by(|&(pa, a), &(pb, b)| {
+        pa.cmp(&pb).then_with(|| {
+            let (ma, mb) = (&parsed[a].0, &parsed[b].0);
+            ma.host.as_bytes().cmp(mb.host.as_bytes()).then_with(|| match hash {
+                CRelayHash::Carbon => match (ma.instance, mb.instance) {
+                    (None, None) => Ordering::Equal,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(_), None) => Ordering::Less,
+                    (Some(x), Some(y)) => x.as_bytes().cmp(y.as_bytes()),
+                },
+                CRelayHash::Fnv1a => ma.port.cmp(&mb.port),
             })
-        });
-        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(raw.len());
-        for (pos, mi) in raw {
-            let id = match entries.last() {
-                Some(&(p, prev)) if p == pos => prev,
-                _ => parsed[mi].1,
-            };
-            entries.push((pos, id));
-        }
-        let mut ids: Vec<u32> = members.iter().map(|&(_, id)| id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        CRelayRing {
-            hash,
-            points: Points::new(entries, Owner::AtOrAfter, ids.len()),
-        }
+        })
+    });
+    let mut entries: Vec<(u32, u32)> = Vec::with_capacity(raw.len());
+    for (pos, mi) in raw {
+        let id = match entries.last() {
+            Some(&(p, prev)) if p == pos => prev,
+            _ => parsed[mi].1,
+        };
+        entries.push((pos, id));
     }
-
-    /// The id of the member owning `key` (the first entry at or after its position, wrapping), or `None` for an
-    /// empty ring.
-    #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<u32> {
-        self.points.get(self.hash.position(key))
-    }
-
-    /// Fills `out` (cleared first) with up to `n` distinct ids: the owner, then the next distinct
-    /// members clockwise (c-relay `replication n`), stopping after a full turn.
-    pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        self.points.get_n(self.hash.position(key), n, out)
-    }
-
-    /// The key's 16-bit position.
-    #[inline]
-    pub fn position(&self, key: &[u8]) -> u64 {
-        u64::from(self.hash.position(key))
-    }
-
-    /// True when the ring has no entries.
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
-    /// The number of entries (100 per member; equal positions are kept).
-    pub fn points(&self) -> usize {
-        self.points.len()
-    }
-
-    /// The number of distinct member ids the ring was built from.
-    pub fn members(&self) -> usize {
-        self.points.members()
-    }
-
-    /// `(position, member id)` per entry in ring order (what `carbon-c-relay -d` prints).
-    pub fn entries(&self) -> &[(u32, u32)] {
-        self.points.entries()
-    }
+    PointRing::new(
+        KeyHash::CRelay(hash),
+        Points::new(entries, Owner::AtOrAfter, distinct_ids(members)),
+    )
 }
 
 #[cfg(test)]
@@ -168,7 +116,7 @@ mod tests {
     #[test]
     fn c_relay_carbon_ch_matches_carbon_without_collisions() {
         // Vector A's members have no equal positions, so c-relay agrees with carbon there.
-        let ring = CRelayRing::new(
+        let ring = crelay_ring(
             CRelayHash::Carbon,
             &members(&[
                 ("192.168.10.200=a", 0),
@@ -209,7 +157,7 @@ mod tests {
 
     #[test]
     fn equal_positions_take_the_first_member() {
-        let ring = CRelayRing::new(
+        let ring = crelay_ring(
             CRelayHash::Fnv1a,
             &members(&[("10.0.0.2:2003=x", 2), ("10.0.0.1:2003=x", 1)]),
         );

@@ -11,19 +11,12 @@
 use std::fmt::Write as _;
 
 use super::hash::md5_le32;
-use super::points::{Owner, Points};
+use super::points::{KeyHash, Owner, PointRing, Points};
 
 /// hashring's default vnode count.
 const VNODES: f64 = 40.0;
 /// The weight proxy.js gives every server.
 const WEIGHT: f64 = 100.0;
-
-/// An immutable statsd hashring.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatsdHashring {
-    /// `(value, member id)`, stably sorted by value (duplicates kept); a key at a value belongs to it.
-    points: Points,
-}
 
 /// Points per server for `n` servers, evaluated as hashring does in IEEE double.
 pub fn points_per_server(n: usize) -> usize {
@@ -32,63 +25,28 @@ pub fn points_per_server(n: usize) -> usize {
     (percentage * VNODES * n as f64).floor() as usize
 }
 
-impl StatsdHashring {
-    /// Builds the ring from the ordered members `(hashkey, id)`; hashkeys are `host:port`,
-    /// hashed as written. A repeated hashkey counts once (proxy.js keys an object by it).
-    pub fn new(members: &[(String, u32)]) -> StatsdHashring {
-        let mut servers: Vec<(&str, u32)> = Vec::with_capacity(members.len());
-        for (key, id) in members {
-            if !servers.iter().any(|(k, _)| *k == key.as_str()) {
-                servers.push((key, *id));
-            }
-        }
-        let len = points_per_server(servers.len());
-        let mut points = Vec::with_capacity(servers.len() * len);
-        let mut buf = String::new();
-        for (key, id) in &servers {
-            for i in 0..len {
-                buf.clear();
-                write!(buf, "{key}-{i}").expect("writing to a String cannot fail");
-                points.push((md5_le32(buf.as_bytes()), *id));
-            }
-        }
-        points.sort_by_key(|&(v, _)| v);
-        StatsdHashring {
-            points: Points::new(points, Owner::AtOrAfter, servers.len()),
+/// The statsd hashring over the ordered members `(hashkey, id)`; hashkeys are `host:port`, hashed as written. A
+/// repeated hashkey counts once (proxy.js keys an object by it). Points are stably sorted by value, duplicates
+/// kept; a key at a value belongs to it.
+pub fn statsd_hashring(members: &[(String, u32)]) -> PointRing {
+    let mut servers: Vec<(&str, u32)> = Vec::with_capacity(members.len());
+    for (key, id) in members {
+        if !servers.iter().any(|(k, _)| *k == key.as_str()) {
+            servers.push((key, *id));
         }
     }
-
-    /// The id of the server owning `key`, or `None` for an empty ring.
-    #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<u32> {
-        self.points.get(md5_le32(key))
+    let len = points_per_server(servers.len());
+    let mut points = Vec::with_capacity(servers.len() * len);
+    let mut buf = String::new();
+    for (key, id) in &servers {
+        for i in 0..len {
+            buf.clear();
+            write!(buf, "{key}-{i}").expect("writing to a String cannot fail");
+            points.push((md5_le32(buf.as_bytes()), *id));
+        }
     }
-
-    /// Fills `out` (cleared first) with `min(n, members)` distinct ids clockwise from the owner.
-    pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
-        self.points.get_n(md5_le32(key), n, out)
-    }
-
-    /// The key's 32-bit value.
-    #[inline]
-    pub fn position(&self, key: &[u8]) -> u64 {
-        u64::from(md5_le32(key))
-    }
-
-    /// True when the ring has no points.
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
-    /// The number of points (duplicates included).
-    pub fn points(&self) -> usize {
-        self.points.len()
-    }
-
-    /// The number of servers.
-    pub fn members(&self) -> usize {
-        self.points.members()
-    }
+    points.sort_by_key(|&(v, _)| v);
+    PointRing::new(KeyHash::Md5Le32, Points::new(points, Owner::AtOrAfter, servers.len()))
 }
 
 #[cfg(test)]
@@ -106,7 +64,7 @@ mod tests {
     /// Spec §7.7 vector B for statsd_hashring.
     #[test]
     fn vector_b_statsd_hashring() {
-        let ring = StatsdHashring::new(&members(&[
+        let ring = statsd_hashring(&members(&[
             ("192.168.59.103:8126", 8126),
             ("192.168.59.103:8136", 8136),
             ("192.168.59.103:8146", 8146),

@@ -13,10 +13,11 @@
 //! - Lookups are deterministic functions of the key and the snapshot, and do not allocate when the
 //!   caller's output vector has capacity.
 //!
-//! Kinds ([`RingKind`], one file each): [`ConsthashRing`] (the consthash family: every
-//! [`HasherAlgo`] × [`Elter`] × vnodes, spec §7.1–§7.3) and the exact peer rings of spec §7.4:
-//! [`CarbonRing`] (carbon's `carbon_ch`), [`CRelayRing`] (carbon-c-relay's `carbon_ch` and
-//! `fnv1a_ch`), [`JumpRing`] (c-relay's `jump_fnv1a_ch`) and [`StatsdHashring`] (statsd proxy.js).
+//! Kinds ([`RingKind`], one file each): the consthash family ([`consthash_ring`]: every [`HasherAlgo`] ×
+//! [`Elter`] × vnodes, spec §7.1–§7.3) and the exact peer rings of spec §7.4: [`CarbonRing`] (carbon's
+//! `carbon_ch`), carbon-c-relay's `carbon_ch` and `fnv1a_ch` ([`crelay_ring`]), [`JumpRing`] (c-relay's
+//! `jump_fnv1a_ch`) and statsd proxy.js's hashring ([`statsd_hashring`]). The consthash, c-relay and hashring
+//! kinds differ only in how they build their sorted points: they share one [`PointRing`] (`points.rs`).
 //! Peer rings take their members' hashkeys in the peer's own syntax (spec §7.5,
 //! [`validate_hashkey`]) and are checked against golden vectors produced by the real programs
 //! (`tests/data/golden/`, `golden_tests.rs`).
@@ -36,11 +37,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 pub use carbon::CarbonRing;
-pub use consthash::ConsthashRing;
-pub use crelay::{CRelayHash, CRelayRing};
-pub use hashring::StatsdHashring;
+pub use consthash::consthash_ring;
+pub use crelay::{crelay_ring, CRelayHash};
+pub use hashring::statsd_hashring;
 pub use jump::JumpRing;
 pub use member::{default_hashkey, validate_hashkey};
+pub use points::{KeyHash, PointRing};
 
 /// Which ring a section uses (`hasher_algo`): the consthash family or one exact peer ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -213,27 +215,21 @@ impl RingSpec {
 /// A built ring of any kind. Immutable; see the module doc.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ring {
-    /// The consthash family (spec §7.1).
-    ConstHash(ConsthashRing),
+    /// The consthash family (spec §7.1), c-relay's `carbon_ch` / `fnv1a_ch`, statsd proxy.js's hashring.
+    Points(PointRing),
     /// carbon's `carbon_ch`.
     Carbon(CarbonRing),
-    /// carbon-c-relay's `carbon_ch` or `fnv1a_ch`.
-    CRelay(CRelayRing),
     /// carbon-c-relay's `jump_fnv1a_ch`.
     Jump(JumpRing),
-    /// statsd proxy.js's hashring.
-    Hashring(StatsdHashring),
 }
 
 /// Calls `$body` with the ring of whichever variant `$ring` is.
 macro_rules! each_ring {
     ($ring:expr, $r:ident => $body:expr) => {
         match $ring {
-            Ring::ConstHash($r) => $body,
+            Ring::Points($r) => $body,
             Ring::Carbon($r) => $body,
-            Ring::CRelay($r) => $body,
             Ring::Jump($r) => $body,
-            Ring::Hashring($r) => $body,
         }
     };
 }
@@ -243,12 +239,12 @@ impl Ring {
     /// hashkeys valid for their kind ([`validate_hashkey`]).
     pub fn new(spec: &RingSpec, members: &[(String, u32)]) -> Ring {
         match spec.kind {
-            RingKind::ConstHash => Ring::ConstHash(ConsthashRing::new(spec, members)),
+            RingKind::ConstHash => Ring::Points(consthash_ring(spec, members)),
             RingKind::CarbonCh { diverse_replicas } => Ring::Carbon(CarbonRing::new(members, diverse_replicas)),
-            RingKind::CarbonChCRelay => Ring::CRelay(CRelayRing::new(CRelayHash::Carbon, members)),
-            RingKind::Fnv1aCh => Ring::CRelay(CRelayRing::new(CRelayHash::Fnv1a, members)),
+            RingKind::CarbonChCRelay => Ring::Points(crelay_ring(CRelayHash::Carbon, members)),
+            RingKind::Fnv1aCh => Ring::Points(crelay_ring(CRelayHash::Fnv1a, members)),
             RingKind::JumpFnv1aCh => Ring::Jump(JumpRing::new(members)),
-            RingKind::StatsdHashring => Ring::Hashring(StatsdHashring::new(members)),
+            RingKind::StatsdHashring => Ring::Points(statsd_hashring(members)),
         }
     }
 

@@ -1,7 +1,12 @@
-//! The lookup that every point-based ring shares: a sorted list of `(position, member id)` entries, the owner of a
-//! position, and the walk that collects the next distinct members clockwise. Rings differ only in how they build
-//! the entries and in whether a key exactly on a point belongs to that point ([`Owner::AtOrAfter`], c-relay and
-//! node hashring) or to the next one ([`Owner::After`], consthash).
+//! The ring that the consthash family, c-relay's `carbon_ch`/`fnv1a_ch` and statsd's hashring share: a sorted list
+//! of `(position, member id)` entries, the owner of a position, and the walk that collects the next distinct
+//! members clockwise. Rings differ only in how a key and a member's points are hashed ([`KeyHash`]), in how the
+//! entries are built (one file each), and in whether a key exactly on a point belongs to that point
+//! ([`Owner::AtOrAfter`], c-relay and node hashring) or to the next one ([`Owner::After`], consthash).
+
+use super::crelay::CRelayHash;
+use super::hash::md5_le32;
+use super::HasherAlgo;
 
 /// Which entry owns a position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +95,86 @@ impl Points {
 
     pub fn entries(&self) -> &[(u32, u32)] {
         &self.entries
+    }
+}
+
+/// The number of distinct ids in a member list.
+pub fn distinct_ids(members: &[(String, u32)]) -> usize {
+    let mut ids: Vec<u32> = members.iter().map(|&(_, id)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}
+
+/// How a point ring places a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyHash {
+    /// The consthash family's hasher (spec §7.2).
+    Consthash(HasherAlgo),
+    /// c-relay's 16-bit positions.
+    CRelay(CRelayHash),
+    /// statsd hashring: the little-endian first 4 bytes of MD5.
+    Md5Le32,
+}
+
+impl KeyHash {
+    #[inline]
+    pub fn position(self, key: &[u8]) -> u32 {
+        match self {
+            KeyHash::Consthash(algo) => algo.hash(key),
+            KeyHash::CRelay(h) => h.position(key),
+            KeyHash::Md5Le32 => md5_le32(key),
+        }
+    }
+}
+
+/// An immutable point ring: how keys hash, and the points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PointRing {
+    hash: KeyHash,
+    points: Points,
+}
+
+impl PointRing {
+    pub fn new(hash: KeyHash, points: Points) -> PointRing {
+        PointRing { hash, points }
+    }
+
+    /// The id of the member owning `key`, or `None` for an empty ring.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<u32> {
+        self.points.get(self.hash.position(key))
+    }
+
+    /// Fills `out` (cleared first) with `min(n, members)` distinct ids: the owner of `key`, then the next distinct
+    /// owners clockwise, stopping after a full turn.
+    #[inline]
+    pub fn get_n(&self, key: &[u8], n: usize, out: &mut Vec<u32>) {
+        self.points.get_n(self.hash.position(key), n, out)
+    }
+
+    /// The key's position on the ring.
+    pub fn position(&self, key: &[u8]) -> u64 {
+        u64::from(self.hash.position(key))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The number of entries.
+    pub fn points(&self) -> usize {
+        self.points.len()
+    }
+
+    /// The number of distinct member ids the ring was built from.
+    pub fn members(&self) -> usize {
+        self.points.members()
+    }
+
+    /// `(position, member id)` per entry, in ring order.
+    pub fn entries(&self) -> &[(u32, u32)] {
+        self.points.entries()
     }
 }
 
