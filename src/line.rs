@@ -44,7 +44,13 @@ impl Batch {
     /// Splits off the longest prefix of whole lines not exceeding `max_bytes` (at least one line, even when that
     /// line alone is larger). The prefix is returned, `self` keeps the rest.
     pub fn split_lines_to(&mut self, max_bytes: usize) -> Batch {
-        if self.data.len() <= max_bytes {
+        self.split_front(usize::MAX, max_bytes)
+    }
+
+    /// Splits off the longest prefix of at most `max_lines` whole lines and `max_bytes` bytes (at least one line,
+    /// even when that line alone is larger). The prefix is returned, `self` keeps the rest.
+    pub fn split_front(&mut self, max_lines: usize, max_bytes: usize) -> Batch {
+        if self.lines <= max_lines && self.data.len() <= max_bytes {
             return std::mem::replace(
                 self,
                 Batch {
@@ -61,7 +67,7 @@ impl Batch {
             }
             end = nl + 1;
             lines += 1;
-            if end >= max_bytes {
+            if end >= max_bytes || lines >= max_lines {
                 break;
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! While a destination is *up*, a stream listener waits for room in its full queue (back-pressure reaches the
 //! client); while it is *down* (marked down by health checks, or unreachable for longer than `out_block_timeout`)
-//! the new batch is dropped and counted, so one dead server never stalls the relay. UDP listeners never wait.
+//! what does not fit is dropped and counted, so one dead server never stalls the relay. UDP listeners never wait.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -71,8 +71,8 @@ impl Destination {
         self.outage.longer_than(self.config.out_block_timeout)
     }
 
-    /// Queues a batch. With [`WhenFull::Wait`], waits for room while the destination is up; otherwise (or once it
-    /// is down) a batch that does not fit is dropped and counted as `queue_full`.
+    /// Queues a batch. With [`WhenFull::Wait`], waits for room for the lines that do not fit while the destination
+    /// is up; otherwise (or once it is down) they are dropped and counted as `queue_full`.
     pub async fn push(&self, mut batch: Batch, when_full: WhenFull) {
         loop {
             let room = self.queue.room();

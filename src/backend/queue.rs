@@ -1,8 +1,8 @@
 //! The bounded FIFO queue in front of one destination.
 //!
-//! Bounded by lines and, optionally, bytes. A batch that does not fit is refused whole ([`PushError::Full`]); the
-//! caller decides whether to wait for room or to drop and count it. An empty queue always accepts one batch, so a
-//! batch larger than the bound is never stuck. Batches whose write failed go back to the head with
+//! Bounded by lines and, optionally, bytes. A push takes the whole lines of a batch that fit and hands the rest
+//! back ([`PushError::Full`]); the caller decides whether to wait for room for it or to drop and count it. An empty
+//! queue always takes at least one line, so a line larger than the byte bound is never stuck. Batches whose write failed go back to the head with
 //! [`DestQueue::push_front`], ignoring the bound (they were already accounted for). Once closed, pushes are refused
 //! and pops drain what is left, then return `None`.
 
@@ -26,6 +26,10 @@ struct State {
     lines: usize,
     bytes: usize,
     closed: bool,
+}
+
+fn first_line_fits(batch: &Batch, room_bytes: usize) -> bool {
+    memchr::memchr(b'\n', &batch.data).is_some_and(|nl| nl < room_bytes)
 }
 
 #[derive(Debug)]
@@ -55,22 +59,35 @@ impl DestQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn try_push(&self, batch: Batch) -> Result<(), PushError> {
+    /// Queues what fits of `batch`; `Full` hands back the lines that did not fit (all of them when none did).
+    pub fn try_push(&self, mut batch: Batch) -> Result<(), PushError> {
         let mut s = self.lock();
         if s.closed {
             return Err(PushError::Closed(batch));
         }
-        let fits =
-            s.lines + batch.lines <= self.max_lines && (self.max_bytes == 0 || s.bytes + batch.len() <= self.max_bytes);
-        if !fits && !s.batches.is_empty() {
+        let room_lines = self.max_lines.saturating_sub(s.lines);
+        let room_bytes = match self.max_bytes {
+            0 => usize::MAX,
+            max => max.saturating_sub(s.bytes),
+        };
+        let whole = batch.lines <= room_lines && batch.len() <= room_bytes;
+        let head = if whole {
+            std::mem::replace(&mut batch, Batch::from_lines(bytes::Bytes::new()))
+        } else if s.batches.is_empty() || room_lines > 0 && first_line_fits(&batch, room_bytes) {
+            batch.split_front(room_lines.max(1), room_bytes)
+        } else {
             return Err(PushError::Full(batch));
-        }
-        s.lines += batch.lines;
-        s.bytes += batch.len();
-        s.batches.push_back(batch);
+        };
+        s.lines += head.lines;
+        s.bytes += head.len();
+        s.batches.push_back(head);
         drop(s);
         self.not_empty.notify_one();
-        Ok(())
+        if whole {
+            Ok(())
+        } else {
+            Err(PushError::Full(batch))
+        }
     }
 
     /// Returns a batch whose delivery failed to the head of the queue, regardless of the bound and of closing.
@@ -171,9 +188,23 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_queue_accepts_an_oversized_batch() {
-        let q = DestQueue::new(2, 0);
-        assert!(q.try_push(batch(10)).is_ok());
+    fn a_push_takes_the_lines_that_fit_and_hands_back_the_rest() {
+        let q = DestQueue::new(4, 0);
+        assert!(matches!(q.try_push(batch(10)), Err(PushError::Full(b)) if b.lines == 6));
+        assert_eq!(q.depth(), (4, 8));
+        assert!(matches!(q.try_push(batch(1)), Err(PushError::Full(b)) if b.lines == 1));
+
+        let q = DestQueue::new(100, 7);
+        assert!(matches!(q.try_push(batch(5)), Err(PushError::Full(b)) if b.lines == 2));
+        assert_eq!(q.depth(), (3, 6));
+    }
+
+    #[test]
+    fn an_empty_queue_takes_one_line_larger_than_the_byte_bound() {
+        let q = DestQueue::new(10, 4);
+        let long = Batch::from_lines(Bytes::from("0123456789\nx\n"));
+        assert!(matches!(q.try_push(long), Err(PushError::Full(b)) if b.lines == 1));
+        assert_eq!(q.depth(), (1, 11));
         assert!(matches!(q.try_push(batch(1)), Err(PushError::Full(_))));
     }
 
