@@ -49,21 +49,13 @@ pub enum StartError {
 /// Raises the soft RLIMIT_NOFILE to min(999999, hard limit) (spec §2; the tools do the same). Returns the limit
 /// it asked for when raising failed.
 pub fn raise_nofile_limit() -> Result<(), (u64, std::io::Error)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Ok(());
-    }
-    let want = lim.rlim_max.min(999_999);
-    if want > lim.rlim_cur {
-        lim.rlim_cur = want;
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err((want, std::io::Error::last_os_error()));
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` = unlimited
+    let want = lim.maximum.unwrap_or(u64::MAX).min(999_999);
+    if lim.current.is_some_and(|cur| want > cur) {
+        lim.current = Some(want);
+        setrlimit(Resource::Nofile, lim).map_err(|e| (want, e.into()))?;
     }
     Ok(())
 }
@@ -406,5 +398,17 @@ impl Relay {
         self.stop_services.cancel();
         self.services.close();
         self.services.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{getrlimit, Resource};
+        super::raise_nofile_limit().expect("raise");
+        let lim = getrlimit(Resource::Nofile);
+        let want = lim.maximum.unwrap_or(u64::MAX).min(999_999);
+        assert!(lim.current.is_none_or(|cur| cur >= want), "{lim:?}, want {want}");
     }
 }

@@ -16,6 +16,8 @@
 //!                                                      └─► rings ─► per-destination queue ─► pooled connections ─► server
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod accept;
 pub mod accumulator;
 pub mod api;

@@ -3,6 +3,8 @@
 //! Exit codes: 0 after a clean shutdown or a valid `--check-config`; 1 for usage or configuration errors (every
 //! error printed, nothing started); 2 when the relay could not start (e.g. a listen address is in use).
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -202,8 +204,8 @@ fn write_pid_file(path: &Path) {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
     {
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if alive {
             tracing::warn!("Process {pid} is already running");
         }
     }

@@ -20,6 +20,8 @@
 //! With no arguments it prints the flags and their defaults and exits 0. It raises the soft open-files limit to
 //! min(999999, hard).
 
+#![forbid(unsafe_code)]
+
 mod lines;
 mod listen;
 mod log;

@@ -59,9 +59,8 @@ impl Server {
 
     /// SIGTERM, wait for the exit, return the exit status and stdout.
     fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        use rustix::process::{kill_process, Pid, Signal};
+        kill_process(Pid::from_child(&self.child), Signal::TERM).expect("SIGTERM the child");
         let end = Instant::now() + DEADLINE;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {

@@ -1,4 +1,9 @@
 //! Go duration syntax (`"10s"`, `"250ms"`, `"1h30m"`, `"1.5s"`), the string form every duration key accepts.
+//!
+//! Hand-written on purpose: the keys must accept exactly what Go's `time.ParseDuration` accepts (the Go
+//! original's config files), and the duration crates (`humantime`, `jiff`'s friendly format) accept other
+//! spellings (`"1 hour"`, `"1h 30m"`), which would make a config valid here that Go rejects. The vectors in the
+//! tests below pin Go's behaviour.
 
 use std::time::Duration;
 

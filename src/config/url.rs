@@ -203,51 +203,42 @@ pub(crate) fn host_port(hp: &str, whole: &str) -> Result<String, String> {
 
 /// An address block such as `127.0.0.0/8` (`internal_health_server_admin_allow`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpCidr {
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-}
+pub struct IpCidr(pub ipnet::IpNet);
 
 impl IpCidr {
     /// Parses `addr/len` or a bare address (a host block).
     pub fn parse(s: &str) -> Result<IpCidr, String> {
         let bad = |why: &str| format!("invalid CIDR \"{s}\": {why}");
-        let (a, l) = match s.trim().split_once('/') {
-            Some((a, l)) => (a, Some(l)),
+        let (a, len) = match s.trim().split_once('/') {
+            Some((a, len)) => (a, Some(len)),
             None => (s.trim(), None),
         };
         let addr: IpAddr = a.parse().map_err(|_| bad("invalid address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match l {
-            None => max,
-            Some(l) => match l.parse::<u8>() {
-                Ok(n) if n <= max => n,
-                _ => return Err(bad("invalid prefix length")),
-            },
+        let net = match len {
+            None => ipnet::IpNet::from(addr),
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .and_then(|len| ipnet::IpNet::new(addr, len).ok())
+                .ok_or_else(|| bad("invalid prefix length"))?,
         };
-        Ok(IpCidr { addr, prefix_len })
+        Ok(IpCidr(net))
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
     }
 
     /// Whether `ip` lies in the block; IPv4-mapped IPv6 addresses match IPv4 blocks.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) if self.addr.is_ipv4() => match v6.to_ipv4_mapped() {
+            IpAddr::V6(v6) if matches!(self.0, ipnet::IpNet::V4(_)) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
                 None => return false,
             },
             ip => ip,
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -364,7 +355,7 @@ mod tests {
         assert!(!c.contains("::2".parse().unwrap()));
         let all = IpCidr::parse("0.0.0.0/0").unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
-        assert_eq!(IpCidr::parse("10.1.1.1").unwrap().prefix_len, 32);
+        assert_eq!(IpCidr::parse("10.1.1.1").unwrap().prefix_len(), 32);
         for s in ["10.0.0.0/33", "moo/8", "::/129", ""] {
             assert!(IpCidr::parse(s).is_err(), "{s}");
         }

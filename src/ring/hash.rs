@@ -4,6 +4,10 @@
 //! Every function here hashes the bytes exactly as given. carbon-c-relay's FNV variants feed bytes
 //! `>= 0x80` sign-extended; that is a different byte-to-word mapping, added next to
 //! [`fnv1a_32`]/[`fnv1a_64`] through [`fnv1a_32_by`]/[`fnv1a_64_by`] when the peer rings need it.
+//!
+//! The FNV code is hand-written on purpose (the `fnv` crate is used for hash maps, not here): placement must be
+//! bit-identical to the peers', which needs the 64-bit variant, the byte-widening hook of c-relay's variant
+//! and the folds of §7.2, none of which a `Hasher` exposes. The golden vectors (`golden_tests.rs`) pin it.
 
 use md5::{Digest, Md5};
 use sha1::Sha1;

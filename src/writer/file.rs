@@ -177,31 +177,15 @@ pub fn format_line(out: &mut Vec<u8>, p: &Point) {
     );
 }
 
-/// `YYYYmmddHHMMSS` in the local time zone (libc `localtime_r`), UTC if that fails.
+/// `YYYYmmddHHMMSS` in the system's time zone (`TZ`, else `/etc/localtime`; UTC when neither is usable).
 fn local_stamp(unix_secs: i64) -> String {
-    let t = unix_secs as libc::time_t;
-    // SAFETY: `tm` is plain old data (a zeroed pointer field is a valid null); `localtime_r` is the re-entrant
-    // variant that only reads `t` and writes into the `tm` we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if !ok {
-        return utc_stamp(unix_secs);
-    }
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        i64::from(tm.tm_year) + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    stamp(unix_secs, &jiff::tz::TimeZone::system())
 }
 
-/// `YYYYmmddHHMMSS` in UTC (civil-from-days, proleptic Gregorian).
-fn utc_stamp(unix_secs: i64) -> String {
-    let (year, month, day, h, m, sec) = crate::telemetry::civil(unix_secs);
-    format!("{year:04}{month:02}{day:02}{h:02}{m:02}{sec:02}")
+/// `YYYYmmddHHMMSS` in `tz`.
+fn stamp(unix_secs: i64, tz: &jiff::tz::TimeZone) -> String {
+    let t = jiff::Timestamp::from_second(unix_secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    t.to_zoned(tz.clone()).strftime("%Y%m%d%H%M%S").to_string()
 }
 
 #[cfg(test)]
@@ -245,10 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101000000");
-        assert_eq!(utc_stamp(1457989005), "20160314205645");
-        assert_eq!(utc_stamp(951_782_400), "20000229000000");
+    fn stamps_in_a_time_zone() {
+        let utc = |secs| stamp(secs, &jiff::tz::TimeZone::UTC);
+        assert_eq!(utc(0), "19700101000000");
+        assert_eq!(utc(1457989005), "20160314205645");
+        assert_eq!(utc(951_782_400), "20000229000000");
+        let plus2 = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        assert_eq!(stamp(1457989005, &plus2), "20160314225645");
         assert_eq!(local_stamp(1457989005).len(), 14);
     }
 

@@ -28,6 +28,8 @@
 //! Speed: numbers are written by hand into a reused buffer, the PRNG is wyrand, the unix time is read once
 //! per batch and the shared counter is bumped once per batch; nothing is allocated per line.
 
+#![forbid(unsafe_code)]
+
 mod gen;
 mod log;
 mod target;

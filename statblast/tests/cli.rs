@@ -194,9 +194,8 @@ fn sigint_stops_an_unlimited_run_with_a_total() {
     while got == 0 {
         got = conn.read(&mut buf).unwrap();
     }
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: plain kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    use rustix::process::{kill_process, Pid, Signal};
+    kill_process(Pid::from_child(&child), Signal::INT).expect("SIGINT the child");
     let out = finish(child);
     assert!(out.status.success());
     assert!(total_sent(&out) > 0);

@@ -269,8 +269,8 @@ async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers()
     assert_eq!(key0["count"], 100);
     assert_eq!(carbon.count(), 0, "nothing flushed yet");
 
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    use rustix::process::{kill_process, Pid, Signal};
+    kill_process(Pid::from_child(&child.0), Signal::TERM).expect("SIGTERM the child");
     let deadline = std::time::Instant::now() + LONG;
     let status = loop {
         if let Some(s) = child.0.try_wait().expect("wait") {

@@ -4,6 +4,8 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rustix::process::{kill_process, Pid, Signal};
+
 use crate::sink::Sink;
 use crate::wait_until;
 
@@ -123,9 +125,8 @@ impl Drop for Running {
     }
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+fn signal(child: &Child, sig: Signal) {
+    kill_process(Pid::from_child(child), sig).expect("signal the child");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,8 +176,8 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
         "the relay wrote its pid"
     );
 
-    signal(&child.0, libc::SIGHUP); // logged and ignored
-    signal(&child.0, libc::SIGTERM);
+    signal(&child.0, Signal::HUP); // logged and ignored
+    signal(&child.0, Signal::TERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.0.try_wait().expect("wait") {
