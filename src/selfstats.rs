@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::section::Section;
-use crate::telemetry::{DropReason, InvalidReason};
+use crate::telemetry::{DropReason, InvalidReason, Kind, DEST_STATS, SECTION_STATS};
 
 const DATAGRAM: usize = 1400;
 
@@ -35,77 +35,55 @@ pub fn name_prefix(prefix: &str) -> String {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
+    let uname = rustix::system::uname();
+    match uname.nodename().to_bytes() {
+        b"" => "localhost".into(),
+        name => clean(&String::from_utf8_lossy(name)),
     }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    clean(&String::from_utf8_lossy(&buf[..end]))
 }
 
-/// Counters (cumulative) and gauges of every section, by metric name.
+/// Counters (cumulative) and gauges of every section, by metric name: the self-stats names of
+/// [`SECTION_STATS`] and [`DEST_STATS`], plus invalid lines by reason, drops by reason and queue depths.
 pub fn snapshot(sections: &[Arc<Section>]) -> (HashMap<String, u64>, HashMap<String, u64>) {
     let (mut c, mut g) = (HashMap::new(), HashMap::new());
-    let add = |m: &mut HashMap<String, u64>, k: String, v: u64| *m.entry(k).or_insert(0) += v;
+    let mut add = |kind: Kind, k: String, v: u64| {
+        let m = if kind == Kind::Counter { &mut c } else { &mut g };
+        *m.entry(k).or_insert(0) += v;
+    };
     for s in sections {
         let st = &s.stats;
         let proto = s.listening.split_once("://").map_or("backend", |(p, _)| p);
-        add(&mut c, format!("incoming.{proto}.lines"), st.all_lines.load(Relaxed));
-        add(&mut c, format!("incoming.{proto}.invalidlines"), st.invalid_total());
-        add(&mut c, "success.valid-lines".into(), st.valid_lines.load(Relaxed));
-        add(
-            &mut c,
-            "success.valid-lines-sent-to-workers".into(),
-            st.worker_lines.load(Relaxed),
-        );
-        add(
-            &mut c,
-            "failed.invalid-hash-server".into(),
-            st.no_server_lines.load(Relaxed),
-        );
-        add(
-            &mut c,
-            format!("{}.tcp.incoming.connections", clean(&s.name)),
-            st.connections.load(Relaxed),
-        );
+        let section = clean(&s.name);
+        for stat in SECTION_STATS {
+            for name in stat.selfstat {
+                let name = name.replace("{proto}", proto).replace("{section}", &section);
+                add(stat.kind, name, (stat.read)(st));
+            }
+        }
         for (i, reason) in InvalidReason::LABELS.iter().enumerate() {
             add(
-                &mut c,
-                format!("{}.invalid.{reason}", clean(&s.name)),
+                Kind::Counter,
+                format!("{section}.invalid.{reason}"),
                 st.invalid_lines[i].load(Relaxed),
             );
         }
-        add(
-            &mut g,
-            format!("{}.readbuffer.length", clean(&s.name)),
-            st.read_buffer_bytes.load(Relaxed),
-        );
         let up: usize = s.backend.load().rings.iter().map(|r| r.members()).sum();
-        add(&mut g, "hasher.up-servers".into(), up as u64);
+        add(Kind::Gauge, "hasher.up-servers".into(), up as u64);
         for d in s.backend.destinations() {
-            let ds = &d.stats;
-            let name = clean(&d.url.raw);
-            add(&mut c, "success.sent".into(), ds.sent_lines.load(Relaxed));
-            add(&mut c, "success.sent-bytes".into(), ds.sent_bytes.load(Relaxed));
-            add(
-                &mut c,
-                "failed.bad-connection".into(),
-                ds.connect_failures.load(Relaxed),
-            );
-            add(
-                &mut c,
-                "failed.aborted-connection".into(),
-                ds.write_failures.load(Relaxed),
-            );
-            add(&mut c, format!("hashserver.{name}.used"), ds.sent_lines.load(Relaxed));
-            add(&mut c, format!("health.{name}.down"), ds.health_down.load(Relaxed));
-            add(&mut c, format!("health.{name}.up"), ds.health_up.load(Relaxed));
-            for r in DropReason::ALL {
-                add(&mut c, format!("failed.dropped.{name}.{}", r.label()), ds.dropped(r));
+            let dest = clean(&d.url.raw);
+            for stat in DEST_STATS {
+                for name in stat.selfstat {
+                    add(stat.kind, name.replace("{dest}", &dest), (stat.read)(&d.stats));
+                }
             }
-            add(&mut g, format!("outqueue.{name}.length"), d.queue.depth().0 as u64);
+            for r in DropReason::ALL {
+                add(
+                    Kind::Counter,
+                    format!("failed.dropped.{dest}.{}", r.label()),
+                    d.stats.dropped(r),
+                );
+            }
+            add(Kind::Gauge, format!("outqueue.{dest}.length"), d.queue.depth().0 as u64);
         }
     }
     (c, g)
@@ -192,6 +170,12 @@ mod tests {
     fn names_are_cleaned() {
         assert_eq!(clean("tcp://10.0.0.1:2003"), "tcp-10-0-0-1-2003");
         assert_eq!(clean("unix:///run/x.sock"), "unix-runx-sock");
+    }
+
+    #[test]
+    fn the_host_name_is_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        assert_eq!(hostname(), clean(kernel.trim()));
     }
 
     #[test]

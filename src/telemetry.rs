@@ -1,7 +1,8 @@
 //! Logging set-up and the counters every stage reports.
 //!
 //! Counters are plain atomics grouped per section ([`SectionStats`]) and per destination ([`DestStats`]); hot paths
-//! add to them once per batch, never per line. Per-line problems are logged through a [`RateLimit`] so that at most
+//! add to them once per batch, never per line. [`SECTION_STATS`] and [`DEST_STATS`] name each number once for
+//! `/metrics` and the self-stats. Per-line problems are logged through a [`RateLimit`] so that at most
 //! one message per second and reason is written, with the number of suppressed ones.
 
 use std::fmt;
@@ -128,6 +129,176 @@ impl DestStats {
     }
 }
 
+/// Whether a [`Stat`] only grows or is a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    /// The Prometheus `# TYPE`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One plain number of a section ([`SectionStats`]) or destination ([`DestStats`]), named once for every surface
+/// that reports it: its `/metrics` family (spec §13.2) and its self-stats names (§13.1, the Go original's names;
+/// `{proto}`, `{section}` and `{dest}` are filled in by the self-stats). `/stats` (§11.2) reports section totals
+/// summed from the same fields. Numbers with a label of their own (invalid and drop reasons, redirect targets,
+/// health states) are rendered by the surfaces from [`InvalidReason::LABELS`] and [`DropReason::ALL`].
+pub struct Stat<T: 'static> {
+    pub kind: Kind,
+    /// The `/metrics` family; `""` when it is reported there only with a label of its own.
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// `/metrics` labels it with the listener's protocol too.
+    pub by_proto: bool,
+    /// Self-stats names (several where the Go original reports the number more than once).
+    pub selfstat: &'static [&'static str],
+    pub read: fn(&T) -> u64,
+}
+
+/// The section numbers, in `/metrics` order.
+pub const SECTION_STATS: &[Stat<SectionStats>] = &[
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_lines_received_total",
+        help: "Framed lines received, valid or not.",
+        by_proto: true,
+        selfstat: &["incoming.{proto}.lines"],
+        read: |s| s.all_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Invalid lines (by reason in consthash_lines_invalid_total).",
+        by_proto: false,
+        selfstat: &["incoming.{proto}.invalidlines"],
+        read: |s| s.invalid_total(),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Lines the splitter accepted.",
+        by_proto: false,
+        selfstat: &["success.valid-lines"],
+        read: |s| s.valid_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Line copies handed to destinations (ring × replica).",
+        by_proto: false,
+        selfstat: &["success.valid-lines-sent-to-workers"],
+        read: |s| s.worker_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Lines without a destination (consthash_lines_dropped_total, reason no_server).",
+        by_proto: false,
+        selfstat: &["failed.invalid-hash-server"],
+        read: |s| s.no_server_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_lines_rejected_total",
+        help: "Lines rejected by a PreReg rule.",
+        by_proto: false,
+        selfstat: &[],
+        read: |s| s.rejected_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_bytes_read_total",
+        help: "Bytes read by the listener.",
+        by_proto: false,
+        selfstat: &[],
+        read: |s| s.bytes_read.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_connections_total",
+        help: "Incoming connections accepted.",
+        by_proto: false,
+        selfstat: &["{section}.tcp.incoming.connections"],
+        read: |s| s.connections.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Gauge,
+        metric: "consthash_connections_open",
+        help: "Incoming connections open now.",
+        by_proto: false,
+        selfstat: &[],
+        read: |s| s.connections_open.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Gauge,
+        metric: "",
+        help: "Bytes read and not yet routed.",
+        by_proto: false,
+        selfstat: &["{section}.readbuffer.length"],
+        read: |s| s.read_buffer_bytes.load(Relaxed),
+    },
+];
+
+/// The destination numbers, in `/metrics` order.
+pub const DEST_STATS: &[Stat<DestStats>] = &[
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_lines_sent_total",
+        help: "Lines written to a destination.",
+        by_proto: false,
+        selfstat: &["success.sent", "hashserver.{dest}.used"],
+        read: |d| d.sent_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_bytes_written_total",
+        help: "Bytes written to a destination.",
+        by_proto: false,
+        selfstat: &["success.sent-bytes"],
+        read: |d| d.sent_bytes.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Failed dials.",
+        by_proto: false,
+        selfstat: &["failed.bad-connection"],
+        read: |d| d.connect_failures.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Failed writes.",
+        by_proto: false,
+        selfstat: &["failed.aborted-connection"],
+        read: |d| d.write_failures.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Health transitions to down (consthash_health_transitions_total, state down).",
+        by_proto: false,
+        selfstat: &["health.{dest}.down"],
+        read: |d| d.health_down.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "",
+        help: "Health transitions back up (consthash_health_transitions_total, state up).",
+        by_proto: false,
+        selfstat: &["health.{dest}.up"],
+        read: |d| d.health_up.load(Relaxed),
+    },
+];
+
 /// At most one message per second; counts what it suppressed.
 #[derive(Debug, Default)]
 pub struct RateLimit {
@@ -197,35 +368,29 @@ where
 
 /// RFC 3339 UTC time of a unix-ms instant: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(unix_ms: u64) -> String {
-    Timestamp(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms))
+    utc_ms(i64::try_from(unix_ms).unwrap_or(i64::MAX))
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
-        .replacen(' ', "T", 1)
-        + "Z"
 }
 
 /// UTC wall-clock time as `YYYY-MM-DD HH:MM:SS.mmm`.
 pub struct Timestamp(pub SystemTime);
 
-/// The UTC calendar time of a unix second: (year, month, day, hour, minute, second), proleptic Gregorian
-/// (Howard Hinnant's civil-from-days).
-pub fn civil(unix_secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let (days, rem) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
+/// The instant of a unix millisecond, clamped to the range jiff represents (about years -9999..=9999).
+fn utc_ms(unix_ms: i64) -> jiff::Timestamp {
+    let out_of_range = if unix_ms < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    };
+    jiff::Timestamp::from_millisecond(unix_ms).unwrap_or(out_of_range)
 }
 
 /// A unix second as the Go `log` package stamps lines: `YYYY/MM/DD HH:MM:SS` (UTC); the tools' log format.
 pub fn go_log_stamp(unix_secs: i64) -> String {
-    let (year, month, day, h, m, sec) = civil(unix_secs);
-    format!("{year:04}/{month:02}/{day:02} {h:02}:{m:02}:{sec:02}")
+    utc_ms(unix_secs.saturating_mul(1000))
+        .strftime("%Y/%m/%d %H:%M:%S")
+        .to_string()
 }
 
 /// Writes `<go_log_stamp of now> <message>` to stderr: the tools' log line.
@@ -239,13 +404,9 @@ pub fn go_log_line(msg: fmt::Arguments<'_>) {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let (year, month, day, h, m, sec) = civil(d.as_secs() as i64);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02}.{:03}",
-            d.subsec_millis()
-        )
+        let ms = self.0.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let t = utc_ms(i64::try_from(ms).unwrap_or(i64::MAX));
+        write!(f, "{}", t.strftime("%Y-%m-%d %H:%M:%S%.3f"))
     }
 }
 
@@ -261,6 +422,11 @@ mod tests {
         assert_eq!(Timestamp(UNIX_EPOCH).to_string(), "1970-01-01 00:00:00.000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(Timestamp(leap).to_string(), "2000-02-29 00:00:00.000");
+        assert_eq!(rfc3339(1_763_769_000_123), "2025-11-21T23:50:00.123Z");
+        assert!(
+            rfc3339(u64::MAX).starts_with("9999-12-30T"),
+            "clamped to the last instant jiff represents"
+        );
     }
 
     #[test]

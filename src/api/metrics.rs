@@ -12,7 +12,7 @@ use super::admin::SectionView;
 use crate::accumulator::Accumulator;
 use crate::backend::Destination;
 use crate::section::Section;
-use crate::telemetry::{DropReason, InvalidReason};
+use crate::telemetry::{DropReason, InvalidReason, DEST_STATS, SECTION_STATS};
 use crate::writer::WriterStats;
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -35,12 +35,22 @@ impl Family<'_> {
         let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
     }
 
-    /// A family with one sample per section.
-    fn per_section(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(&Section) -> u64) {
-        self.head(name, kind, help);
-        for s in sections(self.views) {
-            let v = value(s);
-            self.sample(name, &[("section", &s.name)], v);
+    /// The families of [`SECTION_STATS`]: one sample per section.
+    fn section_stats(&mut self) {
+        for stat in SECTION_STATS.iter().filter(|s| !s.metric.is_empty()) {
+            self.head(stat.metric, stat.kind.label(), stat.help);
+            for s in sections(self.views) {
+                let proto = [("section", s.name.as_str()), ("proto", proto(&s.listening))];
+                let labels = if stat.by_proto { &proto[..] } else { &proto[..1] };
+                self.sample(stat.metric, labels, (stat.read)(&s.stats));
+            }
+        }
+    }
+
+    /// The families of [`DEST_STATS`]: one sample per destination.
+    fn dest_stats(&mut self) {
+        for stat in DEST_STATS.iter().filter(|s| !s.metric.is_empty()) {
+            self.per_destination(stat.metric, stat.kind.label(), stat.help, |d| (stat.read)(&d.stats));
         }
     }
 
@@ -93,193 +103,19 @@ fn proto(listening: &str) -> &str {
     listening.split_once("://").map_or("backend", |(p, _)| p)
 }
 
-/// Renders every family for `sections`.
+/// Renders every family for `views`.
 pub fn render(views: &[SectionView], uptime: Duration) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out, views };
-
-    f.head(
-        "consthash_lines_received_total",
-        COUNTER,
-        "Framed lines received, valid or not.",
-    );
-    for s in sections(views) {
-        let labels = [("section", s.name.as_str()), ("proto", proto(&s.listening))];
-        f.sample(
-            "consthash_lines_received_total",
-            &labels,
-            s.stats.all_lines.load(Relaxed),
-        );
-    }
-    f.head(
-        "consthash_lines_invalid_total",
-        COUNTER,
-        "Lines dropped as invalid, by reason.",
-    );
-    for s in sections(views) {
-        for (i, reason) in InvalidReason::LABELS.iter().enumerate() {
-            let labels = [("section", s.name.as_str()), ("reason", reason)];
-            f.sample(
-                "consthash_lines_invalid_total",
-                &labels,
-                s.stats.invalid_lines[i].load(Relaxed),
-            );
-        }
-    }
-    f.per_section(
-        "consthash_lines_rejected_total",
-        COUNTER,
-        "Lines rejected by a PreReg rule.",
-        |s| s.stats.rejected_lines.load(Relaxed),
-    );
-    f.head(
-        "consthash_lines_redirected_total",
-        COUNTER,
-        "Lines a PreReg rule redirected to another section's rings.",
-    );
-    for s in sections(views) {
-        for (i, n) in s.stats.redirected_to.iter().enumerate() {
-            if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
-                let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
-                f.sample("consthash_lines_redirected_total", &labels, n.load(Relaxed));
-            }
-        }
-    }
-    f.per_accumulator(
-        "consthash_lines_accumulated_total",
-        COUNTER,
-        "Lines handed to the section's accumulator.",
-        |s, _| s.stats.accumulated_lines.load(Relaxed),
-    );
-    f.per_accumulator(
-        "consthash_accumulator_flushes_total",
-        COUNTER,
-        "Base flushes of the accumulator.",
-        |_, a| a.stats.flushes.load(Relaxed),
-    );
-    f.per_accumulator(
-        "consthash_accumulator_input_dropped_total",
-        COUNTER,
-        "Lines dropped because the accumulator's input was full (UDP) or closed.",
-        |s, _| s.accumulator.as_ref().map_or(0, |i| i.dropped.load(Relaxed)),
-    );
-    f.per_accumulator(
-        "consthash_accumulator_keys",
-        GAUGE,
-        "Keys the accumulator holds now.",
-        |_, a| a.keys() as u64,
-    );
-    f.per_writer(
-        "consthash_writer_records_total",
-        "Records written.",
-        |w| &w.records,
-        true,
-    );
-    f.per_writer("consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
-    f.per_writer(
-        "consthash_writer_skipped_flushes_total",
-        "Bin flushes skipped: queue full.",
-        |w| &w.skipped_flushes,
-        false,
-    );
-    f.per_destination(
-        "consthash_lines_sent_total",
-        COUNTER,
-        "Lines written to a destination.",
-        |d| d.stats.sent_lines.load(Relaxed),
-    );
-    f.head(
-        "consthash_lines_dropped_total",
-        COUNTER,
-        "Lines dropped, by destination and reason (no_server: no destination).",
-    );
-    for s in sections(views) {
-        for d in s.backend.destinations() {
-            for r in DropReason::ALL {
-                let labels = [
-                    ("section", s.name.as_str()),
-                    ("destination", d.url.raw.as_str()),
-                    ("reason", r.label()),
-                ];
-                f.sample("consthash_lines_dropped_total", &labels, d.stats.dropped(r));
-            }
-        }
-        let labels = [
-            ("section", s.name.as_str()),
-            ("destination", ""),
-            ("reason", DropReason::NoServer.label()),
-        ];
-        f.sample(
-            "consthash_lines_dropped_total",
-            &labels,
-            s.stats.no_server_lines.load(Relaxed),
-        );
-    }
-    f.per_section(
-        "consthash_bytes_read_total",
-        COUNTER,
-        "Bytes read by the listener.",
-        |s| s.stats.bytes_read.load(Relaxed),
-    );
-    f.per_destination(
-        "consthash_bytes_written_total",
-        COUNTER,
-        "Bytes written to a destination.",
-        |d| d.stats.sent_bytes.load(Relaxed),
-    );
-    f.per_section(
-        "consthash_connections_total",
-        COUNTER,
-        "Incoming connections accepted.",
-        |s| s.stats.connections.load(Relaxed),
-    );
-    f.head(
-        "consthash_health_transitions_total",
-        COUNTER,
-        "Health-check transitions of a destination.",
-    );
-    for s in sections(views) {
-        for d in s.backend.destinations() {
-            for (state, n) in [("down", &d.stats.health_down), ("up", &d.stats.health_up)] {
-                let labels = [
-                    ("section", s.name.as_str()),
-                    ("destination", d.url.raw.as_str()),
-                    ("state", state),
-                ];
-                f.sample("consthash_health_transitions_total", &labels, n.load(Relaxed));
-            }
-        }
-    }
-    f.head(
-        "consthash_destination_up",
-        GAUGE,
-        "1 while a ring member passes its health checks.",
-    );
-    for s in sections(views) {
-        let dests = s.backend.destinations();
-        for (ring, members) in s.backend.members().iter().enumerate() {
-            for m in members {
-                let (ring, url) = (ring.to_string(), dests[m.dest as usize].url.raw.as_str());
-                let labels = [
-                    ("section", s.name.as_str()),
-                    ("ring", ring.as_str()),
-                    ("destination", url),
-                ];
-                f.sample("consthash_destination_up", &labels, u8::from(m.up));
-            }
-        }
-    }
-    f.head("consthash_ring_members", GAUGE, "Members in a ring's current snapshot.");
-    for s in sections(views) {
-        for (ring, r) in s.backend.load().rings.iter().enumerate() {
-            let ring = ring.to_string();
-            f.sample(
-                "consthash_ring_members",
-                &[("section", &s.name), ("ring", &ring)],
-                r.members(),
-            );
-        }
-    }
+    f.section_stats();
+    f.lines_invalid();
+    f.lines_redirected();
+    f.accumulators();
+    f.writers();
+    f.dest_stats();
+    f.lines_dropped();
+    f.health();
+    f.rings();
     f.per_destination(
         "consthash_out_queue_lines",
         GAUGE,
@@ -292,15 +128,154 @@ pub fn render(views: &[SectionView], uptime: Duration) -> String {
         "Bytes queued for a destination.",
         |d| d.queue.depth().1 as u64,
     );
-    f.per_section(
-        "consthash_connections_open",
-        GAUGE,
-        "Incoming connections open now.",
-        |s| s.stats.connections_open.load(Relaxed),
-    );
     f.head("consthash_uptime_seconds", GAUGE, "Seconds since start.");
     let _ = writeln!(f.out, "consthash_uptime_seconds {}", uptime.as_secs_f64());
     out
+}
+
+/// The families with a label of their own (reasons, targets, states, rings).
+impl Family<'_> {
+    fn lines_invalid(&mut self) {
+        let name = "consthash_lines_invalid_total";
+        self.head(name, COUNTER, "Lines dropped as invalid, by reason.");
+        for s in sections(self.views) {
+            for (i, reason) in InvalidReason::LABELS.iter().enumerate() {
+                let labels = [("section", s.name.as_str()), ("reason", reason)];
+                self.sample(name, &labels, s.stats.invalid_lines[i].load(Relaxed));
+            }
+        }
+    }
+
+    fn lines_redirected(&mut self) {
+        let name = "consthash_lines_redirected_total";
+        self.head(
+            name,
+            COUNTER,
+            "Lines a PreReg rule redirected to another section's rings.",
+        );
+        for s in sections(self.views) {
+            for (i, n) in s.stats.redirected_to.iter().enumerate() {
+                if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
+                    let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
+                    self.sample(name, &labels, n.load(Relaxed));
+                }
+            }
+        }
+    }
+
+    fn accumulators(&mut self) {
+        self.per_accumulator(
+            "consthash_lines_accumulated_total",
+            COUNTER,
+            "Lines handed to the section's accumulator.",
+            |s, _| s.stats.accumulated_lines.load(Relaxed),
+        );
+        self.per_accumulator(
+            "consthash_accumulator_flushes_total",
+            COUNTER,
+            "Base flushes of the accumulator.",
+            |_, a| a.stats.flushes.load(Relaxed),
+        );
+        self.per_accumulator(
+            "consthash_accumulator_input_dropped_total",
+            COUNTER,
+            "Lines dropped because the accumulator's input was full (UDP) or closed.",
+            |s, _| s.accumulator.as_ref().map_or(0, |i| i.dropped.load(Relaxed)),
+        );
+        self.per_accumulator(
+            "consthash_accumulator_keys",
+            GAUGE,
+            "Keys the accumulator holds now.",
+            |_, a| a.keys() as u64,
+        );
+    }
+
+    fn writers(&mut self) {
+        self.per_writer(
+            "consthash_writer_records_total",
+            "Records written.",
+            |w| &w.records,
+            true,
+        );
+        self.per_writer("consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
+        self.per_writer(
+            "consthash_writer_skipped_flushes_total",
+            "Bin flushes skipped: queue full.",
+            |w| &w.skipped_flushes,
+            false,
+        );
+    }
+
+    fn lines_dropped(&mut self) {
+        let name = "consthash_lines_dropped_total";
+        self.head(
+            name,
+            COUNTER,
+            "Lines dropped, by destination and reason (no_server: no destination).",
+        );
+        for s in sections(self.views) {
+            for d in s.backend.destinations() {
+                for r in DropReason::ALL {
+                    let labels = [
+                        ("section", s.name.as_str()),
+                        ("destination", d.url.raw.as_str()),
+                        ("reason", r.label()),
+                    ];
+                    self.sample(name, &labels, d.stats.dropped(r));
+                }
+            }
+            let labels = [
+                ("section", s.name.as_str()),
+                ("destination", ""),
+                ("reason", DropReason::NoServer.label()),
+            ];
+            self.sample(name, &labels, s.stats.no_server_lines.load(Relaxed));
+        }
+    }
+
+    fn health(&mut self) {
+        let name = "consthash_health_transitions_total";
+        self.head(name, COUNTER, "Health-check transitions of a destination.");
+        for s in sections(self.views) {
+            for d in s.backend.destinations() {
+                for (state, n) in [("down", &d.stats.health_down), ("up", &d.stats.health_up)] {
+                    let labels = [
+                        ("section", s.name.as_str()),
+                        ("destination", d.url.raw.as_str()),
+                        ("state", state),
+                    ];
+                    self.sample(name, &labels, n.load(Relaxed));
+                }
+            }
+        }
+        let name = "consthash_destination_up";
+        self.head(name, GAUGE, "1 while a ring member passes its health checks.");
+        for s in sections(self.views) {
+            let dests = s.backend.destinations();
+            for (ring, members) in s.backend.members().iter().enumerate() {
+                for m in members {
+                    let (ring, url) = (ring.to_string(), dests[m.dest as usize].url.raw.as_str());
+                    let labels = [
+                        ("section", s.name.as_str()),
+                        ("ring", ring.as_str()),
+                        ("destination", url),
+                    ];
+                    self.sample(name, &labels, u8::from(m.up));
+                }
+            }
+        }
+    }
+
+    fn rings(&mut self) {
+        let name = "consthash_ring_members";
+        self.head(name, GAUGE, "Members in a ring's current snapshot.");
+        for s in sections(self.views) {
+            for (ring, r) in s.backend.load().rings.iter().enumerate() {
+                let ring = ring.to_string();
+                self.sample(name, &[("section", &s.name), ("ring", &ring)], r.members());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

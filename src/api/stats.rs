@@ -75,6 +75,49 @@ impl Totals {
     }
 }
 
+/// The ServerStats names of one [`Totals`] field (the Go original's JSON, spec §11.2): the total, the last tick
+/// (`current_*`), the history (`*_list`) and the rate since start (`*_persec`); `""` where it has none.
+struct TotalNames {
+    total: &'static str,
+    current: &'static str,
+    list: &'static str,
+    persec: &'static str,
+    of: fn(&Totals) -> u64,
+}
+
+const fn names(
+    total: &'static str,
+    current: &'static str,
+    list: &'static str,
+    persec: &'static str,
+    of: fn(&Totals) -> u64,
+) -> TotalNames {
+    TotalNames {
+        total,
+        current,
+        list,
+        persec,
+        of,
+    }
+}
+
+#[rustfmt::skip]
+const TOTAL_NAMES: [TotalNames; 13] = [
+    names("valid_line_count", "current_valid_line_count", "valid_line_count_list", "valid_line_count_persec", |t| t.valid),
+    names("worker_line_count", "current_worker_line_count", "worker_line_count_list", "worker_line_count_persec", |t| t.worker),
+    names("invalid_line_count", "current_invalid_line_count", "invalid_line_count_list", "invalid_line_count_persec", |t| t.invalid),
+    names("success_send_count", "current_success_send_count", "success_send_count_list", "success_send_count_persec", |t| t.success_send),
+    names("fail_send_count", "current_fail_send_count", "fail_send_count_list", "", |t| t.fail_send),
+    names("unsendable_send_count", "current_unsendable_send_count", "unsendable_send_count_list", "unsendable_count_persec", |t| t.unsendable),
+    names("unknown_send_count", "current_unknown_send_count", "unknown_send_count_list", "unknown_send_count_persec", |t| t.unknown),
+    names("all_lines_count", "current_all_lines_count", "all_lines_count_list", "all_lines_count_persec", |t| t.all),
+    names("redirected_lines_count", "current_redirected_lines_count", "redirected_lines_count_list", "redirected_lines_count_persec", |t| t.redirected),
+    names("rejected_lines_count", "current_rejected_lines_count", "rejected_lines_count_list", "rejected_lines_count_persec", |t| t.rejected),
+    names("bytes_read", "current_bytes_read_count", "bytes_read_count_list", "bytes_read_count_persec", |t| t.bytes_read),
+    names("bytes_written", "current_bytes_written_count", "bytes_written_count_list", "bytes_written_count_persec", |t| t.bytes_written),
+    names("dropped_lines_count", "", "", "", |t| t.dropped),
+];
+
 /// Live tasks of a section: its listener, open connections and senders.
 pub fn tasks(s: &Section) -> u64 {
     let senders: u64 = s
@@ -142,51 +185,16 @@ impl History {
         let (up, down, checking) = servers(s);
         let queued: usize = s.backend.destinations().iter().map(|d| d.queue.depth().0).sum();
         let mut m = Map::new();
-        let c = &t.current;
-        for (name, v) in [
-            ("valid_line_count", total.valid),
-            ("worker_line_count", total.worker),
-            ("invalid_line_count", total.invalid),
-            ("success_send_count", total.success_send),
-            ("fail_send_count", total.fail_send),
-            ("unsendable_send_count", total.unsendable),
-            ("unknown_send_count", total.unknown),
-            ("all_lines_count", total.all),
-            ("redirected_lines_count", total.redirected),
-            ("rejected_lines_count", total.rejected),
-            ("bytes_written", total.bytes_written),
-            ("bytes_read", total.bytes_read),
-            ("dropped_lines_count", total.dropped),
-            ("current_valid_line_count", c.valid),
-            ("current_worker_line_count", c.worker),
-            ("current_invalid_line_count", c.invalid),
-            ("current_success_send_count", c.success_send),
-            ("current_fail_send_count", c.fail_send),
-            ("current_unsendable_send_count", c.unsendable),
-            ("current_unknown_send_count", c.unknown),
-            ("current_all_lines_count", c.all),
-            ("current_rejected_lines_count", c.rejected),
-            ("current_redirected_lines_count", c.redirected),
-            ("current_bytes_read_count", c.bytes_read),
-            ("current_bytes_written_count", c.bytes_written),
-        ] {
-            m.insert(name.into(), v.into());
-        }
-        for (name, f) in [
-            ("valid_line_count_list", (|t: &Totals| t.valid) as fn(&Totals) -> u64),
-            ("worker_line_count_list", |t| t.worker),
-            ("invalid_line_count_list", |t| t.invalid),
-            ("success_send_count_list", |t| t.success_send),
-            ("fail_send_count_list", |t| t.fail_send),
-            ("unsendable_send_count_list", |t| t.unsendable),
-            ("unknown_send_count_list", |t| t.unknown),
-            ("all_lines_count_list", |t| t.all),
-            ("redirected_lines_count_list", |t| t.redirected),
-            ("rejected_lines_count_list", |t| t.rejected),
-            ("bytes_read_count_list", |t| t.bytes_read),
-            ("bytes_written_count_list", |t| t.bytes_written),
-        ] {
-            m.insert(name.into(), list(f));
+        for n in &TOTAL_NAMES {
+            let named = [
+                (n.total, Value::from((n.of)(&total))),
+                (n.current, Value::from((n.of)(&t.current))),
+                (n.list, list(n.of)),
+                (n.persec, rate((n.of)(&total))),
+            ];
+            for (name, v) in named.into_iter().filter(|(name, _)| !name.is_empty()) {
+                m.insert(name.into(), v);
+            }
         }
         m.insert(
             "go_routines_list".into(),
@@ -196,21 +204,6 @@ impl History {
             "ticks_list".into(),
             Value::from(t.times_ms.iter().copied().collect::<Vec<u64>>()),
         );
-        for (name, v) in [
-            ("valid_line_count_persec", total.valid),
-            ("worker_line_count_persec", total.worker),
-            ("invalid_line_count_persec", total.invalid),
-            ("success_send_count_persec", total.success_send),
-            ("unsendable_count_persec", total.unsendable),
-            ("unknown_send_count_persec", total.unknown),
-            ("all_lines_count_persec", total.all),
-            ("redirected_lines_count_persec", total.redirected),
-            ("rejected_lines_count_persec", total.rejected),
-            ("bytes_read_count_persec", total.bytes_read),
-            ("bytes_written_count_persec", total.bytes_written),
-        ] {
-            m.insert(name.into(), rate(v));
-        }
         m.insert("go_routines".into(), tasks(s).into());
         m.insert("uptime_sec".into(), json!(uptime.as_secs_f64()));
         m.insert("listening".into(), s.listening.clone().into());
