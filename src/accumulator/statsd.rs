@@ -176,6 +176,28 @@ impl Slot {
         }
     }
 
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        Option<&mut Counter>,
+        Option<&mut Timer>,
+        Option<&mut Gauge>,
+        Option<&mut SetState>,
+    ) {
+        match self {
+            Slot::Counter(c) => (Some(c), None, None, None),
+            Slot::Timer(t) => (None, Some(t), None, None),
+            Slot::Gauge(g) => (None, None, Some(g), None),
+            Slot::Set(s) => (None, None, None, Some(s)),
+            Slot::Multi(m) => (
+                m.counter.as_mut(),
+                m.timer.as_mut(),
+                m.gauge.as_mut(),
+                m.set.as_deref_mut(),
+            ),
+        }
+    }
+
     fn parts(&self) -> (Option<&Counter>, Option<&Timer>, Option<&Gauge>, Option<&SetState>) {
         match self {
             Slot::Counter(c) => (Some(c), None, None, None),
@@ -684,136 +706,212 @@ impl StatsdState {
         out: &mut Vec<u8>,
         records: &mut Vec<Record>,
     ) -> usize {
-        // statsd divides by `flushInterval / 1000` with flushInterval in whole milliseconds.
-        let per_sec = (interval_secs * 1000.0).round() / 1000.0;
-        let mut w = Writer {
+        let mut r = Renderer {
             names: &self.names,
+            thresholds: &self.thresholds,
             format,
+            // statsd divides by `flushInterval / 1000` with flushInterval in whole milliseconds.
+            per_sec: (interval_secs * 1000.0).round() / 1000.0,
             tick: tick.to_string(),
             out,
-            name: std::mem::take(&mut self.name_buf),
             lines: 0,
-        };
-        let mut cum = std::mem::take(&mut self.cum);
-        let mut cum_sq = std::mem::take(&mut self.cum_sq);
-        let thresholds = &self.thresholds;
-        let mut emit = |key: &str, slot: &mut Slot, w: &mut Writer<'_>| -> Option<Record> {
-            let (k, tags) = key.find(';').map_or((key, ""), |i| key.split_at(i));
-            let names = w.names;
-            let mut rec: Option<Record> = None;
-            let mut merge = |r: Record| match rec.as_mut() {
-                Some(x) => x.merge(&r),
-                None => rec = Some(r),
-            };
-            let (c, t, g, s) = match slot {
-                Slot::Counter(c) => (Some(c), None, None, None),
-                Slot::Timer(t) => (None, Some(t), None, None),
-                Slot::Gauge(g) => (None, None, Some(g), None),
-                Slot::Set(s) => (None, None, None, Some(&mut **s)),
-                Slot::Multi(m) => (
-                    m.counter.as_mut(),
-                    m.timer.as_mut(),
-                    m.gauge.as_mut(),
-                    m.set.as_deref_mut(),
-                ),
-            };
-            if let Some(c) = c {
-                let (p, sfx) = &names.counter_rate;
-                w.line(p, k, "", sfx, tags, c.value / per_sec, true);
-                let (p, sfx) = &names.counter_count;
-                w.line(p, k, "", sfx, tags, c.value, true);
-                if c.n > 0 {
-                    merge(Record {
-                        key: String::new(),
-                        sum: c.value,
-                        min: c.min,
-                        max: c.max,
-                        count: u64::from(c.n),
-                    });
-                }
-            }
-            if let Some(t) = t {
-                if let Some(r) = timer_lines(w, k, tags, t, per_sec, thresholds, &mut cum, &mut cum_sq) {
-                    merge(r);
-                }
-            }
-            if let Some(g) = g {
-                w.line(&names.gauge, k, "", "", tags, g.value, false);
-                if g.n > 0 {
-                    merge(Record {
-                        key: String::new(),
-                        sum: g.value,
-                        min: g.min,
-                        max: g.max,
-                        count: u64::from(g.n),
-                    });
-                }
-            }
-            if let Some(s) = s {
-                let n = s.members.len() as f64;
-                let (p, sfx) = &names.set;
-                w.line(p, k, "", sfx, tags, n, false);
-                if s.n > 0 {
-                    merge(Record {
-                        key: String::new(),
-                        sum: n,
-                        min: n,
-                        max: n,
-                        count: u64::from(s.n),
-                    });
-                }
-            }
-            rec
+            name: std::mem::take(&mut self.name_buf),
+            cum: std::mem::take(&mut self.cum),
+            cum_sq: std::mem::take(&mut self.cum_sq),
         };
         if self.keep_keys {
             for (key, slot) in self.map.iter_mut() {
-                if let Some(mut r) = emit(key, slot, &mut w) {
-                    r.key = key.to_string();
-                    records.push(r);
+                if let Some(mut rec) = r.key(key, slot) {
+                    rec.key = key.to_string();
+                    records.push(rec);
                 }
                 slot.reset_kept();
             }
         } else {
             for (key, mut slot) in self.map.drain() {
-                if let Some(mut r) = emit(&key, &mut slot, &mut w) {
-                    r.key = key.into_string();
-                    records.push(r);
+                if let Some(mut rec) = r.key(&key, &mut slot) {
+                    rec.key = key.into_string();
+                    records.push(rec);
                 }
             }
         }
-        self.cum = cum;
-        self.cum_sq = cum_sq;
-        self.name_buf = std::mem::take(&mut w.name);
-        w.lines
+        let Renderer {
+            lines,
+            name,
+            cum,
+            cum_sq,
+            ..
+        } = r;
+        (self.name_buf, self.cum, self.cum_sq) = (name, cum, cum_sq);
+        lines
     }
 }
 
-/// Renders output lines of one flush.
-struct Writer<'a> {
-    names: &'a Names,
-    format: Format,
-    tick: String,
-    out: &'a mut Vec<u8>,
-    name: String,
-    lines: usize,
+/// The key of the metric being rendered: the name before its `;tags`, and the tags (with their `;`, or empty).
+#[derive(Clone, Copy)]
+struct Metric<'a> {
+    k: &'a str,
+    tags: &'a str,
 }
 
-impl Writer<'_> {
-    /// One metric: name = `prefix` K [`.` stat] `suffix` globalSuffix tags. `counter` picks `|c` over `|g` in statsd
-    /// output.
-    #[allow(clippy::too_many_arguments)]
-    fn line(&mut self, prefix: &str, k: &str, stat: &str, suffix: &str, tags: &str, v: f64, counter: bool) {
+/// Which statsd type an output line has in statsd format (`|c` or `|g`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Count,
+    Gauge,
+}
+
+/// Renders the output lines of one flush, in statsd's graphite backend's names and order (or in statsd format
+/// for a statsd backend); keeps its buffers across flushes.
+struct Renderer<'a> {
+    names: &'a Names,
+    thresholds: &'a [Threshold],
+    format: Format,
+    /// The interval in seconds, as statsd rounds it (`*_ps`, `rate`).
+    per_sec: f64,
+    tick: String,
+    out: &'a mut Vec<u8>,
+    lines: usize,
+    /// Scratch: the metric name, and a timer's cumulative sums and sums of squares.
+    name: String,
+    cum: Vec<f64>,
+    cum_sq: Vec<f64>,
+}
+
+impl Renderer<'_> {
+    /// The lines of one key, in statsd's order (counter, timer, gauge, set); its record (all types merged) if it
+    /// received samples.
+    fn key(&mut self, key: &str, slot: &mut Slot) -> Option<Record> {
+        let (k, tags) = key.find(';').map_or((key, ""), |i| key.split_at(i));
+        let m = Metric { k, tags };
+        let (c, t, g, s) = slot.parts_mut();
+        let records = [
+            c.and_then(|c| self.counter(m, c)),
+            t.and_then(|t| self.timer(m, t)),
+            g.and_then(|g| self.gauge(m, g)),
+            s.and_then(|s| self.set(m, s)),
+        ];
+        records.into_iter().flatten().reduce(|mut a, b| {
+            a.merge(&b);
+            a
+        })
+    }
+
+    fn counter(&mut self, m: Metric<'_>, c: &Counter) -> Option<Record> {
+        let names = self.names;
+        let (p, sfx) = &names.counter_rate;
+        self.line(m, p, "", sfx, c.value / self.per_sec, Out::Count);
+        let (p, sfx) = &names.counter_count;
+        self.line(m, p, "", sfx, c.value, Out::Count);
+        (c.n > 0).then(|| record(c.value, c.min, c.max, c.n))
+    }
+
+    fn gauge(&mut self, m: Metric<'_>, g: &Gauge) -> Option<Record> {
+        self.line(m, &self.names.gauge, "", "", g.value, Out::Gauge);
+        (g.n > 0).then(|| record(g.value, g.min, g.max, g.n))
+    }
+
+    fn set(&mut self, m: Metric<'_>, s: &SetState) -> Option<Record> {
+        let n = s.members.len() as f64;
+        let (p, sfx) = &self.names.set;
+        self.line(m, p, "", sfx, n, Out::Gauge);
+        (s.n > 0).then(|| record(n, n, n, s.n))
+    }
+
+    /// statsd's `process_metrics` for one timer, in its operation order.
+    fn timer(&mut self, m: Metric<'_>, t: &mut Timer) -> Option<Record> {
+        let p = self.names.timer.as_str();
+        if t.values.is_empty() {
+            self.line(m, p, "count", "", 0.0, Out::Count);
+            self.line(m, p, "count_ps", "", 0.0, Out::Count);
+            return None;
+        }
+        let values = &mut t.values;
+        values.sort_unstable_by(f64::total_cmp);
+        let n = values.len();
+        let (min, max) = (values[0], values[n - 1]);
+        let (mut cum, mut cum_sq) = (std::mem::take(&mut self.cum), std::mem::take(&mut self.cum_sq));
+        cum.clear();
+        cum_sq.clear();
+        cum.push(min);
+        cum_sq.push(min * min);
+        for i in 1..n {
+            cum.push(values[i] + cum[i - 1]);
+            cum_sq.push(values[i] * values[i] + cum_sq[i - 1]);
+        }
+        let (mut sum, mut sum_sq, mut mean, mut boundary) = (min, min * min, min, max);
+        for th in self.thresholds {
+            let mut k_in = n;
+            if n > 1 {
+                k_in = js_round(th.pct.abs() / 100.0 * n as f64) as usize;
+                if k_in == 0 {
+                    continue;
+                }
+                if th.pct > 0.0 {
+                    boundary = values[k_in - 1];
+                    sum = cum[k_in - 1];
+                    sum_sq = cum_sq[k_in - 1];
+                } else {
+                    boundary = values[n - k_in];
+                    // Deviation: statsd reads cumulativeValues[-1] (undefined → NaN) when k = n; we take 0.
+                    let (c0, q0) = if n > k_in {
+                        (cum[n - k_in - 1], cum_sq[n - k_in - 1])
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    sum = cum[n - 1] - c0;
+                    sum_sq = cum_sq[n - 1] - q0;
+                }
+                mean = sum / k_in as f64;
+            }
+            let [nc, nm, nb, ns, nq] = &th.names;
+            self.line(m, p, nc, "", k_in as f64, Out::Count);
+            self.line(m, p, nm, "", mean, Out::Gauge);
+            self.line(m, p, nb, "", boundary, Out::Gauge);
+            self.line(m, p, ns, "", sum, Out::Gauge);
+            self.line(m, p, nq, "", sum_sq, Out::Gauge);
+        }
+        let sum = cum[n - 1];
+        let sum_sq = cum_sq[n - 1];
+        (self.cum, self.cum_sq) = (cum, cum_sq);
+        let mean = sum / n as f64;
+        let diffs: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+        let mid = n / 2;
+        let median = if n % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        let std = (diffs / n as f64).sqrt();
+        for (stat, v, out) in [
+            ("std", std, Out::Gauge),
+            ("upper", max, Out::Gauge),
+            ("lower", min, Out::Gauge),
+            ("count", t.count, Out::Count),
+            ("count_ps", t.count / self.per_sec, Out::Count),
+            ("sum", sum, Out::Gauge),
+            ("sum_squares", sum_sq, Out::Gauge),
+            ("mean", mean, Out::Gauge),
+            ("median", median, Out::Gauge),
+        ] {
+            self.line(m, p, stat, "", v, out);
+        }
+        Some(record(sum, min, max, n as u64))
+    }
+
+    /// One output line: name = `prefix` K [`.` stat] `suffix` globalSuffix tags.
+    fn line(&mut self, m: Metric<'_>, prefix: &str, stat: &str, suffix: &str, v: f64, kind: Out) {
         let name = &mut self.name;
         name.clear();
         name.push_str(prefix);
-        name.push_str(k);
+        name.push_str(m.k);
         if !stat.is_empty() {
             name.push('.');
             name.push_str(stat);
         }
         name.push_str(suffix);
         name.push_str(&self.names.global_suffix);
-        name.push_str(tags);
+        name.push_str(m.tags);
         match self.format {
             Format::Graphite => {
                 self.out.extend_from_slice(name.as_bytes());
@@ -831,7 +929,8 @@ impl Writer<'_> {
                 self.out.extend_from_slice(name.as_bytes());
                 self.out.push(b':');
                 js_number_bytes(v, self.out);
-                self.out.extend_from_slice(if counter { b"|c" } else { b"|g" });
+                self.out
+                    .extend_from_slice(if kind == Out::Count { b"|c" } else { b"|g" });
             }
         }
         self.out.push(b'\n');
@@ -839,99 +938,15 @@ impl Writer<'_> {
     }
 }
 
-/// statsd's `process_metrics` for one timer, in its operation order; the record if it had values.
-#[allow(clippy::too_many_arguments)]
-fn timer_lines(
-    w: &mut Writer<'_>,
-    k: &str,
-    tags: &str,
-    t: &mut Timer,
-    per_sec: f64,
-    thresholds: &[Threshold],
-    cum: &mut Vec<f64>,
-    cum_sq: &mut Vec<f64>,
-) -> Option<Record> {
-    let names = w.names;
-    let p = names.timer.as_str();
-    if t.values.is_empty() {
-        w.line(p, k, "count", "", tags, 0.0, true);
-        w.line(p, k, "count_ps", "", tags, 0.0, true);
-        return None;
-    }
-    let values = &mut t.values;
-    values.sort_unstable_by(f64::total_cmp);
-    let n = values.len();
-    let (min, max) = (values[0], values[n - 1]);
-    cum.clear();
-    cum_sq.clear();
-    cum.push(min);
-    cum_sq.push(min * min);
-    for i in 1..n {
-        cum.push(values[i] + cum[i - 1]);
-        cum_sq.push(values[i] * values[i] + cum_sq[i - 1]);
-    }
-    let (mut sum, mut sum_sq, mut mean, mut boundary) = (min, min * min, min, max);
-    for th in thresholds {
-        let mut k_in = n;
-        if n > 1 {
-            k_in = js_round(th.pct.abs() / 100.0 * n as f64) as usize;
-            if k_in == 0 {
-                continue;
-            }
-            if th.pct > 0.0 {
-                boundary = values[k_in - 1];
-                sum = cum[k_in - 1];
-                sum_sq = cum_sq[k_in - 1];
-            } else {
-                boundary = values[n - k_in];
-                // Deviation: statsd reads cumulativeValues[-1] (undefined → NaN) when k = n; we take 0.
-                let (c0, q0) = if n > k_in {
-                    (cum[n - k_in - 1], cum_sq[n - k_in - 1])
-                } else {
-                    (0.0, 0.0)
-                };
-                sum = cum[n - 1] - c0;
-                sum_sq = cum_sq[n - 1] - q0;
-            }
-            mean = sum / k_in as f64;
-        }
-        let [nc, nm, nb, ns, nq] = &th.names;
-        w.line(p, k, nc, "", tags, k_in as f64, true);
-        w.line(p, k, nm, "", tags, mean, false);
-        w.line(p, k, nb, "", tags, boundary, false);
-        w.line(p, k, ns, "", tags, sum, false);
-        w.line(p, k, nq, "", tags, sum_sq, false);
-    }
-    let sum = cum[n - 1];
-    let sum_sq = cum_sq[n - 1];
-    let mean = sum / n as f64;
-    let mut diffs = 0.0;
-    for &v in values.iter() {
-        diffs += (v - mean) * (v - mean);
-    }
-    let mid = n / 2;
-    let median = if n % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    };
-    let std = (diffs / n as f64).sqrt();
-    w.line(p, k, "std", "", tags, std, false);
-    w.line(p, k, "upper", "", tags, max, false);
-    w.line(p, k, "lower", "", tags, min, false);
-    w.line(p, k, "count", "", tags, t.count, true);
-    w.line(p, k, "count_ps", "", tags, t.count / per_sec, true);
-    w.line(p, k, "sum", "", tags, sum, false);
-    w.line(p, k, "sum_squares", "", tags, sum_sq, false);
-    w.line(p, k, "mean", "", tags, mean, false);
-    w.line(p, k, "median", "", tags, median, false);
-    Some(Record {
+/// A key's record of one interval (the key is filled in by the caller).
+fn record(sum: f64, min: f64, max: f64, count: impl Into<u64>) -> Record {
+    Record {
         key: String::new(),
         sum,
         min,
         max,
-        count: n as u64,
-    })
+        count: count.into(),
+    }
 }
 
 #[cfg(test)]
