@@ -10,7 +10,7 @@
 //! | `/metrics` | GET | Prometheus text |
 //! | `/<s>`, `/<s>/stats` | GET | ServerStats of section s |
 //! | `/<s>/ops/status`, `/<s>/ping`, `/<s>/status` | GET | `200 ok`, or `503 all servers down` when no ring has members |
-//! | `/<s>/accumulator` | GET | `501 No accumulators defined` |
+//! | `/<s>/accumulator` | GET | the accumulator's state not yet flushed; `501 No accumulators defined` without one |
 //! | `/<s>/addserver`, `/<s>/purgeserver` | POST, PUT | live membership change (`dry_run=1`: what would move) |
 //!
 //! Every answer carries `Cache-Control: private, max-age=0, no-cache`. Mutations are refused with 405 for other

@@ -13,26 +13,17 @@
 //! released only when the bin task is done with the batch (written, or dropped after bounded retries). So queued
 //! plus in-flight plus retried records never exceed `metric_queue_length` per bin.
 //!
-//! # The writer interface, and how MySQL and Cassandra slot in
+//! # The writer interface
 //! [`Writer`] is an enum with async methods (no `async_trait`, no boxing); each driver lives in its own file:
-//! * `open(cfg, bin_secs)` — one writer per bin. Parses the driver's own `options`, connects, optionally creates the
-//!   schema. Failing here fails start-up with the error.
+//! * `open(cfg, bin_secs)` — one writer per bin. Parses the driver's own `options` and opens its target. Failing
+//!   here fails start-up with the error. The `file` driver is the one built in; a config naming `mysql`,
+//!   `cassandra` or `noop` validates but start-up refuses it ([`WriterError::Unsupported`]).
 //! * `write(points)` — store one bin flush. An `Err` means "nothing or not everything was stored"; the bin task
 //!   retries the whole batch [`MAX_WRITE_ATTEMPTS`] times with backoff, then drops it (counted, ERROR). Writers
 //!   must therefore make a batch idempotent or accept duplicates on retry (the file writer accepts them).
 //! * `maintenance_interval()` / `maintain()` — periodic work on the bin task, between batches (never concurrently
-//!   with `write`, so no locking): file rotation checks every 10 s; later MySQL's `periodic_flush`.
+//!   with `write`, so no locking): the file writer checks rotation every 10 s.
 //! * `close()` — flush whatever is buffered; called once when the queue is closed and drained.
-//!
-//! `Writer::Mysql(mysql::MysqlWriter)` (sqlx `MySqlPool`): `write` appends rows to a buffer and sends multi-row
-//! `INSERT`s when `batch_count` rows are buffered (statements split under 65535 placeholders); `maintain` runs every
-//! `periodic_flush` and sends the rest; a failed statement keeps its rows for the next flush up to
-//! `metric_queue_length` rows (the oldest beyond that are dropped and counted), so retry buffers stay bounded.
-//! `Writer::Cassandra(cassandra::CassandraWriter)` (scylla `Session` shared by the bins of a group through an
-//! `Arc`): `write` runs the prepared insert per point with at most `write_workers` in flight and returns when all
-//! finished; no maintenance. The indexer gets its own shared queue of keys in front of an `Indexer` enum (same
-//! shape: `open`, `index(keys)`, `close`); `WriterQueue::try_submit` will then also refuse a flush when the
-//! indexer queue is full (§10.1).
 
 pub mod file;
 
