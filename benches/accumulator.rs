@@ -1,10 +1,12 @@
-//! statsd accumulator throughput (spec §9.2): folding lines into 100 000 keys (60 % counters, 30 % timers,
-//! 10 % gauges), new and already-held keys, and flushing 1 000 000 keys to graphite lines and records.
-//! Inputs are built outside the timed loops.
+//! Accumulator throughput: the statsd accumulator (spec §9.2) folding lines into 100 000 keys (60 % counters,
+//! 30 % timers, 10 % gauges), new and already-held keys, and flushing 1 000 000 keys to graphite lines and
+//! records; the graphite accumulator (§9.3) folding 100 000 keys already held. Inputs are built outside the timed
+//! loops.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use consthash::accumulator::graphite::GraphiteState;
 use consthash::accumulator::statsd::StatsdState;
 use consthash::config::{Format, StatsdOptions};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -92,5 +94,41 @@ fn bench_flush(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fold, bench_flush);
+fn bench_graphite_fold(c: &mut Criterion) {
+    let input: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| {
+            format!(
+                "servers.host-{:04}.app{}.metric{i} {} 1700000000",
+                i % 997,
+                i % 13,
+                i % 100
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut g = c.benchmark_group("graphite_fold_100k_keys");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(20);
+    g.bench_function("existing_keys", |b| {
+        b.iter_batched(
+            || {
+                let mut a = GraphiteState::new(false);
+                for l in &input {
+                    a.add(l).expect("a valid graphite line");
+                }
+                a
+            },
+            |mut a| {
+                for l in &input {
+                    let _ = black_box(a.add(l));
+                }
+                a
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_fold, bench_flush, bench_graphite_fold);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! Time bins (spec §9.5): every base flush's records are merged into every bin; each bin is drained at its own
 //! aligned tick into [`Point`]s for that bin's writer.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::Duration;
 
 use crate::config::Bin;
@@ -31,7 +31,7 @@ impl Bins {
                     interval: b.interval,
                     secs: b.secs(),
                     ttl_secs: b.ttl.as_secs(),
-                    records: HashMap::new(),
+                    records: HashMap::default(),
                 })
                 .collect(),
         }

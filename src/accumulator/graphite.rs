@@ -5,7 +5,7 @@
 //! per key (the aggregate), hands one [`Record`] per key that received samples to the bins, and resets the state
 //! (or, with `keep_keys`, keeps the keys so idle ones emit 0).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::io::Write as _;
 
@@ -139,7 +139,7 @@ impl GraphiteState {
     pub fn new(keep_keys: bool) -> Self {
         GraphiteState {
             keep_keys,
-            stats: HashMap::new(),
+            stats: HashMap::default(),
         }
     }
 
