@@ -29,18 +29,7 @@ mod tests {
     use crate::ring::{Elter, HasherAlgo};
     use proptest::prelude::*;
 
-    const K: [&str; 10] = [
-        "moo.goo.org",
-        "stats.timers.foo",
-        "servers.main.cpu.load",
-        "servers.main-01.mem.free",
-        "statdtest.house.here",
-        "graphitetest.cow.now.test",
-        "a.b.c",
-        "foo.bar.baz",
-        "consthash.test",
-        "gorets",
-    ];
+    use crate::ring::tests_common::K;
 
     fn spec(algo: HasherAlgo, elter: Elter, vnodes: usize) -> RingSpec {
         RingSpec::consthash(algo, elter, vnodes)
