@@ -5,6 +5,7 @@
 #   bash benches/e2e.sh                        # 10 M lines, 100 k keys, 4 connections, medians of 5 runs
 #   LINES=2000000 RUNS=1 bash benches/e2e.sh   # a quick look
 #   RINGS="jump_fnv1a_ch md5" REPS="1" bash benches/e2e.sh
+#   RESULTS=/tmp/e2e.tsv bash benches/e2e.sh   # also keep every run's row
 #
 # Per scenario: lines delivered, loss, end-to-end lines/s (wall clock from the start of statblast until the last
 # line arrived, or, for a lossy relay, until it went idle), the relay's CPU seconds (user+sys from /proc) per
@@ -248,6 +249,13 @@ sort -k1,1 -k2,2 -k5,5n "$WORK/results" | awk '
   { k = $1 " " $2; if (n[k]++) rows[k] = rows[k] "\n" $0; else rows[k] = $0 }
   END { for (k in rows) { split(rows[k], r, "\n"); print r[int((n[k] + 1) / 2)] } }' | sort >"$WORK/medians"
 awk '{ printf "%-32s %-5s %12d %8.2f %12.0f %10.3f %9s %10s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$WORK/medians"
+echo
+echo "lines/s of each case over its $RUNS run(s): min / median / max"
+sort -k1,1 -k2,2 -k5,5n "$WORK/results" | awk '
+  { k = $1 " " $2; v[k] = v[k] " " $5; n[k]++ }
+  END { for (k in v) { split(substr(v[k], 2), a, " ")
+        printf "%-38s %12.0f %12.0f %12.0f\n", k, a[1], a[int((n[k] + 1) / 2)], a[n[k]] } }' | sort
+[ -z "${RESULTS:-}" ] || cp "$WORK/results" "$RESULTS"
 if [ -n "$have_crelay" ]; then
   echo
   echo "ratios (consthash vs carbon-c-relay, same replication; MD5 rings vs c-relay carbon_ch): throughput x, CPU per line /, peak RSS"

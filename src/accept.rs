@@ -2,9 +2,10 @@
 //! server.
 //!
 //! Invariants: an accept loop ends when its stop token fires; an accept error (out of file descriptors, a
-//! connection reset before it was accepted) is transient: it is logged and the loop pauses [`ACCEPT_ERROR_PAUSE`]
-//! before accepting again, so a full descriptor table does not become a busy loop. An HTTP connection that is open
-//! when the token fires finishes its request (graceful shutdown) and closes.
+//! connection reset before it was accepted) is transient: it is logged (at most once a second, with the number of
+//! failures) and the loop pauses before accepting again, from [`ACCEPT_ERROR_PAUSE`] doubling up to
+//! [`ACCEPT_ERROR_PAUSE_MAX`] while failures go on, so a full descriptor table does not become a busy loop. An HTTP
+//! connection that is open when the token fires gets [`HTTP_SHUTDOWN_GRACE`] to finish its request, then closes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,14 +24,22 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long an accept loop waits after a failed accept.
+/// How long an accept loop waits after a failed accept; doubled while accepts keep failing, up to
+/// [`ACCEPT_ERROR_PAUSE_MAX`].
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+pub const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// How long an open HTTP request may still run once shutdown began (a client that never finishes its request
+/// must not hold the process).
+pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The next accepted connection of `accept`, or `None` once `stop` fires. `server` names the loop in logs.
 pub async fn next<T, F>(server: &str, stop: &CancellationToken, mut accept: impl FnMut() -> F) -> Option<T>
 where
     F: Future<Output = io::Result<T>>,
 {
+    let mut pause = ACCEPT_ERROR_PAUSE;
+    let mut failed = 0u64;
+    let mut last_log: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             a = accept() => a,
@@ -39,11 +48,18 @@ where
         match accepted {
             Ok(conn) => return Some(conn),
             Err(e) => {
-                tracing::warn!(server, error = %e, "accept failed");
+                failed += 1;
+                // at most one line a second while accepts keep failing (out of file descriptors, for one)
+                if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(server, error = %e, failed, pause = ?pause, "accept failed");
+                    last_log = Some(tokio::time::Instant::now());
+                    failed = 0;
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.cancelled() => return None,
                 }
+                pause = (pause * 2).min(ACCEPT_ERROR_PAUSE_MAX);
             }
         }
     }
@@ -74,7 +90,13 @@ pub async fn serve_http<H, F>(
                 r = conn.as_mut() => r,
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    match tokio::time::timeout(HTTP_SHUTDOWN_GRACE, conn.as_mut()).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::warn!(%peer, "a request was still open {HTTP_SHUTDOWN_GRACE:?} after shutdown began: closed");
+                            Ok(())
+                        }
+                    }
                 }
             };
             if let Err(e) = result {
@@ -89,7 +111,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn accept_errors_pause_and_the_loop_goes_on() {
+    async fn accept_errors_pause_longer_while_they_go_on_and_the_loop_recovers() {
         let stop = CancellationToken::new();
         let mut attempts = Vec::new();
         let start = tokio::time::Instant::now();
@@ -97,16 +119,17 @@ mod tests {
             attempts.push(start.elapsed());
             let n = attempts.len();
             async move {
-                if n < 3 {
-                    Err(io::Error::other("EMFILE"))
+                if n < 8 {
+                    Err(io::Error::from_raw_os_error(24)) // EMFILE
                 } else {
                     Ok(n)
                 }
             }
         })
         .await;
-        assert_eq!(got, Some(3));
-        assert_eq!(attempts, [Duration::ZERO, ACCEPT_ERROR_PAUSE, ACCEPT_ERROR_PAUSE * 2]);
+        assert_eq!(got, Some(8), "accepting again once descriptors are free");
+        let pauses: Vec<u64> = attempts.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect();
+        assert_eq!(pauses, [50, 100, 200, 400, 800, 1000, 1000]);
     }
 
     #[tokio::test(start_paused = true)]

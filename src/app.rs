@@ -2,10 +2,11 @@
 //!
 //! Start: sections (splitter, PreReg, rings, destinations), then the senders and health checks of every
 //! destination (they dial lazily), the accumulators and their writers, then the listeners, then the admin server.
-//! Shutdown: stop the listeners (connections route what they already read), let the accumulators flush
-//! everything pending and the writers write it, close the destination queues, let the senders drain them for up to
-//! `shutdown_timeout`, then stop the senders and count what is left as dropped (`shutdown`); the admin server and
-//! self-stats stop last.
+//! Shutdown, all within one `shutdown_timeout` from its start: stop the listeners (connections route what they
+//! already read; HTTP requests get a short grace), let the accumulators flush everything pending and the writers
+//! write it, close the destination queues, let the senders drain them, then stop the senders and count what is
+//! left as dropped (`shutdown`); the admin server and self-stats stop last. A listener or accumulator still waiting
+//! for room in a full queue when the time is up gets its queues closed: what it held is counted as dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use tokio::sync::mpsc;
+use tokio::time::timeout_at;
 
 use crate::accumulator::bins::Bins;
 use crate::accumulator::{Accumulator, AccumulatorTask};
@@ -307,6 +309,11 @@ impl Relay {
                     section: section.clone(),
                     history: History::new(cfg.internal_health_server_points),
                     accumulator: accumulator.clone(),
+                    listen: cfg.listen.clone(),
+                    bound: match self.bound(&cfg.name) {
+                        Some(Bound::Tcp(a) | Bound::Udp(a) | Bound::Http(a)) => Some(*a),
+                        _ => None,
+                    },
                 })
                 .collect();
             let state = AdminState {
@@ -314,6 +321,7 @@ impl Relay {
                 started: std::time::Instant::now(),
                 index_dir: g.internal_health_server_path.clone(),
                 allow: g.internal_health_server_admin_allow.clone(),
+                hosts: api::guard::Hosts::new(&g.internal_health_server_hosts),
             };
             self.services.spawn(api::serve(
                 l,
@@ -362,32 +370,33 @@ impl Relay {
         self.admin
     }
 
-    /// Graceful shutdown (spec §2): stop reading, route what was read, drain the queues for up to
-    /// `shutdown_timeout`, count the rest as dropped; stop the admin server and self-stats last.
+    /// Graceful shutdown (spec §2): stop reading, route what was read, drain the queues, all within
+    /// `shutdown_timeout`; count the rest as dropped; stop the admin server and self-stats last.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.stop_listeners.cancel();
         self.stop_checks.cancel();
         self.listeners.close();
-        self.listeners.wait().await;
+        if timeout_at(deadline, self.listeners.wait()).await.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "listeners still waiting for full queues: closing them");
+            self.close_queues();
+            self.listeners.wait().await;
+        }
         // accumulators: a final flush of everything pending, into the queues and the writer queues
         self.stop_accumulators.cancel();
         self.accumulators.close();
-        self.accumulators.wait().await;
+        if timeout_at(deadline, self.accumulators.wait()).await.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "accumulators still flushing into full queues: closing them");
+            self.close_queues();
+            self.accumulators.wait().await;
+        }
         self.writers.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.writers.wait())
-            .await
-            .is_err()
-        {
+        if timeout_at(deadline, self.writers.wait()).await.is_err() {
             tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: records lost");
         }
-        for (s, _) in &self.sections {
-            s.backend.close_queues();
-        }
+        self.close_queues();
         self.senders.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.senders.wait())
-            .await
-            .is_err()
-        {
+        if timeout_at(deadline, self.senders.wait()).await.is_err() {
             tracing::warn!(timeout = ?self.shutdown_timeout, "outgoing queues not drained in time");
             self.stop_senders.cancel();
             self.senders.wait().await;
@@ -398,6 +407,13 @@ impl Relay {
         self.stop_services.cancel();
         self.services.close();
         self.services.wait().await;
+    }
+
+    /// Closes every destination queue: pushes are refused (counted as dropped, `shutdown`), senders drain the rest.
+    fn close_queues(&self) {
+        for (s, _) in &self.sections {
+            s.backend.close_queues();
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `consthash` binary: command line, logging, process set-up, signals.
 //!
 //! Exit codes: 0 after a clean shutdown or a valid `--check-config`; 1 for usage or configuration errors (every
-//! error printed, nothing started); 2 when the relay could not start (e.g. a listen address is in use).
+//! error printed, nothing started) and when a second SIGINT/SIGTERM cut the shutdown short; 2 when the relay could
+//! not start (e.g. a listen address is in use).
 
 #![forbid(unsafe_code)]
 
@@ -168,9 +169,16 @@ fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "consthash started");
         wait_for_signal().await;
         tracing::info!("shutting down");
-        relay.shutdown().await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
+        tokio::select! {
+            _ = relay.shutdown() => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            _ = wait_for_signal() => {
+                tracing::error!("second signal: stopped before the shutdown finished (what was queued is lost)");
+                ExitCode::from(1)
+            }
+        }
     });
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);

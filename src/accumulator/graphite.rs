@@ -133,6 +133,9 @@ impl Entry {
 pub struct GraphiteState {
     keep_keys: bool,
     stats: HashMap<Box<str>, Entry>,
+    /// A line of a new key is dropped (and counted in `over_max_keys`) while `stats` holds this many.
+    max_keys: usize,
+    over_max_keys: u64,
 }
 
 impl GraphiteState {
@@ -140,7 +143,20 @@ impl GraphiteState {
         GraphiteState {
             keep_keys,
             stats: HashMap::default(),
+            max_keys: usize::MAX,
+            over_max_keys: 0,
         }
+    }
+
+    /// Holds at most `max` keys: lines of further new keys are dropped and counted.
+    pub fn with_max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// Lines dropped for `max_keys` since the last call.
+    pub fn take_over_max_keys(&mut self) -> u64 {
+        std::mem::take(&mut self.over_max_keys)
     }
 
     /// Fold one line (without its newline) into the state.
@@ -157,8 +173,10 @@ impl GraphiteState {
             return Err(GraphiteError::BadValue);
         }
         let key = String::from_utf8_lossy(key);
+        let full = self.stats.len() >= self.max_keys;
         match self.stats.get_mut(key.as_ref()) {
             Some(e) => e.add(value),
+            None if full => self.over_max_keys += 1,
             None => {
                 let mut e = Entry::new(Aggregation::for_key(&key));
                 e.add(value);
@@ -321,6 +339,19 @@ mod tests {
         lines.sort();
         recs.sort_by(|a, b| a.key.cmp(&b.key));
         (lines, recs)
+    }
+
+    #[test]
+    fn new_keys_beyond_max_keys_are_dropped_and_counted() {
+        let mut acc = GraphiteState::new(false).with_max_keys(1);
+        for l in ["a 1 1", "b 1 1", "a 2 1"] {
+            acc.add(l.as_bytes()).expect("valid");
+        }
+        assert_eq!(acc.take_over_max_keys(), 1);
+        let (mut out, mut records) = (Vec::new(), Vec::new());
+        assert_eq!(acc.flush(10, Format::Graphite, &mut out, &mut records), 1);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].count, 2);
     }
 
     #[test]

@@ -30,8 +30,18 @@ impl State {
     /// An empty state for the accumulator of `cfg`.
     pub fn new(cfg: &AccumulatorConfig) -> State {
         match cfg.input_format {
-            Format::Statsd => State::Statsd(Box::new(StatsdState::new(&cfg.options, cfg.keep_keys))),
-            Format::Graphite => State::Graphite(GraphiteState::new(cfg.keep_keys)),
+            Format::Statsd => State::Statsd(Box::new(
+                StatsdState::new(&cfg.options, cfg.keep_keys).with_max_keys(cfg.max_keys),
+            )),
+            Format::Graphite => State::Graphite(GraphiteState::new(cfg.keep_keys).with_max_keys(cfg.max_keys)),
+        }
+    }
+
+    /// Samples dropped since the last call because their key was new and `max_keys` keys were held.
+    pub fn take_over_max_keys(&mut self) -> u64 {
+        match self {
+            State::Statsd(a) => a.take_over_max_keys(),
+            State::Graphite(a) => a.take_over_max_keys(),
         }
     }
 

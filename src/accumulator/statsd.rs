@@ -283,6 +283,9 @@ pub struct StatsdState {
     /// foldhash: SipHash (std's default) cost a third of the fold time on short metric keys; foldhash beat both
     /// `fnv` and a hand-written folded-multiply hash in the fold bench.
     map: HashMap<Box<str>, Slot>,
+    /// A sample of a new key is dropped (and counted in `over_max_keys`) while the map holds this many.
+    max_keys: usize,
+    over_max_keys: u64,
     keep_keys: bool,
     names: Names,
     thresholds: Vec<Threshold>,
@@ -466,6 +469,8 @@ impl StatsdState {
             .collect();
         StatsdState {
             map: HashMap::default(),
+            max_keys: usize::MAX,
+            over_max_keys: 0,
             keep_keys,
             names,
             thresholds,
@@ -475,6 +480,17 @@ impl StatsdState {
             cum_sq: Vec::new(),
             name_buf: String::new(),
         }
+    }
+
+    /// Holds at most `max` keys: samples of further new keys are dropped and counted.
+    pub fn with_max_keys(mut self, max: usize) -> StatsdState {
+        self.max_keys = max;
+        self
+    }
+
+    /// Samples dropped for `max_keys` since the last call.
+    pub fn take_over_max_keys(&mut self) -> u64 {
+        std::mem::take(&mut self.over_max_keys)
     }
 
     /// Distinct keys held.
@@ -570,6 +586,10 @@ impl StatsdState {
                     }
                 }
             }
+            return;
+        }
+        if self.map.len() >= self.max_keys {
+            self.over_max_keys += 1;
             return;
         }
         let slot = match s {
@@ -895,6 +915,24 @@ mod tests {
 
     fn acc(o: &[(&str, &str)], keep: bool) -> StatsdState {
         StatsdState::new(&StatsdOptions::from_pairs(o).expect("valid options"), keep)
+    }
+
+    #[test]
+    fn new_keys_beyond_max_keys_are_dropped_and_counted() {
+        let mut a = acc(&[], false).with_max_keys(2);
+        for l in ["a:1|c", "b:1|ms", "c:1|g", "a:2|c", "d:1|c:2|c"] {
+            a.add(l.as_bytes());
+        }
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.take_over_max_keys(), 3, "c, and both samples of d");
+        assert_eq!(a.take_over_max_keys(), 0);
+        let m = flush_map(&mut a, &mut Vec::new());
+        assert_eq!(m["stats_counts.a"], "3", "held keys keep folding");
+        let mut kept = acc(&[], true).with_max_keys(1);
+        kept.add(b"a:1|c");
+        flush_map(&mut kept, &mut Vec::new());
+        kept.add(b"b:1|c");
+        assert_eq!(kept.take_over_max_keys(), 1, "kept keys count toward the bound");
     }
 
     /// Flushes in graphite format with a 10 s interval; name → value.

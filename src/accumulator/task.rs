@@ -28,6 +28,8 @@ use crate::writer::{WriterQueue, WriterStats};
 pub struct AccumulatorStats {
     pub lines: AtomicU64,
     pub invalid: AtomicU64,
+    /// Samples dropped because their key was new and the accumulator held `max_keys` keys.
+    pub over_max_keys: AtomicU64,
     pub flushes: AtomicU64,
     pub output_lines: AtomicU64,
     pub records: AtomicU64,
@@ -45,6 +47,8 @@ pub struct Accumulator {
     pub clock: Clock,
     /// Per bin: (bin seconds, driver, counters), once the writers started.
     pub writer_stats: OnceLock<Vec<(u64, &'static str, Arc<WriterStats>)>>,
+    /// Rate limit of the "max_keys reached" warning.
+    max_keys_log: RateLimit,
 }
 
 impl Accumulator {
@@ -57,6 +61,7 @@ impl Accumulator {
             last_flush_ms: AtomicU64::new(0),
             clock,
             writer_stats: OnceLock::new(),
+            max_keys_log: RateLimit::default(),
         })
     }
 
@@ -142,10 +147,20 @@ impl AccumulatorTask {
 
     fn fold(&mut self, batch: &Batch, log: &RateLimit) {
         let mut invalid = 0u64;
-        {
+        let over_max_keys = {
             let mut state = self.acc.state();
             for line in batch.data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 invalid += u64::from(state.add(line).1);
+            }
+            state.take_over_max_keys()
+        };
+        if over_max_keys > 0 {
+            self.acc.stats.over_max_keys.fetch_add(over_max_keys, Relaxed);
+            if let Some(suppressed) = self.acc.max_keys_log.allow() {
+                tracing::warn!(
+                    group = %self.acc.group, dropped = over_max_keys, max_keys = self.acc.config.max_keys, suppressed,
+                    "accumulator: samples of new keys dropped, max_keys reached"
+                );
             }
         }
         self.acc.stats.lines.fetch_add(batch.lines as u64, Relaxed);

@@ -15,10 +15,11 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::guard::{cross_site, jsonp_callback_ok, Hosts};
 use super::stats::{accumulator_report, History, TICK};
 use crate::accumulator::Accumulator;
 use crate::backend::NewMember;
-use crate::config::{DestUrl, IpCidr, Target};
+use crate::config::{DestUrl, IpCidr, Listen, Target};
 use crate::ring::{default_hashkey, validate_hashkey, Ring};
 use crate::section::Section;
 
@@ -32,6 +33,9 @@ pub struct SectionView {
     pub history: History,
     /// Its accumulator, if it has one.
     pub accumulator: Option<Arc<Accumulator>>,
+    /// Its listener as configured, and the address it is bound to (`None` for unix sockets and `backend_only`).
+    pub listen: Listen,
+    pub bound: Option<SocketAddr>,
 }
 
 /// What the admin server serves.
@@ -41,6 +45,8 @@ pub struct AdminState {
     pub started: Instant,
     pub index_dir: Option<PathBuf>,
     pub allow: Vec<IpCidr>,
+    /// The `Host` names it answers to.
+    pub hosts: Hosts,
 }
 
 impl AdminState {
@@ -110,6 +116,12 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
 }
 
 async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    if !state.hosts.allow(req.headers()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Forbidden: unknown Host (add it to internal_health_server_hosts)",
+        );
+    }
     let path = req.uri().path().to_string();
     match &path[..] {
         "/ops/status" | "/ping" | "/status" => return text(StatusCode::OK, "ok"),
@@ -153,6 +165,10 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
             None => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
         },
         SectionRoute::AddServer => match mutation(state, &v.section, req, peer.ip()).await {
+            Ok(m) if v.listen.receives(&m.server.target, v.bound) => bad(format!(
+                "Server {} is this section's own listener: every line would loop",
+                m.server.raw
+            )),
             Ok(m) => add_server(&v.section, m),
             Err(refused) => refused,
         },
@@ -171,6 +187,7 @@ fn all_stats(state: &AdminState, req: &Request<Incoming>) -> Resp {
     }
     let body = Value::Object(m).to_string();
     match query(req).get("jsonp").filter(|cb| !cb.is_empty()) {
+        Some(cb) if !jsonp_callback_ok(cb) => bad("Invalid jsonp callback: a JavaScript identifier is required"),
         Some(cb) => respond(StatusCode::OK, "application/javascript", format!("{cb}({body})")),
         None => respond(StatusCode::OK, "application/json", body),
     }
@@ -285,6 +302,9 @@ async fn mutation(state: &AdminState, s: &Section, req: Request<Incoming>, ip: I
             StatusCode::FORBIDDEN,
             format!("Forbidden: {ip} may not change the rings"),
         ));
+    }
+    if let Some(why) = cross_site(req.headers()) {
+        return Err(text(StatusCode::FORBIDDEN, format!("Forbidden: {why}")));
     }
     let mut params = query(&req);
     let form = req

@@ -183,6 +183,18 @@ impl Family<'_> {
             |s, _| s.accumulator.as_ref().map_or(0, |i| i.dropped.load(Relaxed)),
         );
         self.per_accumulator(
+            "consthash_accumulator_invalid_samples_total",
+            COUNTER,
+            "Samples the accumulator could not parse.",
+            |_, a| a.stats.invalid.load(Relaxed),
+        );
+        self.per_accumulator(
+            "consthash_accumulator_max_keys_dropped_total",
+            COUNTER,
+            "Samples dropped because their key was new and the accumulator held max_keys keys.",
+            |_, a| a.stats.over_max_keys.load(Relaxed),
+        );
+        self.per_accumulator(
             "consthash_accumulator_keys",
             GAUGE,
             "Keys the accumulator holds now.",

@@ -13,11 +13,14 @@
 //! | `/<s>/accumulator` | GET | the accumulator's state not yet flushed; `501 No accumulators defined` without one |
 //! | `/<s>/addserver`, `/<s>/purgeserver` | POST, PUT | live membership change (`dry_run=1`: what would move) |
 //!
-//! Every answer carries `Cache-Control: private, max-age=0, no-cache`. Mutations are refused with 405 for other
-//! methods and with 403 for clients outside `internal_health_server_admin_allow`. Fixed routes take precedence
+//! Every answer carries `Cache-Control: private, max-age=0, no-cache`. A request whose `Host` does not name this
+//! server is refused with 403, an invalid `jsonp` callback with 400 ([`guard`]). Mutations are refused with 405 for
+//! other methods and with 403 for clients outside `internal_health_server_admin_allow` and for requests a web page
+//! could have sent (cross-site, or a form body without `X-Requested-By`). Fixed routes take precedence
 //! over section names; an unknown section under a section route is `400 Invalid server name`.
 
 mod admin;
+pub mod guard;
 pub mod metrics;
 pub mod stats;
 

@@ -54,6 +54,8 @@ pub struct Globals {
     /// The `[default]` value (sections carry their own, possibly inherited).
     pub internal_health_server_points: usize,
     pub internal_health_server_admin_allow: Vec<IpCidr>,
+    /// `Host` names the admin server answers to besides IP literals, localhost and this machine's name (`"*"`: any).
+    pub internal_health_server_hosts: Vec<String>,
     pub shutdown_timeout: Duration,
 }
 
@@ -264,21 +266,39 @@ fn check_listeners(d: &mut Diag, root: &Table, sections: &[SectionConfig]) {
             d.file_error("no section with a real listener (every section is backend_only)");
         }
     }
-    let mut bound: HashMap<String, &str> = HashMap::new();
+    // Sections by the socket they bind (transport and port, or path); only those can collide.
+    let mut bound: HashMap<String, Vec<&SectionConfig>> = HashMap::new();
     for s in sections {
-        // Port 0 asks the OS for a free port: two such sections never collide.
-        if let Some(k) = s.listen.bind_key().filter(|k| !k.ends_with(":0")) {
-            if let Some(other) = bound.get(&k) {
+        if let Some(k) = s.listen.bind_key() {
+            let same_socket = bound.entry(k).or_default();
+            if let Some(other) = same_socket.iter().find(|o| o.listen.collides(&s.listen)) {
                 d.error(
                     &format!("{}.listen", s.name),
-                    format!("address {} is already used by section {other}", s.listen.url()),
+                    format!("address {} is already used by section {}", s.listen.url(), other.name),
                 );
-            } else {
-                bound.insert(k, &s.name);
+            }
+            same_socket.push(s);
+        }
+        for (r, ring) in s.rings.iter().enumerate() {
+            for (i, server) in ring.servers.iter().enumerate() {
+                if s.listen.receives(&server.target, None) {
+                    d.error(
+                        &format!("{}.servers[{r}].servers[{i}]", s.name),
+                        format!(
+                            "{} is this section's own listener: every line would loop (send it to another section)",
+                            server.raw
+                        ),
+                    );
+                }
             }
         }
     }
 }
+
+/// Most worker threads (`num_procs`): far more than cores only costs memory, and thousands abort the runtime.
+pub const MAX_NUM_PROCS: usize = 1024;
+/// Most points per member (`hasher_vnodes`): rings of millions of points take minutes to build.
+pub const MAX_VNODES: usize = 10_000;
 
 /// A `host:port` string key; empty means unset.
 fn host_port_key(d: &mut Diag, t: Tbl, key: &str) -> Option<String> {
@@ -327,7 +347,7 @@ impl Globals {
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Globals {
             pid_file: non_empty(t.str(d, "pid_file")).map(PathBuf::from),
-            num_procs: t.usize(d, "num_procs").unwrap_or(0),
+            num_procs: t.usize_at_most(d, "num_procs", MAX_NUM_PROCS).unwrap_or(0),
             cpu_profile: t.bool(d, "cpu_profile").unwrap_or(false),
             stats_tick: t.bool(d, "stats_tick").unwrap_or(false),
             statsd_server: host_port_key(d, t, "statsd_server"),
@@ -342,6 +362,7 @@ impl Globals {
             internal_health_server_path: non_empty(t.str(d, "internal_health_server_path")).map(PathBuf::from),
             internal_health_server_points: t.usize(d, "internal_health_server_points").unwrap_or(100),
             internal_health_server_admin_allow: admin_allow(d, t),
+            internal_health_server_hosts: t.str_array(d, "internal_health_server_hosts").unwrap_or_default(),
             shutdown_timeout: t
                 .dur(d, "shutdown_timeout", IntUnit::Secs)
                 .unwrap_or(Duration::from_secs(10)),
@@ -410,7 +431,7 @@ impl HashingConfig {
                 Elter::Graphite
             }),
         };
-        let vnodes = match t.usize(d, "hasher_vnodes").unwrap_or(4) {
+        let vnodes = match t.usize_at_most(d, "hasher_vnodes", MAX_VNODES).unwrap_or(4) {
             0 => 4,
             v => v,
         };
@@ -1179,6 +1200,14 @@ servers = ["tcp://h:1"]
              "relay.toml: b.listen: address tcp://127.0.0.1:6000 is already used by section a"),
             ("[default]\n[a]\nlisten='tcp://0.0.0.0:80'\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n[b]\nlisten='http://0.0.0.0:80/x'\nmsg_type='graphite'\n[[b.servers]]\nservers=['tcp://h:1']\n",
              "relay.toml: b.listen: address http://0.0.0.0:80/x is already used by section a"),
+            ("[default]\n[a]\nlisten='tcp://0.0.0.0:2003'\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1']\n[b]\nlisten='tcp://127.0.0.1:2003'\nmsg_type='graphite'\n[[b.servers]]\nservers=['tcp://h:1']\n",
+             "relay.toml: b.listen: address tcp://127.0.0.1:2003 is already used by section a"),
+            ("[default]\n[a]\nlisten='udp://localhost:8125'\nmsg_type='statsd'\n[[a.servers]]\nservers=['tcp://h:1']\n[b]\nlisten='udp://127.0.0.1:8125'\nmsg_type='statsd'\n[[b.servers]]\nservers=['tcp://h:1']\n",
+             "relay.toml: b.listen: address udp://127.0.0.1:8125 is already used by section a"),
+            (&format!("[default]\nnum_procs=20000\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.num_procs: must be at most 1024, found 20000"),
+            (&format!("[default]\n[a]\nmsg_type='graphite'\nhasher_vnodes=10000000\n{ok_ring}"), "relay.toml: a.hasher_vnodes: must be at most 10000, found 10000000"),
+            ("[default]\n[a]\nlisten='tcp://0.0.0.0:2003'\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1', 'tcp://127.0.0.1:2003']\n",
+             "relay.toml: a.servers[0].servers[1]: tcp://127.0.0.1:2003 is this section's own listener: every line would loop (send it to another section)"),
             (&format!("[default]\nsending_method='fast'\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.sending_method: unknown sending_method \"fast\", expected bufferedpool, pool or single"),
             (&format!("[default]\ninternal_health_server_admin_allow=['10.0.0.0/99']\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.internal_health_server_admin_allow[0]: invalid CIDR \"10.0.0.0/99\": invalid prefix length"),
             (&format!("[default]\nstatsd_sample_rate=2\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.statsd_sample_rate: must be greater than 0 and at most 1, found 2"),
@@ -1197,6 +1226,16 @@ servers = ["tcp://h:1"]
             errs,
             ["relay.toml: a.msg_type: unknown msg_type \"nope\", expected graphite, statsd or regex"]
         );
+    }
+
+    #[test]
+    fn config_main_a_loopback_to_another_section_is_no_loop() {
+        let c = load(
+            "[default]\n[hash]\nlisten='tcp://0.0.0.0:2003'\nmsg_type='graphite'\n[[hash.servers]]\n\
+             servers=['tcp://127.0.0.1:2004']\n[acc]\nlisten='tcp://127.0.0.1:2004'\nmsg_type='graphite'\n\
+             [[acc.servers]]\nservers=['tcp://h:1']\n",
+        );
+        assert_eq!(c.sections.len(), 2);
     }
 
     #[test]

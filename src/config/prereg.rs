@@ -69,6 +69,9 @@ impl Matcher {
 }
 
 /// `[<g>.accumulator]` (spec §4.3).
+/// `max_keys` unless configured: about 130 MB of statsd state.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccumulatorConfig {
     pub backend: AccTarget,
@@ -78,6 +81,8 @@ pub struct AccumulatorConfig {
     /// Strictly ascending, each a multiple of the previous; never empty.
     pub times: Vec<Bin>,
     pub keep_keys: bool,
+    /// Most distinct keys held; samples of further new keys are dropped and counted.
+    pub max_keys: usize,
     /// statsd naming options (§9.2.4); defaults for a graphite accumulator.
     pub options: StatsdOptions,
     pub writer: Option<WriterConfig>,
@@ -390,6 +395,13 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
     }
     let (accumulate_flush, times) = parse_times(d, a);
     let keep_keys = a.bool(d, "keep_keys").unwrap_or(false);
+    let max_keys = match a.usize(d, "max_keys") {
+        Some(0) => {
+            d.error(&a.path_of("max_keys"), "must be at least 1");
+            DEFAULT_MAX_KEYS
+        }
+        n => n.unwrap_or(DEFAULT_MAX_KEYS),
+    };
     let options = parse_options(d, a, input_format);
     if let Some(tags) = a.table_array(d, "tags") {
         for (i, t) in tags {
@@ -426,6 +438,7 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
         accumulate_flush,
         times,
         keep_keys,
+        max_keys,
         options,
         writer,
         api,
@@ -935,6 +948,11 @@ noop = "true"
             }]
         );
         assert!(!a.keep_keys);
+        assert_eq!(a.max_keys, DEFAULT_MAX_KEYS);
+        let a = acc_of(&with_acc(
+            "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'\nmax_keys=5000",
+        ));
+        assert_eq!(a.max_keys, 5000);
         let a = acc_of(&with_acc(
             "backend='graphite-relay'\ninput_format='statsd'\noutput_format='graphite'",
         ));

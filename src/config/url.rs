@@ -1,6 +1,6 @@
 //! Listen URLs (spec §5.1), destination URLs (§3.4) and the small address types of the config.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// Where a section listens (`listen`, spec §5.1).
@@ -64,15 +64,87 @@ impl Listen {
         }
     }
 
-    /// The socket this listener binds, for detecting two sections on one address (tcp and http share TCP ports).
+    /// Whether lines sent to `dest` arrive at this listener (a ring member that is its own listener makes every line
+    /// loop). `bound` is where it actually listens, when known (port 0 resolved). The destination's host must be the
+    /// listener's, or `localhost` / a loopback address when the listener is on loopback or every address; an
+    /// `http` destination must also fall under the listener's path.
+    pub fn receives(&self, dest: &Target, bound: Option<SocketAddr>) -> bool {
+        let at = |configured: &str, dest: &str| {
+            let listen = match bound {
+                Some(a) => (a.ip().to_string(), a.port()),
+                None => match split_host_port(configured) {
+                    Some((h, p)) => (h.to_string(), p),
+                    None => return false,
+                },
+            };
+            split_host_port(dest).is_some_and(|(h, p)| p == listen.1 && same_host(&listen.0, h))
+        };
+        match (self, dest) {
+            (Listen::Tcp(l), Target::Tcp(d)) | (Listen::Udp(l), Target::Udp(d)) => at(l, d),
+            (Listen::Unix(l), Target::Unix(d)) => l == d,
+            (Listen::Http { addr, path }, Target::Http(url)) => {
+                let rest = url.strip_prefix("http://").unwrap_or(url);
+                let (hp, dest_path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+                let dest_path = dest_path.split(['?', '#']).next().unwrap_or("/");
+                let under = if path.ends_with('/') {
+                    dest_path.starts_with(path.as_str())
+                } else {
+                    dest_path == path
+                };
+                under && at(addr, hp)
+            }
+            _ => false,
+        }
+    }
+
+    /// The transport and port (or path) this listener binds: only listeners with one key can collide (tcp and
+    /// http share TCP ports). Port 0 asks the OS for a free port: such listeners have none.
     pub(crate) fn bind_key(&self) -> Option<String> {
+        let port = |a: &str| split_host_port(a).map(|(_, p)| p).filter(|p| *p != 0);
         match self {
-            Listen::Tcp(a) | Listen::Http { addr: a, .. } => Some(format!("tcp {a}")),
-            Listen::Udp(a) => Some(format!("udp {a}")),
+            Listen::Tcp(a) | Listen::Http { addr: a, .. } => port(a).map(|p| format!("tcp {p}")),
+            Listen::Udp(a) => port(a).map(|p| format!("udp {p}")),
             Listen::Unix(p) => Some(format!("unix {}", p.display())),
             Listen::BackendOnly => None,
         }
     }
+
+    /// Whether two listeners with the same [`bind_key`](Listen::bind_key) would bind one socket: the same host
+    /// (`localhost` and loopback addresses alike), or one of them on every address.
+    pub(crate) fn collides(&self, other: &Listen) -> bool {
+        let host = |l: &Listen| match l {
+            Listen::Tcp(a) | Listen::Udp(a) | Listen::Http { addr: a, .. } => {
+                split_host_port(a).map(|(h, _)| h.to_string())
+            }
+            _ => None,
+        };
+        let every = |h: &str| h.is_empty() || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+        match (host(self), host(other)) {
+            (Some(a), Some(b)) => every(&a) || every(&b) || same_host(&a, &b) || same_host(&b, &a),
+            _ => self.bind_key() == other.bind_key(),
+        }
+    }
+}
+
+/// `host:port` or `[v6]:port` split; the host without brackets.
+fn split_host_port(hp: &str) -> Option<(&str, u16)> {
+    let (host, port) = hp.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some((host, port.parse().ok()?))
+}
+
+/// Whether a destination host names the address a listener is bound to (`listener`), on this machine.
+fn same_host(listener: &str, dest: &str) -> bool {
+    let local = |h: &str| h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let every = listener.is_empty() || listener.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+    let canonical = |h: &str| match h.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => h.to_ascii_lowercase(),
+    };
+    canonical(listener) == canonical(dest)
+        || (every && (local(dest) || dest.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())))
+        || (dest.eq_ignore_ascii_case("localhost") && local(listener))
+        || (listener.eq_ignore_ascii_case("localhost") && local(dest))
 }
 
 /// Parses a comma-separated list of endpoint URLs (`tcp://`, `udp://`, `unix:///`, `http://host:port/path`), as
@@ -342,6 +414,38 @@ mod tests {
         assert!(parse_url_list(" , ").is_err());
         assert!(parse_url_list("backend_only").is_err());
         assert!(parse_url_list("ftp://x:1").is_err());
+    }
+
+    #[test]
+    fn a_listener_receives_what_is_sent_to_its_own_address() {
+        let dest = |u: &str| DestUrl::parse(u).expect("dest").target;
+        let listen = |u: &str| Listen::parse(u).expect("listen");
+        let tcp = listen("tcp://127.0.0.1:2003");
+        for own in ["tcp://127.0.0.1:2003", "tcp://localhost:2003"] {
+            assert!(tcp.receives(&dest(own), None), "{own}");
+        }
+        for other in [
+            "tcp://127.0.0.1:2004",
+            "udp://127.0.0.1:2003",
+            "tcp://10.0.0.9:2003",
+            "tcp://127.0.0.2:2003",
+        ] {
+            assert!(!tcp.receives(&dest(other), None), "{other}");
+        }
+        let every = listen("tcp://0.0.0.0:2003");
+        assert!(every.receives(&dest("tcp://127.0.0.1:2003"), None));
+        assert!(every.receives(&dest("tcp://localhost:2003"), None));
+        assert!(!every.receives(&dest("tcp://127.0.0.1:2004"), None));
+        let ephemeral = listen("tcp://127.0.0.1:0");
+        let bound = Some("127.0.0.1:41234".parse().expect("addr"));
+        assert!(ephemeral.receives(&dest("tcp://127.0.0.1:41234"), bound));
+        assert!(!ephemeral.receives(&dest("tcp://127.0.0.1:41234"), None));
+        assert!(listen("udp://[::1]:8125").receives(&dest("udp://[::1]:8125"), None));
+        assert!(listen("unix:///run/in.sock").receives(&dest("unix:///run/in.sock"), None));
+        let http = listen("http://127.0.0.1:8080/metrics/");
+        assert!(http.receives(&dest("http://127.0.0.1:8080/metrics/in"), None));
+        assert!(!http.receives(&dest("http://127.0.0.1:8080/other"), None));
+        assert!(!listen("backend_only").receives(&dest("tcp://127.0.0.1:6000"), None));
     }
 
     #[test]

@@ -314,6 +314,17 @@ impl<'a> Tbl<'a> {
         }
     }
 
+    /// A non-negative integer no larger than `max` (a bound that keeps start-up from failing or hanging).
+    pub fn usize_at_most(&self, d: &mut Diag, key: &str, max: usize) -> Option<usize> {
+        match self.usize(d, key)? {
+            v if v > max => {
+                d.error(&self.path_of(key), format!("must be at most {max}, found {v}"));
+                None
+            }
+            v => Some(v),
+        }
+    }
+
     pub fn usize(&self, d: &mut Diag, key: &str) -> Option<usize> {
         let i = self.int(d, key)?;
         match usize::try_from(i) {

@@ -49,9 +49,7 @@ pub async fn start(
             Bound::Tcp(bound)
         }
         Listen::Unix(path) => {
-            if path.exists() {
-                std::fs::remove_file(path)?;
-            }
+            remove_stale_socket(path)?;
             let l = tokio::net::UnixListener::bind(path)?;
             tracker.spawn(stream::run_unix(
                 l,
@@ -76,4 +74,28 @@ pub async fn start(
         }
         Listen::BackendOnly => Bound::None,
     })
+}
+
+/// Makes way for a unix listener at `path`: removes a socket nobody listens on any more (left by a process that
+/// died), and refuses anything else there: a socket in use (another instance) or a file that is not a socket.
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket: not removed", path.display()),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is the socket of a running process", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
 }

@@ -52,8 +52,15 @@ fn assert_placement(ring: &Ring, received: &[Vec<String>], sent: &[String]) -> u
     checked
 }
 
+/// A form POST as a script sends it: with the `X-Requested-By` header that a cross-site web form cannot send.
 async fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let r = reqwest::Client::new().post(url).form(form).send().await.expect("POST");
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("X-Requested-By", "tests")
+        .form(form)
+        .send()
+        .await
+        .expect("POST");
     (r.status().as_u16(), r.text().await.expect("body"))
 }
 
@@ -295,6 +302,78 @@ async fn mutations_need_post_from_an_allowed_client_and_valid_parameters() {
         1,
         "nothing changed"
     );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_section_cannot_get_its_own_listener_as_a_ring_member() {
+    let a = Sink::tcp().await;
+    let (relay, base) = api_relay("", &[&a]).await;
+    let port = tcp_addr(&relay, "relay").port();
+    for own in [format!("tcp://127.0.0.1:{port}"), format!("tcp://localhost:{port}")] {
+        let (code, body) = post(&format!("{base}/relay/addserver"), &[("server", &own)]).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("own listener"), "{body}");
+    }
+    let ring = relay.section("relay").expect("s").backend.load();
+    assert_eq!(ring.rings[0].members(), 1, "nothing changed");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_pages_cannot_read_the_stats_or_change_the_rings() {
+    let a = Sink::tcp().await;
+    let (relay, base) = api_relay("internal_health_server_hosts = [\"relay.example.org\"]", &[&a]).await;
+    let members = || relay.section("relay").expect("s").backend.load().rings[0].members();
+    let client = reqwest::Client::new();
+    let get_as = |host: &'static str| client.get(format!("{base}/stats")).header("Host", host).send();
+    // DNS rebinding: a page on evil.example.com resolving to 127.0.0.1 sends its own name as Host
+    assert_eq!(
+        get_as("evil.example.com:6061").await.expect("GET").status().as_u16(),
+        403
+    );
+    for host in ["relay.example.org", "localhost:6061", "127.0.0.1"] {
+        assert_eq!(get_as(host).await.expect("GET").status().as_u16(), 200, "{host}");
+    }
+    // jsonp must be a callback name, not script
+    let (code, body) = get(&format!("{base}/stats?jsonp=alert(document.cookie)//")).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(!body.contains("alert"), "nothing of the callback is reflected: {body}");
+
+    let add = format!("{base}/relay/addserver");
+    let form = [("server", "tcp://127.0.0.1:9")];
+    // what a cross-site <form method=post> sends
+    let r = client.post(&add).form(&form).send().await.expect("POST");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = client
+        .post(&add)
+        .header("X-Requested-By", "page")
+        .header("Origin", "http://evil.example.com")
+        .form(&form)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 403, "another origin");
+    let r = client
+        .post(format!("{add}?server=tcp://127.0.0.1:9"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 403, "a cross-site fetch");
+    assert_eq!(members(), 1, "nothing changed");
+
+    let own = base.trim_start_matches("http://").to_string();
+    let r = client
+        .post(&add)
+        .header("Origin", format!("http://{own}"))
+        .header("X-Requested-By", "ops")
+        .form(&form)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200, "the server's own origin with the header");
+    assert_eq!(members(), 2);
     relay.shutdown().await;
 }
 

@@ -272,3 +272,110 @@ fn a_listen_address_in_use_stops_the_start_with_exit_2() {
     );
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_a_long_shutdown_short() {
+    // a sink that accepts and never reads, so that the shutdown would wait shutdown_timeout for the queue
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stuck_addr = stuck.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = stuck.accept().await {
+            conns.push(c);
+        }
+    });
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nshutdown_timeout = 600\nwrite_timeout = \"600s\"\ninternal_health_server_listen = \"127.0.0.1:{admin}\"\n\
+             [relay]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n\
+             [[relay.servers]]\nservers = [\"tcp://{stuck_addr}\"]\n"
+        ),
+    )
+    .expect("write config");
+    let child = Command::new(BIN)
+        .args(["--config", &config.to_string_lossy()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = Running(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let chunk: String = (0..10_000)
+            .map(|i| format!("stuck.key{} {i} 1700000000\n", i % 50))
+            .collect();
+        // until the relay stops reading: more than the kernel buffers toward the stuck sink hold
+        while c.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    // (lines queued, lines sent) from /metrics
+    let books = || async {
+        let body = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |family: &str| {
+            body.lines()
+                .find(|l| l.starts_with(family))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        Some((
+            value("consthash_out_queue_lines{")?,
+            value("consthash_lines_sent_total{")?,
+        ))
+    };
+    // stuck: the kernel buffers toward the sink are full (nothing is sent any more) and lines are queued
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut last_sent, mut still) = (u64::MAX, 0);
+    while still < 25 {
+        assert!(std::time::Instant::now() < deadline, "the sink never looked stuck");
+        let (queued, sent) = books().await.unwrap_or((0, 0));
+        still = if queued > 0 && sent == last_sent { still + 1 } else { 0 };
+        last_sent = sent;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&child.0, Signal::TERM);
+    // the shutdown has begun once the listener is gone
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the listener never stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(status) = child.0.try_wait().expect("wait") {
+        let mut err = String::new();
+        let _ = child.0.stderr.take().expect("stderr").read_to_string(&mut err);
+        panic!("exited ({status}) instead of draining into the stuck sink:\n{err}");
+    }
+    signal(&child.0, Signal::TERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after the second SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(err.contains("second signal"), "{err}");
+    client.abort();
+    held.abort();
+}

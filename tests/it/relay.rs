@@ -236,6 +236,45 @@ async fn statsd_over_udp_several_lines_per_datagram() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_listener_removes_only_a_stale_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::tcp().await;
+    let toml = |listen: &std::path::Path| {
+        format!(
+            "[default]\n[relay]\nlisten = \"unix://{}\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+            listen.display(),
+            servers_toml(&[&sink])
+        )
+    };
+    let start_err = |text: String| async move {
+        let config = consthash::config::load_main(&text, "t.toml").expect("valid config");
+        match consthash::app::Relay::start(&config, None).await {
+            Ok(_) => panic!("started over something that is not a stale socket"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let file = dir.path().join("data.txt");
+    std::fs::write(&file, b"precious").expect("file");
+    let err = start_err(toml(&file)).await;
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("kept"), b"precious");
+
+    let listen = dir.path().join("in.sock");
+    let running = start(&toml(&listen)).await;
+    let err = start_err(toml(&listen)).await;
+    assert!(err.contains("running process"), "{err}");
+    let mut s = tokio::net::UnixStream::connect(&listen)
+        .await
+        .expect("the first instance still listens");
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"still.mine 1 1700000000\n")
+        .await
+        .expect("write");
+    drop(s);
+    wait_until("the line at the sink", LONG, || sink.count() == 1).await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_in_and_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sinks = [
@@ -244,7 +283,9 @@ async fn unix_socket_in_and_out() {
     ];
     let refs: Vec<&Sink> = sinks.iter().collect();
     let listen = dir.path().join("in.sock");
-    std::fs::write(&listen, b"stale").expect("stale socket file is replaced");
+    // a socket left by a process that died (nobody listens on it) is replaced
+    drop(std::os::unix::net::UnixListener::bind(&listen).expect("stale socket"));
+    assert!(listen.exists());
     let relay = start(&format!(
         "[default]\n[relay]\nlisten = \"unix://{}\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
         listen.display(),
@@ -498,7 +539,11 @@ async fn lines_left_at_shutdown_are_counted_as_dropped() {
     let section = relay.section("relay").expect("section").clone();
     wait_until("lines read", LONG, || section.stats.valid_lines.load(Relaxed) >= 5_000).await;
     let dest = section.backend.destinations()[0].clone();
-    assert_eq!(dest.queue.depth().0, 5_000, "queued while the server is unreachable");
+    // the router publishes its counts before it queues; a sender holds the batch only while it dials
+    wait_until("queued while the server is unreachable", LONG, || {
+        dest.queue.depth().0 == 5_000
+    })
+    .await;
     relay.shutdown().await;
     assert_eq!(dest.stats.dropped(consthash::telemetry::DropReason::Shutdown), 5_000);
     assert_eq!(dest.stats.sent_lines.load(Relaxed), 0);
@@ -566,4 +611,104 @@ async fn a_slow_healthy_backend_slows_the_readers_and_loses_nothing() {
     assert_eq!(dest.stats.dropped_total(), 0, "back-pressure, not drops");
     assert_eq!(received.load(Relaxed), lines.len());
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_time_with_an_unfinished_http_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\nshutdown_timeout = 1\ninternal_health_server_listen = \"127.0.0.1:0\"\n\
+         [relay]\nlisten = \"http://127.0.0.1:0/in\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let admin = relay.admin_addr().expect("admin server");
+    let mut held = Vec::new();
+    for (addr, first) in [
+        (
+            tcp_addr(&relay, "relay"),
+            "POST /in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 23\r\n\r\nfirst.req 1 1700000000\n",
+        ),
+        (admin, "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // one whole request answered: the connection is being served
+        c.write_all(first.as_bytes()).await.expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.expect("answer");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        // then a body announced and never finished
+        c.write_all(b"POST /in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\nheld.open 1 1700000000\n")
+            .await
+            .expect("write");
+        held.push(c);
+    }
+    tokio::time::timeout(Duration::from_secs(20), relay.shutdown())
+        .await
+        .expect("shutdown finishes although two requests never end");
+    assert_eq!(
+        sink.lines(),
+        ["first.req 1 1700000000"],
+        "the whole request was relayed"
+    );
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_time_while_a_reader_waits_for_a_full_queue() {
+    // a sink that accepts and never reads: the kernel buffers fill, then the queue, then the reader waits
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stuck_addr = stuck.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = stuck.accept().await {
+            conns.push(c);
+        }
+    });
+    let relay = start(&format!(
+        "[default]\nshutdown_timeout = 1\nout_queue_lines = 100\nmax_pool_connections = 1\nwrite_timeout = \"60s\"\n\
+         [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n\
+         servers = [\"tcp://{stuck_addr}\"]\n"
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let client = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let chunk = graphite_lines(10_000, 1000, "stuck").join("\n") + "\n";
+        // until the relay stops reading and closes the connection at shutdown
+        while c.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    let section = relay.section("relay").expect("section").clone();
+    let dest = section.backend.destinations()[0].clone();
+    // stuck: the kernel buffers toward the sink are full (nothing is sent any more) and the queue is full
+    let (mut last_sent, mut still) = (u64::MAX, 0);
+    wait_until("the queue is full and nothing is sent any more", LONG, || {
+        let sent = dest.stats.sent_lines.load(Relaxed);
+        still = if sent == last_sent && dest.queue.depth().0 >= 100 {
+            still + 1
+        } else {
+            0
+        };
+        last_sent = sent;
+        still >= 50
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), relay.shutdown())
+        .await
+        .expect("shutdown finishes although the sink never reads");
+    client.abort();
+    held.abort();
+    let valid = section.stats.valid_lines.load(Relaxed);
+    let accounted = dest.stats.sent_lines.load(Relaxed) + dest.stats.dropped_total();
+    assert_eq!(accounted, valid, "every line read is counted as sent or dropped");
+    assert!(
+        dest.stats.dropped_total() > 0,
+        "what the stuck sink could not take is counted"
+    );
 }
