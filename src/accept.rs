@@ -20,7 +20,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,9 +32,39 @@ use tokio_util::task::TaskTracker;
 /// [`ACCEPT_ERROR_PAUSE_MAX`].
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// TCP keepalive of accepted connections: first probe after this much silence, then every
+/// [`KEEPALIVE_INTERVAL`], the connection dropped after [`KEEPALIVE_PROBES`] unanswered probes.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// An HTTP client must send its request head within this time (slowloris), and each piece of a body within
+/// [`HTTP_BODY_IDLE_TIMEOUT`] of the previous one.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HTTP_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an open HTTP request may still run once shutdown began (a client that never finishes its request
 /// must not hold the process).
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// A connection slot of a listener (`max_connections`): waits while all are taken; `None` once `stop` fires.
+pub async fn slot(limit: &Arc<Semaphore>, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => None,
+        p = limit.clone().acquire_owned() => p.ok(),
+    }
+}
+
+/// TCP keepalive on an accepted connection, so that a client that vanished (power loss, a dropped NAT entry)
+/// is noticed after [`KEEPALIVE_IDLE`] plus a few probes and its connection freed; idle but live clients stay.
+pub fn keepalive(sock: &tokio::net::TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(sock).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "could not enable TCP keepalive");
+    }
+}
 
 /// The next accepted connection of `accept`, or `None` once `stop` fires. `server` names the loop in logs.
 pub async fn next<T, F>(server: &str, stop: &CancellationToken, mut accept: impl FnMut() -> F) -> Option<T>
@@ -65,11 +99,12 @@ where
     }
 }
 
-/// Serves HTTP/1 on `listener` until `stop`: one task per connection on `tracker`, each request answered by
-/// `handle(request, peer)`.
+/// Serves HTTP/1 on `listener` until `stop`: one task per connection on `tracker` (at most `limit` at once), each
+/// request answered by `handle(request, peer)`; a request head must arrive within [`HTTP_HEADER_TIMEOUT`].
 pub async fn serve_http<H, F>(
     server: &str,
     listener: TcpListener,
+    limit: Arc<Semaphore>,
     handle: H,
     tracker: TaskTracker,
     stop: CancellationToken,
@@ -77,14 +112,21 @@ pub async fn serve_http<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    while let Some((sock, peer)) = next(server, &stop, || listener.accept()).await {
+    loop {
+        let Some(permit) = slot(&limit, &stop).await else { break };
+        let Some((sock, peer)) = next(server, &stop, || listener.accept()).await else { break };
+        keepalive(&sock);
         let (handle, stop) = (handle.clone(), stop.clone());
         tracker.spawn(async move {
+            let _slot = permit;
             let svc = service_fn(move |req| {
                 let answer = handle(req, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(sock), svc);
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(sock), svc);
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
@@ -130,6 +172,32 @@ mod tests {
         assert_eq!(got, Some(8), "accepting again once descriptors are free");
         let pauses: Vec<u64> = attempts.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect();
         assert_eq!(pauses, [50, 100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_tcp_keepalive() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = tokio::net::TcpStream::connect(l.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = l.accept().await.expect("accept");
+        keepalive(&server);
+        let sock = socket2::SockRef::from(&server);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(sock.keepalive_time().expect("TCP_KEEPIDLE"), KEEPALIVE_IDLE);
+        assert_eq!(sock.keepalive_retries().expect("TCP_KEEPCNT"), KEEPALIVE_PROBES);
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_waits_while_all_are_taken() {
+        let limit = Arc::new(Semaphore::new(1));
+        let stop = CancellationToken::new();
+        let first = slot(&limit, &stop).await.expect("a free slot");
+        let waited = tokio::time::timeout(Duration::from_secs(3600), slot(&limit, &stop)).await;
+        assert!(waited.is_err(), "no second slot while the one is taken");
+        drop(first);
+        assert!(slot(&limit, &stop).await.is_some(), "the slot once it is free");
+        stop.cancel();
+        assert!(slot(&limit, &stop).await.is_none(), "a stopped listener takes no slot");
     }
 
     #[tokio::test(start_paused = true)]

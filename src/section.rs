@@ -35,6 +35,10 @@ pub struct Section {
     pub max_line_length: usize,
     /// Input back-pressure threshold (spec §5.3).
     pub max_read_buffer_size: usize,
+    /// Largest HTTP body (0 = no limit).
+    pub max_body_size: usize,
+    /// Connections its listener serves at once.
+    pub connections: Arc<tokio::sync::Semaphore>,
     /// Woken when `stats.read_buffer_bytes` decreases.
     pub read_buffer_drained: Notify,
     /// Rate limits of the router's warnings about invalid lines and lines without a server.
@@ -92,6 +96,10 @@ impl Section {
             stats,
             max_line_length: cfg.input.max_line_length,
             max_read_buffer_size: cfg.input.max_read_buffer_size,
+            max_body_size: cfg.input.max_body_size,
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                cfg.input.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             read_buffer_drained: Notify::new(),
             invalid_log: RateLimit::default(),
             no_server_log: RateLimit::default(),

@@ -23,6 +23,9 @@ use crate::config::{DestUrl, IpCidr, Listen, Target};
 use crate::ring::{default_hashkey, validate_hashkey, Ring};
 use crate::section::Section;
 
+/// Most connections the admin server serves at once.
+const ADMIN_CONNECTIONS: usize = 256;
+
 /// Synthetic keys used to estimate how much of the key space a dry-run change moves.
 const DRY_RUN_SAMPLE: usize = 100_000;
 
@@ -92,7 +95,8 @@ pub async fn serve(
         let state = state.clone();
         async move { handle(&state, req, peer).await }
     };
-    crate::accept::serve_http("admin", listener, handler, tracker, stop).await;
+    let limit = Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS));
+    crate::accept::serve_http("admin", listener, limit, handler, tracker, stop).await;
 }
 
 async fn advance_histories(state: Arc<AdminState>, stop: CancellationToken) {

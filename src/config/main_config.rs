@@ -129,6 +129,10 @@ pub struct InputConfig {
     /// Input back-pressure threshold (spec §5.3).
     pub max_read_buffer_size: usize,
     pub max_line_length: usize,
+    /// Largest HTTP body accepted (`413` beyond it, after routing what came before); 0 = no limit.
+    pub max_body_size: usize,
+    /// Most connections a tcp, unix or http listener serves at once; further clients wait in the backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,6 +298,9 @@ fn check_listeners(d: &mut Diag, root: &Table, sections: &[SectionConfig]) {
         }
     }
 }
+
+/// `max_connections` unless configured: well under the open-files limit the relay raises itself to.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 
 /// Most worker threads (`num_procs`): far more than cores only costs memory, and thousands abort the runtime.
 pub const MAX_NUM_PROCS: usize = 1024;
@@ -518,6 +525,14 @@ impl InputConfig {
                 .usize(d, "max_read_buffer_size")
                 .unwrap_or_else(|| read_buffer_size.saturating_mul(1000)),
             max_line_length: t.usize(d, "max_line_length").unwrap_or(65_536),
+            max_body_size: t.usize(d, "max_body_size").unwrap_or(0),
+            max_connections: match t.usize(d, "max_connections") {
+                Some(0) => {
+                    d.error(&t.path_of("max_connections"), "must be at least 1");
+                    DEFAULT_MAX_CONNECTIONS
+                }
+                n => n.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            },
         }
     }
 }

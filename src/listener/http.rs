@@ -1,17 +1,21 @@
 //! The HTTP listener: any method on the configured path (a path ending in `/` matches its subtree, otherwise the
-//! exact path); the body is read as lines; the answer is `200 lines processed N` (N = valid lines).
+//! exact path); the body is read as lines *as it streams in*, with the same input back-pressure as a TCP
+//! connection, so memory stays bounded by `max_read_buffer_size` whatever the body size; the answer is
+//! `200 lines processed N` (N = valid lines). A body larger than `max_body_size` (when set) is answered `413`, a
+//! malformed one (bad chunked framing) `400`, one that stalls for [`HTTP_BODY_IDLE_TIMEOUT`] `408`; the lines of
+//! such a body that arrived whole before the problem are routed, and the answer says how many.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept;
-use crate::framing::frame_all;
+use crate::accept::{self, HTTP_BODY_IDLE_TIMEOUT};
+use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
 use crate::section::Section;
@@ -25,8 +29,9 @@ pub async fn run(
 ) {
     let path: Arc<str> = path.into();
     let name = section.name.clone();
+    let limit = section.connections.clone();
     let handler = move |req, _peer| handle(req, section.clone(), path.clone());
-    accept::serve_http(&name, l, handler, tracker, stop).await;
+    accept::serve_http(&name, l, limit, handler, tracker, stop).await;
 }
 
 pub fn path_matches(configured: &str, requested: &str) -> bool {
@@ -47,20 +52,41 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
     if !path_matches(&path, req.uri().path()) {
         return text(StatusCode::NOT_FOUND, "not found\n".into());
     }
-    let body = match Limited::new(req.into_body(), section.max_read_buffer_size.max(1))
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")),
-    };
-    section.wait_read_room().await;
-    section.hold_read(body.len());
+    let mut body = req.into_body();
     let mut router = Router::new(section.clone());
-    frame_all(&body, section.max_line_length, |f| router.route(f));
-    let valid = router.flush(WhenFull::Wait).await;
-    section.release_read(body.len());
-    text(StatusCode::OK, format!("lines processed {valid}"))
+    let mut framer = StreamFramer::new(section.max_line_length);
+    let mut buf = BytesMut::new();
+    let (mut size, mut valid) = (0usize, 0u64);
+    let refused = loop {
+        let data = match tokio::time::timeout(HTTP_BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => break Some((StatusCode::REQUEST_TIMEOUT, format!("body stalled for {HTTP_BODY_IDLE_TIMEOUT:?}"))),
+            Ok(None) => break None,
+            Ok(Some(Err(e))) => break Some((StatusCode::BAD_REQUEST, format!("malformed body: {e}"))),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(d) => d,
+                Err(_) => continue, // trailers
+            },
+        };
+        size += data.len();
+        if section.max_body_size > 0 && size > section.max_body_size {
+            let limit = section.max_body_size;
+            break Some((StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than max_body_size ({limit} bytes)")));
+        }
+        section.wait_read_room().await;
+        section.hold_read(data.len());
+        buf.extend_from_slice(&data);
+        framer.drain(&mut buf, false, |f| router.route(f));
+        valid += router.flush(WhenFull::Wait).await;
+        section.release_read(data.len());
+    };
+    if refused.is_none() {
+        framer.drain(&mut buf, true, |f| router.route(f));
+        valid += router.flush(WhenFull::Wait).await;
+    }
+    match refused {
+        None => text(StatusCode::OK, format!("lines processed {valid}")),
+        Some((status, why)) => text(status, format!("{why}; lines processed {valid}\n")),
+    }
 }
 
 #[cfg(test)]

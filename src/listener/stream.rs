@@ -1,4 +1,6 @@
-//! tcp and unix stream listeners: one task per connection, newline framing, no idle timeout.
+//! tcp and unix stream listeners: one task per connection (at most `max_connections` at once; further clients
+//! wait in the backlog), newline framing, TCP keepalive instead of an idle timeout (graphite clients keep idle
+//! connections open on purpose; a vanished one is found by the probes).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,9 +19,16 @@ use crate::router::Router;
 use crate::section::Section;
 
 pub async fn run_tcp(l: tokio::net::TcpListener, section: Arc<Section>, tracker: TaskTracker, stop: CancellationToken) {
-    while let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await {
+    loop {
+        let Some(slot) = accept::slot(&section.connections, &stop).await else { break };
+        let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await else { break };
         tracing::debug!(section = %section.name, %peer, "accepted connection");
-        tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
+        accept::keepalive(&sock);
+        let conn = read_stream(sock, section.clone(), stop.clone());
+        tracker.spawn(async move {
+            conn.await;
+            drop(slot);
+        });
     }
 }
 
@@ -30,8 +39,14 @@ pub async fn run_unix(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    while let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await {
-        tracker.spawn(read_stream(sock, section.clone(), stop.clone()));
+    loop {
+        let Some(slot) = accept::slot(&section.connections, &stop).await else { break };
+        let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await else { break };
+        let conn = read_stream(sock, section.clone(), stop.clone());
+        tracker.spawn(async move {
+            conn.await;
+            drop(slot);
+        });
     }
     if let Err(e) = std::fs::remove_file(&path) {
         tracing::warn!(path = %path.display(), error = %e, "could not remove the unix socket file");

@@ -712,3 +712,97 @@ async fn shutdown_finishes_in_time_while_a_reader_waits_for_a_full_queue() {
         "what the stuck sink could not take is counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_stream_through_whatever_their_size_and_bad_ones_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"http://127.0.0.1:0/in\"\nmsg_type = \"graphite\"\n\
+         max_read_buffer_size = 1048576\n[[relay.servers]]\n{}\n\
+         [limited]\nlisten = \"http://127.0.0.1:0/in\"\nmsg_type = \"graphite\"\nmax_body_size = 1000\n\
+         [[limited.servers]]\n{}\n",
+        servers_toml(&[&sink]),
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    // 16 MB through a 1 MB input budget: streamed, not refused
+    let lines = graphite_lines(600_000, 1000, "big");
+    let body = lines.join("\n") + "\n";
+    assert!(body.len() > 16 << 20);
+    let url = format!("http://{}/in", tcp_addr(&relay, "relay"));
+    let resp = client.post(&url).body(body).send().await.expect("POST");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), "lines processed 600000");
+    wait_until("every line of the big body", LONG, || sink.count() >= lines.len()).await;
+    assert_eq!(sink.count(), lines.len());
+
+    // max_body_size: what came before the limit is routed, the rest refused with 413
+    let small = graphite_lines(100, 10, "small").join("\n") + "\n";
+    let resp = client
+        .post(format!("http://{}/in", tcp_addr(&relay, "limited")))
+        .body(small)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 413);
+    assert!(resp.text().await.expect("body").contains("max_body_size"));
+
+    // malformed chunked framing: 400, and the listener goes on
+    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay")).await.expect("connect");
+    c.write_all(b"POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nnot a chunk\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 256];
+    let n = c.read(&mut answer).await.expect("answer");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&answer[..n]));
+    let resp = client.post(&url).body("after.bad 1 1700000000\n").send().await.expect("POST");
+    assert_eq!(resp.text().await.expect("body"), "lines processed 1");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_client_that_never_finishes_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"http://127.0.0.1:0/in\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay")).await.expect("connect");
+    c.write_all(b"POST /in HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(LONG, c.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    assert!(started.elapsed() >= consthash::accept::HTTP_HEADER_TIMEOUT / 2, "not before the timeout");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_serves_at_most_max_connections_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nmax_connections = 2\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let mut conns = Vec::new();
+    for i in 0..3 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect (the backlog takes it)");
+        c.write_all(format!("conn{i} 1 1700000000\n").as_bytes()).await.expect("write");
+        conns.push(c);
+    }
+    wait_until("two connections served", LONG, || sink.count() == 2).await;
+    let section = relay.section("relay").expect("section").clone();
+    assert_eq!(section.stats.connections_open.load(Relaxed), 2);
+    assert!(!sink.lines().contains(&"conn2 1 1700000000".to_string()), "the third waits");
+    drop(conns.remove(0));
+    wait_until("the third is served once a slot is free", LONG, || sink.count() == 3).await;
+    relay.shutdown().await;
+}
