@@ -114,7 +114,9 @@ pub async fn serve_http<H, F>(
 {
     loop {
         let Some(permit) = slot(&limit, &stop).await else { break };
-        let Some((sock, peer)) = next(server, &stop, || listener.accept()).await else { break };
+        let Some((sock, peer)) = next(server, &stop, || listener.accept()).await else {
+            break;
+        };
         keepalive(&sock);
         let (handle, stop) = (handle.clone(), stop.clone());
         tracker.spawn(async move {
@@ -177,7 +179,9 @@ mod tests {
     #[tokio::test]
     async fn accepted_connections_get_tcp_keepalive() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let client = tokio::net::TcpStream::connect(l.local_addr().expect("addr")).await.expect("connect");
+        let client = tokio::net::TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
         let (server, _) = l.accept().await.expect("accept");
         keepalive(&server);
         let sock = socket2::SockRef::from(&server);

@@ -198,3 +198,47 @@ impl AccumulatorInput {
         }
     }
 }
+
+/// What one stream (a connection, an HTTP body) holds against its section's `max_read_buffer_size`: the bytes it
+/// read and has not routed yet, including a partial last line waiting for the rest of its bytes, so that many
+/// clients holding half lines cannot go on reading past the budget. A stream that holds a partial line may read on
+/// without waiting (only the rest of its line frees what it holds, else half lines would wait for each other
+/// forever); one that holds nothing waits for room. A read already waiting when the budget fills still completes,
+/// so the budget can be exceeded by one read per connection (bounded by `max_connections`).
+#[derive(Debug)]
+pub struct ReadHold {
+    section: Arc<Section>,
+    held: usize,
+}
+
+impl ReadHold {
+    pub fn new(section: Arc<Section>) -> ReadHold {
+        ReadHold { section, held: 0 }
+    }
+
+    /// Waits for room in the budget, unless this stream is in the middle of a line.
+    pub async fn room(&self) {
+        if self.held == 0 {
+            self.section.wait_read_room().await;
+        }
+    }
+
+    /// `n` bytes were read.
+    pub fn read(&mut self, n: usize) {
+        self.section.hold_read(n);
+        self.held += n;
+    }
+
+    /// Everything was routed but `rest` bytes (a partial last line), which stay held.
+    pub fn keep(&mut self, rest: usize) {
+        let rest = rest.min(self.held);
+        self.section.release_read(self.held - rest);
+        self.held = rest;
+    }
+}
+
+impl Drop for ReadHold {
+    fn drop(&mut self) {
+        self.section.release_read(self.held);
+    }
+}

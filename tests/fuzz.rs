@@ -18,7 +18,10 @@ use consthash::splitter::Splitter;
 use proptest::prelude::*;
 
 fn cases() -> u32 {
-    std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
 }
 
 /// Bytes that look like metric lines often enough to get past the first checks: lines built from the characters
@@ -173,14 +176,21 @@ fn an_http_listener_survives_garbage() {
         "fuzz.toml",
     )
     .expect("config");
-    let relay = rt.block_on(consthash::app::Relay::start(&config, None)).expect("starts");
+    let relay = rt
+        .block_on(consthash::app::Relay::start(&config, None))
+        .expect("starts");
     let Some(consthash::listener::Bound::Http(addr)) = relay.bound("relay").cloned() else {
         panic!("an http listener")
     };
     let requests = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..512),
-        (line_bytes(), "[A-Z]{0,7}", "(/in|/|/in/x|\\*)", prop_oneof![Just("chunked"), Just("gzip"), Just("")]).prop_map(
-            |(body, method, path, te)| {
+        (
+            line_bytes(),
+            "[A-Z]{0,7}",
+            "(/in|/|/in/x|\\*)",
+            prop_oneof![Just("chunked"), Just("gzip"), Just("")]
+        )
+            .prop_map(|(body, method, path, te)| {
                 let mut r = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n").into_bytes();
                 if te.is_empty() {
                     r.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
@@ -189,8 +199,7 @@ fn an_http_listener_survives_garbage() {
                 }
                 r.extend_from_slice(&body);
                 r
-            }
-        ),
+            }),
     ];
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases() / 5 + 1));
     runner
@@ -208,8 +217,12 @@ fn an_http_listener_survives_garbage() {
     let before = section.stats.valid_lines.load(Relaxed);
     let mut c = std::net::TcpStream::connect(addr).expect("connect");
     let body = "after.garbage 1 1700000000\n";
-    write!(c, "POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-        .expect("write");
+    write!(
+        c,
+        "POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
     let mut answer = String::new();
     c.read_to_string(&mut answer).expect("answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -18,7 +18,7 @@ use crate::accept::{self, HTTP_BODY_IDLE_TIMEOUT};
 use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
-use crate::section::Section;
+use crate::section::{ReadHold, Section};
 
 pub async fn run(
     l: tokio::net::TcpListener,
@@ -57,9 +57,15 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
     let mut framer = StreamFramer::new(section.max_line_length);
     let mut buf = BytesMut::new();
     let (mut size, mut valid) = (0usize, 0u64);
+    let mut hold = ReadHold::new(section.clone());
     let refused = loop {
         let data = match tokio::time::timeout(HTTP_BODY_IDLE_TIMEOUT, body.frame()).await {
-            Err(_) => break Some((StatusCode::REQUEST_TIMEOUT, format!("body stalled for {HTTP_BODY_IDLE_TIMEOUT:?}"))),
+            Err(_) => {
+                break Some((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("body stalled for {HTTP_BODY_IDLE_TIMEOUT:?}"),
+                ))
+            }
             Ok(None) => break None,
             Ok(Some(Err(e))) => break Some((StatusCode::BAD_REQUEST, format!("malformed body: {e}"))),
             Ok(Some(Ok(frame))) => match frame.into_data() {
@@ -70,14 +76,17 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
         size += data.len();
         if section.max_body_size > 0 && size > section.max_body_size {
             let limit = section.max_body_size;
-            break Some((StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than max_body_size ({limit} bytes)")));
+            break Some((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than max_body_size ({limit} bytes)"),
+            ));
         }
-        section.wait_read_room().await;
-        section.hold_read(data.len());
+        hold.room().await;
+        hold.read(data.len());
         buf.extend_from_slice(&data);
         framer.drain(&mut buf, false, |f| router.route(f));
         valid += router.flush(WhenFull::Wait).await;
-        section.release_read(data.len());
+        hold.keep(buf.len());
     };
     if refused.is_none() {
         framer.drain(&mut buf, true, |f| router.route(f));

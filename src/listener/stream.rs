@@ -16,12 +16,16 @@ use crate::accept;
 use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
-use crate::section::Section;
+use crate::section::{ReadHold, Section};
 
 pub async fn run_tcp(l: tokio::net::TcpListener, section: Arc<Section>, tracker: TaskTracker, stop: CancellationToken) {
     loop {
-        let Some(slot) = accept::slot(&section.connections, &stop).await else { break };
-        let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await else { break };
+        let Some(slot) = accept::slot(&section.connections, &stop).await else {
+            break;
+        };
+        let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await else {
+            break;
+        };
         tracing::debug!(section = %section.name, %peer, "accepted connection");
         accept::keepalive(&sock);
         let conn = read_stream(sock, section.clone(), stop.clone());
@@ -40,8 +44,12 @@ pub async fn run_unix(
     stop: CancellationToken,
 ) {
     loop {
-        let Some(slot) = accept::slot(&section.connections, &stop).await else { break };
-        let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await else { break };
+        let Some(slot) = accept::slot(&section.connections, &stop).await else {
+            break;
+        };
+        let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await else {
+            break;
+        };
         let conn = read_stream(sock, section.clone(), stop.clone());
         tracker.spawn(async move {
             conn.await;
@@ -60,8 +68,9 @@ pub async fn read_stream<S: AsyncRead + Unpin>(mut sock: S, section: Arc<Section
     let mut router = Router::new(section.clone());
     let mut framer = StreamFramer::new(section.max_line_length);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut hold = ReadHold::new(section.clone());
     loop {
-        section.wait_read_room().await;
+        hold.room().await;
         buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             r = sock.read_buf(&mut buf) => r,
@@ -75,10 +84,10 @@ pub async fn read_stream<S: AsyncRead + Unpin>(mut sock: S, section: Arc<Section
                 (0, true)
             }
         };
-        section.hold_read(n);
+        hold.read(n);
         framer.drain(&mut buf, eof, |f| router.route(f));
         router.flush(WhenFull::Wait).await;
-        section.release_read(n);
+        hold.keep(buf.len());
         if eof {
             break;
         }

@@ -652,9 +652,9 @@ async fn shutdown_finishes_in_time_with_an_unfinished_http_request() {
         .await
         .expect("shutdown finishes although two requests never end");
     assert_eq!(
-        sink.lines(),
-        ["first.req 1 1700000000"],
-        "the whole request was relayed"
+        sorted(sink.lines()),
+        ["first.req 1 1700000000", "held.open 1 1700000000"],
+        "the whole request, and the whole line of the unfinished one (bodies stream)"
     );
     drop(held);
 }
@@ -750,14 +750,25 @@ async fn http_bodies_stream_through_whatever_their_size_and_bad_ones_are_refused
     assert!(resp.text().await.expect("body").contains("max_body_size"));
 
     // malformed chunked framing: 400, and the listener goes on
-    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay")).await.expect("connect");
+    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay"))
+        .await
+        .expect("connect");
     c.write_all(b"POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nnot a chunk\r\n")
         .await
         .expect("write");
     let mut answer = vec![0u8; 256];
     let n = c.read(&mut answer).await.expect("answer");
-    assert!(answer[..n].starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&answer[..n]));
-    let resp = client.post(&url).body("after.bad 1 1700000000\n").send().await.expect("POST");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let resp = client
+        .post(&url)
+        .body("after.bad 1 1700000000\n")
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(resp.text().await.expect("body"), "lines processed 1");
     relay.shutdown().await;
 }
@@ -771,13 +782,18 @@ async fn an_http_client_that_never_finishes_its_request_head_is_disconnected() {
         servers_toml(&[&sink])
     ))
     .await;
-    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay")).await.expect("connect");
+    let mut c = tokio::net::TcpStream::connect(tcp_addr(&relay, "relay"))
+        .await
+        .expect("connect");
     c.write_all(b"POST /in HTTP/1.1\r\nHost: x\r\n").await.expect("write");
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(LONG, c.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "the server closed the connection");
-    assert!(started.elapsed() >= consthash::accept::HTTP_HEADER_TIMEOUT / 2, "not before the timeout");
+    assert!(
+        started.elapsed() >= consthash::accept::HTTP_HEADER_TIMEOUT / 2,
+        "not before the timeout"
+    );
     relay.shutdown().await;
 }
 
@@ -794,15 +810,61 @@ async fn a_listener_serves_at_most_max_connections_at_once() {
     let addr = tcp_addr(&relay, "relay");
     let mut conns = Vec::new();
     for i in 0..3 {
-        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect (the backlog takes it)");
-        c.write_all(format!("conn{i} 1 1700000000\n").as_bytes()).await.expect("write");
+        let mut c = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect (the backlog takes it)");
+        c.write_all(format!("conn{i} 1 1700000000\n").as_bytes())
+            .await
+            .expect("write");
         conns.push(c);
     }
     wait_until("two connections served", LONG, || sink.count() == 2).await;
     let section = relay.section("relay").expect("section").clone();
     assert_eq!(section.stats.connections_open.load(Relaxed), 2);
-    assert!(!sink.lines().contains(&"conn2 1 1700000000".to_string()), "the third waits");
+    assert!(
+        !sink.lines().contains(&"conn2 1 1700000000".to_string()),
+        "the third waits"
+    );
     drop(conns.remove(0));
     wait_until("the third is served once a slot is free", LONG, || sink.count() == 3).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_lines_held_by_many_connections_count_against_max_read_buffer_size() {
+    use tokio::io::AsyncWriteExt;
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n\
+         max_read_buffer_size = 100000\n[[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let section = relay.section("relay").expect("section").clone();
+    // ten clients each hold 30 000 bytes of a line they never finish
+    let half = "h".repeat(30_000);
+    let mut holders = Vec::new();
+    for _ in 0..10 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        c.write_all(half.as_bytes()).await.expect("write");
+        holders.push(c);
+    }
+    wait_until("the half lines fill the budget", LONG, || {
+        section.stats.read_buffer_bytes.load(Relaxed) > 100_000
+    })
+    .await;
+    // a new client waits for room; it is served once the half lines are done
+    let mut fresh = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    fresh.write_all(b"fresh.line 1 1700000000\n").await.expect("write");
+    drop(holders);
+    wait_until("the fresh line once the budget is free", LONG, || {
+        sink.lines().contains(&"fresh.line 1 1700000000".to_string())
+    })
+    .await;
+    wait_until("nothing held any more", LONG, || {
+        section.stats.read_buffer_bytes.load(Relaxed) == 0
+    })
+    .await;
     relay.shutdown().await;
 }
