@@ -2,7 +2,9 @@
 //!
 //! Each sender dials lazily (when it has something to write), writes, and on any failure returns the unsent
 //! lines to the head of the queue, closes its connection and re-dials after a [`Backoff`] (100 ms doubling up to
-//! `reconnect_backoff_max`, jittered): delivery is at-least-once, a partial stream write may duplicate lines.
+//! `reconnect_backoff_max`, jittered): delivery is at-least-once. A stream write fails when it makes no progress
+//! for `write_timeout` (a slow sink that takes bytes keeps its connection), and what it wrote is kept: the whole
+//! lines that reached the connection are not sent again, only a line cut in the middle is (whole).
 //! Connections older than [`MAX_CONNECTION_AGE`] are re-dialled. On a hard stop (shutdown deadline) a sender
 //! returns what it holds to the queue, whose remainder the caller counts as dropped (`shutdown`).
 //!
@@ -81,47 +83,83 @@ impl Conn {
         }
     }
 
-    async fn write_all(&mut self, batches: &[Batch]) -> io::Result<()> {
+    /// Writes `batches`; a stream write fails only when it makes no progress for `stall` (a slow sink that takes
+    /// bytes keeps its connection). The error carries how many bytes were written before it.
+    async fn write_all(&mut self, batches: &[Batch], stall: Duration) -> Result<(), WriteError> {
+        let whole = |r: io::Result<()>| r.map_err(|error| WriteError { error, written: 0 });
+        let stalled = || io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress");
         match self {
-            Conn::Tcp(s) => write_all_vectored(s, batches).await,
-            Conn::Unix(s) => write_all_vectored(s, batches).await,
+            Conn::Tcp(s) => write_all_vectored(s, batches, stall).await,
+            Conn::Unix(s) => write_all_vectored(s, batches, stall).await,
             Conn::Udp(s) => {
                 for b in batches {
-                    s.send(&b.data).await?;
+                    whole(
+                        timeout(stall, s.send(&b.data))
+                            .await
+                            .unwrap_or_else(|_| Err(stalled()))
+                            .map(drop),
+                    )?;
                 }
                 Ok(())
             }
-            Conn::Http(client, url) => {
-                for b in batches {
-                    let resp = client
-                        .post(url.as_str())
-                        .header("Content-Type", "text/plain")
-                        .body(b.data.clone())
-                        .send()
-                        .await
-                        .map_err(io::Error::other)?;
-                    if !resp.status().is_success() {
-                        return Err(io::Error::other(format!("HTTP status {}", resp.status())));
-                    }
-                }
-                Ok(())
+            Conn::Http(client, url) => whole(
+                timeout(stall, Self::post(client, url, batches))
+                    .await
+                    .unwrap_or_else(|_| Err(stalled())),
+            ),
+        }
+    }
+
+    /// One POST per piece (`pool_buffersize` bytes at most); a 2xx answer is delivery.
+    async fn post(client: &reqwest::Client, url: &str, batches: &[Batch]) -> io::Result<()> {
+        for b in batches {
+            let resp = client
+                .post(url)
+                .header("Content-Type", "text/plain")
+                .body(b.data.clone())
+                .send()
+                .await
+                .map_err(io::Error::other)?;
+            if !resp.status().is_success() {
+                return Err(io::Error::other(format!("HTTP status {}", resp.status())));
             }
         }
+        Ok(())
     }
 }
 
-async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, batches: &[Batch]) -> io::Result<()> {
-    let (mut i, mut off) = (0, 0);
+/// A failed write and how far it got.
+struct WriteError {
+    error: io::Error,
+    /// Bytes of the batches written before the error.
+    written: usize,
+}
+
+async fn write_all_vectored<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    batches: &[Batch],
+    stall: Duration,
+) -> Result<(), WriteError> {
+    let (mut i, mut off, mut written) = (0, 0, 0);
+    let fail = |error: io::Error, written: usize| WriteError { error, written };
     while i < batches.len() {
         let slices: Vec<IoSlice<'_>> = std::iter::once(&batches[i].data[off..])
             .chain(batches[i + 1..].iter().map(|b| &b.data[..]))
             .take(64)
             .map(IoSlice::new)
             .collect();
-        let mut n = w.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        let mut n = match timeout(stall, w.write_vectored(&slices)).await {
+            Err(_) => {
+                return Err(fail(
+                    io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress"),
+                    written,
+                ))
+            }
+            Ok(Err(e)) => return Err(fail(e, written)),
+            Ok(Ok(0)) => return Err(fail(io::ErrorKind::WriteZero.into(), written)),
+            Ok(Ok(n)) => n,
+        };
+        written += n;
         while i < batches.len() && n >= batches[i].data.len() - off {
             n -= batches[i].data.len() - off;
             i += 1;
@@ -129,7 +167,28 @@ async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, batches: &[Batc
         }
         off += n;
     }
-    w.flush().await
+    w.flush().await.map_err(|e| fail(e, written))
+}
+
+/// Removes from the front of `pending` the whole lines among its first `written` bytes (they reached the
+/// connection) and returns their (lines, bytes); a line only partly written stays, to be sent again whole.
+fn take_written(pending: &mut Vec<Batch>, mut written: usize) -> (usize, usize) {
+    let (mut lines, mut bytes) = (0, 0);
+    while let Some(first) = pending.first_mut() {
+        if written >= first.len() {
+            written -= first.len();
+            let b = pending.remove(0);
+            (lines, bytes) = (lines + b.lines, bytes + b.len());
+            continue;
+        }
+        // the whole lines within the first `written` bytes of this batch
+        if let Some(end) = memchr::memrchr(b'\n', &first.data[..written]) {
+            let head = first.split_front(usize::MAX, end + 1);
+            (lines, bytes) = (lines + head.lines, bytes + head.len());
+        }
+        break;
+    }
+    (lines, bytes)
 }
 
 /// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
@@ -219,16 +278,15 @@ impl Sender {
         while !pending.is_empty() {
             self.connect().await?;
             let conn = self.conn.as_mut().expect("connect() leaves a connection");
-            match timeout(self.dest.config.write_timeout, conn.write_all(&pending[..take])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    self.dest.stats.write_failures.fetch_add(1, Relaxed);
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.dest.stats.write_failures.fetch_add(1, Relaxed);
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout"));
-                }
+            if let Err(WriteError { error, written }) =
+                conn.write_all(&pending[..take], self.dest.config.write_timeout).await
+            {
+                self.dest.stats.write_failures.fetch_add(1, Relaxed);
+                // progress is kept: the lines that reached the connection are not sent again
+                let (lines, bytes) = take_written(pending, written);
+                self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
+                self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
+                return Err(error);
             }
             let (lines, bytes) = pending
                 .drain(..take)
@@ -275,6 +333,23 @@ impl Sender {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn a_failed_write_keeps_the_whole_lines_it_wrote() {
+        let batch = |s: &'static str| Batch::from_lines(bytes::Bytes::from_static(s.as_bytes()));
+        let mut pending = vec![batch("a 1\nb 2\n"), batch("c 3\nd 4\n")];
+        assert_eq!(take_written(&mut pending, 0), (0, 0));
+        assert_eq!(
+            take_written(&mut pending, 10),
+            (2, 8),
+            "the first batch, and half of c: c stays"
+        );
+        assert_eq!(pending, [batch("c 3\nd 4\n")]);
+        assert_eq!(take_written(&mut pending, 5), (1, 4));
+        assert_eq!(pending, [batch("d 4\n")]);
+        assert_eq!(take_written(&mut pending, 4), (1, 4));
+        assert!(pending.is_empty());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_dead_destination_is_redialled_with_capped_backoff_and_keeps_its_lines() {

@@ -868,3 +868,84 @@ async fn partial_lines_held_by_many_connections_count_against_max_read_buffer_si
     .await;
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sink_that_keeps_reading_gets_every_line_once() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncReadExt;
+    // a sink that takes about 2 MB/s, slower than one 256 KB write may take within write_timeout
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = socket.listen(16).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    // what each connection delivered, kept apart (an old connection's tail may arrive after the new one began)
+    let got = Arc::new(Mutex::new(Vec::<Arc<Mutex<Vec<u8>>>>::new()));
+    let sink = {
+        let conns = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let got = Arc::new(Mutex::new(Vec::new()));
+                conns.lock().expect("lock").push(got.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = c.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        got.lock().expect("lock").extend_from_slice(&buf[..n]);
+                        tokio::time::sleep(Duration::from_millis(4)).await; // the sink's pace, not a wait
+                    }
+                });
+            }
+        })
+    };
+    let relay = start(&format!(
+        "[default]\nwrite_timeout = 50\nmax_pool_connections = 1\n[relay]\nlisten = \"tcp://127.0.0.1:0\"\n\
+         msg_type = \"graphite\"\n[[relay.servers]]\nservers = [\"tcp://{addr}\"]\n"
+    ))
+    .await;
+    let lines = graphite_lines(200_000, 1000, "slow");
+    send_tcp(tcp_addr(&relay, "relay"), &lines).await;
+    let text_of = |got: &Mutex<Vec<Arc<Mutex<Vec<u8>>>>>| {
+        let conns = got.lock().expect("lock");
+        conns
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.lock().expect("lock")).into_owned() + "\n")
+            .collect::<String>()
+    };
+    let newlines = || {
+        let conns = got.lock().expect("lock");
+        conns
+            .iter()
+            .map(|c| c.lock().expect("lock").iter().filter(|b| **b == b'\n').count())
+            .sum::<usize>()
+    };
+    let all_there = || {
+        let text = text_of(&got);
+        let seen: HashSet<&str> = text.lines().collect();
+        lines.iter().all(|l| seen.contains(l.as_str()))
+    };
+    wait_until("every line at the slow sink", LONG, || {
+        newlines() >= lines.len() && all_there()
+    })
+    .await;
+    let text = text_of(&got);
+    let dest = relay.section("relay").expect("section").backend.destinations()[0].clone();
+    let failures = dest.stats.write_failures.load(Relaxed) as usize;
+    assert_eq!(
+        dest.stats.sent_lines.load(Relaxed),
+        lines.len() as u64,
+        "each line counted sent once"
+    );
+    // a write that stalls past write_timeout keeps what it wrote: only the line it cut is sent again (whole),
+    // so the sink sees at most one repeated line and one fragment per failure, not the batch again
+    let received: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let extra = received.len() - lines.len();
+    assert!(
+        extra <= 2 * failures,
+        "{extra} extra lines for {failures} stalled writes"
+    );
+    relay.shutdown().await;
+    sink.abort();
+}
