@@ -317,3 +317,56 @@ fn counter_totals_legacy(lines: &[String]) -> HashMap<String, f64> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accumulator_holds_at_most_max_keys_and_counts_what_it_drops() {
+    let carbon = Sink::tcp().await;
+    let relay = start_with_prereg(
+        &format!(
+            "[default]\ninternal_health_server_listen = \"127.0.0.1:0\"\n\
+             [statsd-in]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"statsd\"\n\
+             [[statsd-in.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n\
+             [carbon]\nlisten = \"backend_only\"\nmsg_type = \"graphite\"\n[[carbon.servers]]\nservers = [\"{}\"]\n",
+            carbon.url()
+        ),
+        "[g]\nlisten_server = \"statsd-in\"\ndefault_backend = \"statsd-in\"\n[[g.map]]\nnoop = \"true\"\n\
+         [g.accumulator]\nbackend = \"carbon\"\ninput_format = \"statsd\"\noutput_format = \"graphite\"\n\
+         accumulate_flush = \"1h\"\nmax_keys = 3\n",
+    )
+    .await;
+    let lines: Vec<String> = (0..10)
+        .map(|i| format!("capped.key{i}:1|c"))
+        .chain(["bad:x|c".into()])
+        .collect();
+    send_tcp(tcp_addr(&relay, "statsd-in"), &lines).await;
+    let base = format!("http://{}", relay.admin_addr().expect("admin"));
+    let metric = |body: &str, family: &str| {
+        body.lines()
+            .find(|l| l.starts_with(family))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let deadline = std::time::Instant::now() + LONG;
+    let body = loop {
+        let body = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        if metric(&body, "consthash_accumulator_max_keys_dropped_total{") == Some(7) {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the accumulator never folded every line:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(metric(&body, "consthash_accumulator_keys{"), Some(3), "{body}");
+    assert_eq!(
+        metric(&body, "consthash_accumulator_invalid_samples_total{"),
+        Some(1),
+        "{body}"
+    );
+    relay.shutdown().await;
+}

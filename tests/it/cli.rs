@@ -379,3 +379,81 @@ async fn a_second_sigterm_cuts_a_long_shutdown_short() {
     client.abort();
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_relay_backs_off_logs_little_and_recovers() {
+    let sink = Sink::tcp().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\n[relay]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n\
+             [[relay.servers]]\nservers = [\"{}\"]\n",
+            sink.url()
+        ),
+    )
+    .expect("write config");
+    // 64 descriptors, soft and hard: the relay cannot raise the limit
+    let child = Command::new("prlimit")
+        .args(["--nofile=64:64", BIN, "--config", &config.to_string_lossy()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn under prlimit (util-linux)");
+    let mut child = Running(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // more clients than descriptors: accept fails with EMFILE while they are connected
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connect (the backlog takes it)"),
+        );
+    }
+    let exhausted = std::time::Instant::now();
+    let deadline = exhausted + Duration::from_secs(20);
+    // keep the descriptors exhausted for 3 s: a busy accept loop would have logged thousands of lines by then
+    while exhausted.elapsed() < Duration::from_secs(3) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(clients);
+    // descriptors free again: a new client is served
+    let line = "after.emfile 1 1700000000".to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sink.lines().contains(&line) {
+        assert!(std::time::Instant::now() < deadline, "the relay never accepted again");
+        if let Ok(mut c) = tokio::net::TcpStream::connect(addr).await {
+            use tokio::io::AsyncWriteExt;
+            let _ = c.write_all(format!("{line}\n").as_bytes()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&child.0, Signal::TERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.0.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    let warnings = err.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(warnings >= 1, "the exhaustion is logged:\n{err}");
+    assert!(
+        warnings <= 10,
+        "at most about one line a second, not a busy loop: {warnings} lines"
+    );
+}
