@@ -117,7 +117,7 @@ pub struct Relay {
 
 /// Builds the sections of `config` without starting anything (the relay, and `consthash hashcheck`).
 pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Built {
-    let backends: Vec<Arc<Backend>> = config.sections.iter().map(|s| Arc::new(Backend::new(s))).collect();
+    let backends: Arc<[Arc<Backend>]> = config.sections.iter().map(|s| Arc::new(Backend::new(s))).collect();
     let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
     let mut built = Built {
         sections: Vec::new(),
@@ -419,6 +419,31 @@ impl Relay {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_a_section_holds_does_not_grow_with_the_number_of_sections() {
+        let mut text = String::from("[default]\n");
+        for i in 0..300 {
+            text += &format!("[s{i}]\nlisten = 'tcp://127.0.0.1:0'\nmsg_type = 'graphite'\n[[s{i}.servers]]\nservers = ['tcp://127.0.0.1:9']\n");
+        }
+        let config = crate::config::load_main(&text, "t.toml").expect("valid");
+        let prereg = crate::config::load_prereg(
+            "[g]\nlisten_server = 's0'\ndefault_backend = 's0'\n[[g.map]]\nprefix = 'x'\nbackend = 's7'\n",
+            "p.toml",
+            &config,
+        )
+        .expect("valid");
+        let built = super::build_sections(&config, Some(&prereg));
+        let (s0, s1) = (&built.sections[0], &built.sections[1]);
+        assert_eq!(s0.routes, [0, 7], "itself and its one redirect target");
+        assert_eq!(s0.stats.redirected_to.len(), 2);
+        assert_eq!(s1.routes, [1]);
+        assert_eq!(s1.stats.redirected_to.len(), 1);
+        assert!(
+            std::sync::Arc::ptr_eq(&s0.backends, &s1.backends),
+            "one backend list for all sections"
+        );
+    }
+
     #[test]
     fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
         use rustix::process::{getrlimit, Resource};

@@ -105,6 +105,19 @@ impl PreReg {
         }
     }
 
+    /// The sections its rules can redirect to (distinct, in rule order, the default last).
+    pub fn redirect_targets(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for a in self.actions.iter().chain([&self.default]) {
+            if let Action::Redirect(i) = a {
+                if !out.contains(i) {
+                    out.push(*i);
+                }
+            }
+        }
+        out
+    }
+
     pub fn route(&self, key: &[u8]) -> Action {
         let first = match &self.rules {
             Rules::Scan(rules) => rules.iter().position(|r| r.matches(key)),

@@ -51,7 +51,7 @@ struct Counts {
     copies: u64,
     no_server: u64,
     rejected: u64,
-    /// Redirected lines by target section index.
+    /// Redirected lines by target slot (`Section::routes`).
     redirected: Vec<u64>,
     accumulated: u64,
     last_invalid: Option<(InvalidReason, Vec<u8>)>,
@@ -81,7 +81,7 @@ pub struct Router {
     splitter: Splitter,
     mode: Mode,
     scratch: Scratch,
-    /// By section index.
+    /// By slot of `Section::routes` (its own section first, then its redirect targets).
     targets: Vec<TargetOut>,
     touched_targets: Vec<usize>,
     to_accumulator: Out,
@@ -105,7 +105,7 @@ impl Router {
     }
 
     fn with(section: Arc<Section>, splitter: Splitter, mode: Mode) -> Router {
-        let n = section.backends.len().max(section.index + 1);
+        let n = section.routes.len();
         Router {
             scratch: splitter.scratch(),
             splitter,
@@ -147,14 +147,16 @@ impl Router {
             (Some(p), Mode::Listener) => p.route(split.key),
             _ => Action::Own,
         };
-        let target = match action {
+        // the slot of the target section in `Section::routes` (0: the section itself)
+        let slot = match action {
             Action::Reject => {
                 self.counts.rejected += 1;
                 return;
             }
             Action::Redirect(i) => {
-                self.counts.redirected[i] += 1;
-                i
+                let Some(slot) = s.slot(i) else { return };
+                self.counts.redirected[slot] += 1;
+                slot
             }
             Action::Own => match (&s.accumulator, self.mode) {
                 (Some(_), Mode::Listener) => {
@@ -162,13 +164,15 @@ impl Router {
                     self.counts.accumulated += 1;
                     return;
                 }
-                _ => s.index,
+                _ => 0,
             },
         };
-        let Some(backend) = s.backends.get(target) else { return };
-        let t = &mut self.targets[target];
+        let Some(backend) = s.backends.get(s.routes[slot]) else {
+            return;
+        };
+        let t = &mut self.targets[slot];
         if t.rings.is_none() && t.touched.is_empty() {
-            self.touched_targets.push(target);
+            self.touched_targets.push(slot);
         }
         let rings = t.rings.get_or_insert_with(|| backend.load());
         for ring in &rings.rings {

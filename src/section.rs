@@ -26,8 +26,11 @@ pub struct Section {
     /// This section's index in the process's section list.
     pub index: usize,
     pub backend: Arc<Backend>,
-    /// Every section's backend, by section index (redirect targets).
-    pub backends: Vec<Arc<Backend>>,
+    /// Every section's backend, by section index (redirect targets); one list shared by all sections.
+    pub backends: Arc<[Arc<Backend>]>,
+    /// The sections its lines can go to, by slot: its own index first, then its PreReg's redirect targets.
+    /// Routers and the per-target counters are sized by this, not by the number of sections.
+    pub routes: Vec<usize>,
     pub prereg: Option<PreReg>,
     /// The input of the section's accumulator: where the lines that stay in the section go when it has one.
     pub accumulator: Option<AccumulatorInput>,
@@ -76,12 +79,14 @@ impl Section {
     pub fn new(
         cfg: &SectionConfig,
         index: usize,
-        backends: Vec<Arc<Backend>>,
+        backends: Arc<[Arc<Backend>]>,
         prereg: Option<PreReg>,
         accumulator: Option<AccumulatorInput>,
     ) -> Section {
+        let mut routes = vec![index];
+        routes.extend(prereg.iter().flat_map(PreReg::redirect_targets).filter(|t| *t != index));
         let stats = SectionStats {
-            redirected_to: (0..backends.len()).map(|_| Default::default()).collect(),
+            redirected_to: routes.iter().map(|_| Default::default()).collect(),
             ..SectionStats::default()
         };
         Section {
@@ -91,6 +96,7 @@ impl Section {
             index,
             backend: backends[index].clone(),
             backends,
+            routes,
             prereg,
             accumulator,
             stats,
@@ -119,6 +125,11 @@ impl Section {
             slot.extend_from_slice(key);
         }
         r.next = (next + 1) % RECENT_KEYS;
+    }
+
+    /// The slot of section `target` in [`Section::routes`].
+    pub fn slot(&self, target: usize) -> Option<usize> {
+        self.routes.iter().position(|r| *r == target)
     }
 
     /// A copy of the recently routed keys (at most [`RECENT_KEYS`]).

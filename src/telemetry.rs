@@ -81,7 +81,7 @@ pub struct SectionStats {
     /// Lines a PreReg rule rejected / redirected to another section.
     pub rejected_lines: AtomicU64,
     pub redirected_lines: AtomicU64,
-    /// Redirected lines by target section index.
+    /// Redirected lines by target slot (`Section::routes`).
     pub redirected_to: Vec<AtomicU64>,
     /// Lines handed to the section's accumulator.
     pub accumulated_lines: AtomicU64,

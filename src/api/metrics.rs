@@ -154,8 +154,8 @@ impl Family<'_> {
             "Lines a PreReg rule redirected to another section's rings.",
         );
         for s in sections(self.views) {
-            for (i, n) in s.stats.redirected_to.iter().enumerate() {
-                if let Some(b) = s.backends.get(i).filter(|_| i != s.index) {
+            for (target, n) in s.routes.iter().zip(&s.stats.redirected_to).skip(1) {
+                if let Some(b) = s.backends.get(*target) {
                     let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
                     self.sample(name, &labels, n.load(Relaxed));
                 }
