@@ -212,19 +212,65 @@ impl AccumulatorInput {
 
 /// What one stream (a connection, an HTTP body) holds against its section's `max_read_buffer_size`: the bytes it
 /// read and has not routed yet, including a partial last line waiting for the rest of its bytes, so that many
-/// clients holding half lines cannot go on reading past the budget. A stream that holds a partial line may read on
-/// without waiting (only the rest of its line frees what it holds, else half lines would wait for each other
-/// forever); one that holds nothing waits for room. A read already waiting when the budget fills still completes,
-/// so the budget can be exceeded by one read per connection (bounded by `max_connections`).
+/// clients holding half lines cannot go on reading past the budget. A connection reserves each read before it
+/// reads ([`ReadHold::reserve`], once the socket is readable): at most the room left, waiting while there is none.
+/// A stream in the middle of a line may always take [`MID_LINE_READ`] bytes (only the rest of its line frees what
+/// it holds, else half lines would wait for each other forever), so the budget is exceeded by at most that much per
+/// such connection. An HTTP body cannot be read in reserved pieces: it waits for room ([`ReadHold::room`]) and
+/// holds what each piece brings.
 #[derive(Debug)]
 pub struct ReadHold {
     section: Arc<Section>,
     held: usize,
+    reserved: usize,
 }
+
+/// What a stream holding a partial line may read beyond the budget.
+pub const MID_LINE_READ: usize = 4096;
 
 impl ReadHold {
     pub fn new(section: Arc<Section>) -> ReadHold {
-        ReadHold { section, held: 0 }
+        ReadHold {
+            section,
+            held: 0,
+            reserved: 0,
+        }
+    }
+
+    /// Reserves room for the next read of at most `chunk` bytes; returns how many bytes it may read (> 0).
+    pub async fn reserve(&mut self, chunk: usize) -> usize {
+        let counter = &self.section.stats.read_buffer_bytes;
+        loop {
+            let drained = self.section.read_buffer_drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let mut used = counter.load(Relaxed);
+            loop {
+                let room = (self.section.max_read_buffer_size as u64).saturating_sub(used);
+                let allowed = if self.held > 0 {
+                    room.max(MID_LINE_READ as u64)
+                } else {
+                    room
+                };
+                let r = allowed.min(chunk as u64);
+                if r == 0 {
+                    break;
+                }
+                match counter.compare_exchange_weak(used, used + r, Relaxed, Relaxed) {
+                    Ok(_) => {
+                        self.reserved += r as usize;
+                        return r as usize;
+                    }
+                    Err(now) => used = now,
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Gives back a reservation that was not read (the socket had nothing after all).
+    pub fn unreserve(&mut self) {
+        self.section.release_read(std::mem::take(&mut self.reserved));
     }
 
     /// Waits for room in the budget, unless this stream is in the middle of a line.
@@ -234,9 +280,11 @@ impl ReadHold {
         }
     }
 
-    /// `n` bytes were read.
+    /// `n` bytes were read (within what was reserved, if anything was).
     pub fn read(&mut self, n: usize) {
+        let reserved = std::mem::take(&mut self.reserved);
         self.section.hold_read(n);
+        self.section.release_read(reserved);
         self.held += n;
     }
 
@@ -250,6 +298,6 @@ impl ReadHold {
 
 impl Drop for ReadHold {
     fn drop(&mut self) {
-        self.section.release_read(self.held);
+        self.section.release_read(self.held + self.reserved);
     }
 }

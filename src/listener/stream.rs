@@ -2,12 +2,12 @@
 //! wait in the backlog), newline framing, TCP keepalive instead of an idle timeout (graphite clients keep idle
 //! connections open on purpose; a vanished one is found by the probes).
 
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::{BufMut, BytesMut};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -61,8 +61,34 @@ pub async fn run_unix(
     }
 }
 
+/// A connected stream socket read without blocking once it is readable, so that a read's room in the input
+/// budget is taken only while bytes are there to read (an idle connection holds none).
+pub trait StreamSocket {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize>;
+}
+
+impl StreamSocket for tokio::net::TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+    fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        tokio::net::TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl StreamSocket for tokio::net::UnixStream {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        tokio::net::UnixStream::readable(self)
+    }
+    fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        tokio::net::UnixStream::try_read_buf(self, buf)
+    }
+}
+
 /// Reads one connection until EOF or shutdown, routing every complete line; a final unterminated line is routed.
-pub async fn read_stream<S: AsyncRead + Unpin>(mut sock: S, section: Arc<Section>, stop: CancellationToken) {
+/// Each read takes at most the room left in the section's input budget ([`ReadHold::reserve`]).
+pub async fn read_stream<S: StreamSocket>(sock: S, section: Arc<Section>, stop: CancellationToken) {
     section.stats.connections.fetch_add(1, Relaxed);
     section.stats.connections_open.fetch_add(1, Relaxed);
     let mut router = Router::new(section.clone());
@@ -70,17 +96,35 @@ pub async fn read_stream<S: AsyncRead + Unpin>(mut sock: S, section: Arc<Section
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut hold = ReadHold::new(section.clone());
     loop {
-        hold.room().await;
-        buf.reserve(READ_CHUNK);
-        let read = tokio::select! {
-            r = sock.read_buf(&mut buf) => r,
-            _ = stop.cancelled() => Ok(0),
+        let ready = tokio::select! {
+            r = sock.readable() => r,
+            _ = stop.cancelled() => Err(io::ErrorKind::Interrupted.into()),
+        };
+        let read = match ready {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let room = tokio::select! {
+                    r = hold.reserve(READ_CHUNK) => r,
+                    _ = stop.cancelled() => 0,
+                };
+                buf.reserve(room);
+                match sock.try_read_buf(&mut (&mut buf).limit(room)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        hold.unreserve();
+                        continue;
+                    }
+                    // room 0: shutdown began while waiting for room
+                    r => r,
+                }
+            }
         };
         let (n, eof) = match read {
             Ok(0) => (0, true),
             Ok(n) => (n, false),
             Err(e) => {
-                tracing::debug!(section = %section.name, error = %e, "read failed");
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::debug!(section = %section.name, error = %e, "read failed");
+                }
                 (0, true)
             }
         };

@@ -851,9 +851,15 @@ async fn partial_lines_held_by_many_connections_count_against_max_read_buffer_si
         holders.push(c);
     }
     wait_until("the half lines fill the budget", LONG, || {
-        section.stats.read_buffer_bytes.load(Relaxed) > 100_000
+        section.stats.read_buffer_bytes.load(Relaxed) >= 100_000
     })
     .await;
+    let held = section.stats.read_buffer_bytes.load(Relaxed);
+    let mid_line = 10 * consthash::section::MID_LINE_READ as u64;
+    assert!(
+        held <= 100_000 + mid_line,
+        "reads stop at the budget (plus a little per half line): {held}"
+    );
     // a new client waits for room; it is served once the half lines are done
     let mut fresh = tokio::net::TcpStream::connect(addr).await.expect("connect");
     fresh.write_all(b"fresh.line 1 1700000000\n").await.expect("write");
