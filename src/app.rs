@@ -310,10 +310,7 @@ impl Relay {
                     history: History::new(cfg.internal_health_server_points),
                     accumulator: accumulator.clone(),
                     listen: cfg.listen.clone(),
-                    bound: match self.bound(&cfg.name) {
-                        Some(Bound::Tcp(a) | Bound::Udp(a) | Bound::Http(a)) => Some(*a),
-                        _ => None,
-                    },
+                    bound: self.bound(&cfg.name).and_then(Bound::addr),
                 })
                 .collect();
             let state = AdminState {

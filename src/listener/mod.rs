@@ -33,6 +33,16 @@ pub enum Bound {
     None,
 }
 
+impl Bound {
+    /// The socket address of a tcp, udp or http listener.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Bound::Tcp(a) | Bound::Udp(a) | Bound::Http(a) => Some(*a),
+            Bound::Unix(_) | Bound::None => None,
+        }
+    }
+}
+
 /// Binds the section's socket and spawns its accept/receive loop on `tracker`.
 pub async fn start(
     listen: &Listen,
