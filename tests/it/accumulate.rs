@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::binary::{free_port, wait_listening, Running, BIN};
 use crate::sink::Sink;
-use crate::{send_tcp, start_with_prereg, tcp_addr, wait_until};
+use crate::{metric_value, send_tcp, start_with_prereg, tcp_addr, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -181,14 +182,6 @@ async fn loopback_every_key_is_accumulated_by_exactly_one_accumulator() {
     assert_eq!(ta.len() + tb.len(), keys, "every key flushed by one accumulator");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers() {
     let carbon = Sink::tcp().await;
@@ -217,24 +210,14 @@ async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers()
         ),
     )
     .expect("prereg");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_consthash"))
-        .args([
-            "--config",
-            &config.to_string_lossy(),
-            "--prereg",
-            &prereg.to_string_lossy(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut child = KillOnDrop(child);
+    let mut child = Running::spawn(std::process::Command::new(BIN).args([
+        "--config",
+        &config.to_string_lossy(),
+        "--prereg",
+        &prereg.to_string_lossy(),
+    ]));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = std::time::Instant::now() + LONG;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the relay never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(addr).await;
     let lines: Vec<String> = (0..1_000)
         .map(|i| format!("term.key{}:{}|c", i % 10, 1 + i % 2))
         .collect();
@@ -269,17 +252,8 @@ async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers()
     assert_eq!(key0["count"], 100);
     assert_eq!(carbon.count(), 0, "nothing flushed yet");
 
-    use rustix::process::{kill_process, Pid, Signal};
-    kill_process(Pid::from_child(&child.0), Signal::TERM).expect("SIGTERM the child");
-    let deadline = std::time::Instant::now() + LONG;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status.code(), Some(0));
+    child.signal(rustix::process::Signal::TERM);
+    assert_eq!(child.exit("after SIGTERM").await.code(), Some(0));
     wait_until("the final flush at carbon", LONG, || {
         counter_totals_legacy(&carbon.lines()).len() == 10
     })
@@ -294,16 +268,6 @@ async fn sigterm_flushes_everything_accumulated_to_the_backend_and_the_writers()
     let rows = std::fs::read_to_string(dir.path().join("stats_3600s")).expect("bin file");
     assert_eq!(rows.lines().count(), 10, "one row per key in the hour bin: {rows}");
     assert!(rows.lines().any(|l| l.starts_with("term.key0\t100.000000\t")), "{rows}");
-}
-
-/// Kills a child process that a failed test left running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Sums `stats_counts.<key>` values (statsd's legacy namespace) per key.
@@ -340,11 +304,6 @@ async fn an_accumulator_holds_at_most_max_keys_and_counts_what_it_drops() {
         .collect();
     send_tcp(tcp_addr(&relay, "statsd-in"), &lines).await;
     let base = format!("http://{}", relay.admin_addr().expect("admin"));
-    let metric = |body: &str, family: &str| {
-        body.lines()
-            .find(|l| l.starts_with(family))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-    };
     let deadline = std::time::Instant::now() + LONG;
     let body = loop {
         let body = reqwest::get(format!("{base}/metrics"))
@@ -353,7 +312,7 @@ async fn an_accumulator_holds_at_most_max_keys_and_counts_what_it_drops() {
             .text()
             .await
             .expect("body");
-        if metric(&body, "consthash_accumulator_max_keys_dropped_total{") == Some(7) {
+        if metric_value(&body, "consthash_accumulator_max_keys_dropped_total{") == Some(7) {
             break body;
         }
         assert!(
@@ -362,9 +321,9 @@ async fn an_accumulator_holds_at_most_max_keys_and_counts_what_it_drops() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(metric(&body, "consthash_accumulator_keys{"), Some(3), "{body}");
+    assert_eq!(metric_value(&body, "consthash_accumulator_keys{"), Some(3), "{body}");
     assert_eq!(
-        metric(&body, "consthash_accumulator_invalid_samples_total{"),
+        metric_value(&body, "consthash_accumulator_invalid_samples_total{"),
         Some(1),
         "{body}"
     );

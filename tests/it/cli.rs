@@ -1,15 +1,13 @@
 //! The real binary: usage, version, config checking, a relay run with signals and the pid file.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
-use crate::sink::Sink;
-use crate::wait_until;
-
-const BIN: &str = env!("CARGO_BIN_EXE_consthash");
+use crate::binary::{free_port, wait_listening, Running, BIN};
+use crate::sink::{Sink, StuckSink};
+use crate::{flood, metric_value, wait_until};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("runs");
@@ -18,14 +16,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[test]
@@ -116,19 +106,6 @@ fn a_bad_config_prints_every_error_with_its_key_path_and_starts_nothing() {
     drop(held);
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: Signal) {
-    kill_process(Pid::from_child(child), sig).expect("signal the child");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
     let sink = Sink::tcp().await;
@@ -147,21 +124,10 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
         ),
     )
     .expect("write config");
-    let child = Command::new(BIN)
-        .args(["--config", &config.to_string_lossy(), "--loglevel", "info"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut child = Running(child);
+    let mut child =
+        Running::spawn(Command::new(BIN).args(["--config", &config.to_string_lossy(), "--loglevel", "info"]));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut connected = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while connected.is_none() {
-        assert!(std::time::Instant::now() < deadline, "the relay never listened");
-        connected = tokio::net::TcpStream::connect(addr).await.ok();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(connected);
+    wait_listening(addr).await;
     let lines: Vec<String> = (0..5_000)
         .map(|i| format!("bin.key{} {i} 1700000000", i % 50))
         .collect();
@@ -172,29 +138,14 @@ async fn the_binary_relays_and_stops_cleanly_on_sigterm() {
     .await;
     assert_eq!(
         std::fs::read_to_string(&pid_file).expect("pid file").trim(),
-        child.0.id().to_string(),
+        child.id().to_string(),
         "the relay wrote its pid"
     );
 
-    signal(&child.0, Signal::HUP); // logged and ignored
-    signal(&child.0, Signal::TERM);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
+    child.signal(Signal::HUP); // logged and ignored
+    child.signal(Signal::TERM);
+    assert_eq!(child.exit("after SIGTERM").await.code(), Some(0));
+    let err = child.log();
     assert!(
         err.contains(&format!("Process {} is already running", std::process::id())),
         "{err}"
@@ -275,15 +226,8 @@ fn a_listen_address_in_use_stops_the_start_with_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_cuts_a_long_shutdown_short() {
-    // a sink that accepts and never reads, so that the shutdown would wait shutdown_timeout for the queue
-    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let stuck_addr = stuck.local_addr().expect("addr");
-    let held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = stuck.accept().await {
-            conns.push(c);
-        }
-    });
+    // a sink that never reads, so that the shutdown would wait shutdown_timeout for the queue
+    let stuck = StuckSink::new().await;
     let (port, admin) = (free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("relay.toml");
@@ -292,31 +236,15 @@ async fn a_second_sigterm_cuts_a_long_shutdown_short() {
         format!(
             "[default]\nshutdown_timeout = 600\nwrite_timeout = \"600s\"\ninternal_health_server_listen = \"127.0.0.1:{admin}\"\n\
              [relay]\nlisten = \"tcp://127.0.0.1:{port}\"\nmsg_type = \"graphite\"\n\
-             [[relay.servers]]\nservers = [\"tcp://{stuck_addr}\"]\n"
+             [[relay.servers]]\nservers = [\"tcp://{}\"]\n",
+            stuck.addr
         ),
     )
     .expect("write config");
-    let child = Command::new(BIN)
-        .args(["--config", &config.to_string_lossy()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut child = Running(child);
+    let mut child = Running::spawn(Command::new(BIN).args(["--config", &config.to_string_lossy()]));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the relay never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let client = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let chunk: String = (0..10_000)
-            .map(|i| format!("stuck.key{} {i} 1700000000\n", i % 50))
-            .collect();
-        // until the relay stops reading: more than the kernel buffers toward the stuck sink hold
-        while c.write_all(chunk.as_bytes()).await.is_ok() {}
-    });
+    wait_listening(addr).await;
+    let client = flood(addr);
     // (lines queued, lines sent) from /metrics
     let books = || async {
         let body = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
@@ -325,14 +253,9 @@ async fn a_second_sigterm_cuts_a_long_shutdown_short() {
             .text()
             .await
             .ok()?;
-        let value = |family: &str| {
-            body.lines()
-                .find(|l| l.starts_with(family))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        };
         Some((
-            value("consthash_out_queue_lines{")?,
-            value("consthash_lines_sent_total{")?,
+            metric_value(&body, "consthash_out_queue_lines{")?,
+            metric_value(&body, "consthash_lines_sent_total{")?,
         ))
     };
     // stuck: the kernel buffers toward the sink are full (nothing is sent any more) and lines are queued
@@ -345,39 +268,21 @@ async fn a_second_sigterm_cuts_a_long_shutdown_short() {
         last_sent = sent;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    signal(&child.0, Signal::TERM);
-    // the shutdown has begun once the listener is gone
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(std::time::Instant::now() < deadline, "the listener never stopped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(status) = child.0.try_wait().expect("wait") {
-        let mut err = String::new();
-        let _ = child.0.stderr.take().expect("stderr").read_to_string(&mut err);
-        panic!("exited ({status}) instead of draining into the stuck sink:\n{err}");
-    }
-    signal(&child.0, Signal::TERM);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit after the second SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status.code(), Some(1));
-    let mut err = String::new();
+    child.signal(Signal::TERM);
     child
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
+        .wait_log("the shutdown began", |l| l.contains("shutting down"))
+        .await;
+    if let Some(status) = child.exited() {
+        panic!(
+            "exited ({status}) instead of draining into the stuck sink:\n{}",
+            child.log()
+        );
+    }
+    child.signal(Signal::TERM);
+    assert_eq!(child.exit("after the second SIGTERM").await.code(), Some(1));
+    let err = child.log();
     assert!(err.contains("second signal"), "{err}");
     client.abort();
-    held.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,19 +300,11 @@ async fn out_of_file_descriptors_the_relay_backs_off_logs_little_and_recovers() 
         ),
     )
     .expect("write config");
-    // 64 descriptors, soft and hard: the relay cannot raise the limit
-    let child = Command::new("prlimit")
-        .args(["--nofile=64:64", BIN, "--config", &config.to_string_lossy()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn under prlimit (util-linux)");
-    let mut child = Running(child);
+    // 64 descriptors, soft and hard: the relay cannot raise the limit (prlimit is util-linux)
+    let mut child =
+        Running::spawn(Command::new("prlimit").args(["--nofile=64:64", BIN, "--config", &config.to_string_lossy()]));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the relay never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(addr).await;
     // more clients than descriptors: accept fails with EMFILE while they are connected
     let mut clients = Vec::new();
     for _ in 0..100 {
@@ -417,13 +314,17 @@ async fn out_of_file_descriptors_the_relay_backs_off_logs_little_and_recovers() 
                 .expect("connect (the backlog takes it)"),
         );
     }
-    let exhausted = std::time::Instant::now();
-    let deadline = exhausted + Duration::from_secs(20);
-    // keep the descriptors exhausted for 3 s: a busy accept loop would have logged thousands of lines by then
-    while exhausted.elapsed() < Duration::from_secs(3) {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // not a busy loop: the pause grows to its 1 s cap, and one log line reports several failures
+    let backed_off = |l: &str| {
+        let failed = l
+            .split("failed=")
+            .nth(1)
+            .and_then(|f| f.split(' ').next()?.parse::<u64>().ok());
+        l.contains("accept failed") && l.contains("pause=1s") && failed.is_some_and(|n| n > 1)
+    };
+    child
+        .wait_log("accept errors logged with a 1 s pause and a count", backed_off)
+        .await;
     drop(clients);
     // descriptors free again: a new client is served
     let line = "after.emfile 1 1700000000".to_string();
@@ -436,24 +337,6 @@ async fn out_of_file_descriptors_the_relay_backs_off_logs_little_and_recovers() 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    signal(&child.0, Signal::TERM);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.0.try_wait().expect("wait").is_none() {
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut err = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
-    let warnings = err.lines().filter(|l| l.contains("accept failed")).count();
-    assert!(warnings >= 1, "the exhaustion is logged:\n{err}");
-    assert!(
-        warnings <= 10,
-        "at most about one line a second, not a busy loop: {warnings} lines"
-    );
+    child.signal(Signal::TERM);
+    assert_eq!(child.exit("after SIGTERM").await.code(), Some(0));
 }

@@ -3,6 +3,7 @@
 
 mod accumulate;
 mod admin;
+mod binary;
 mod cli;
 mod relay;
 mod sink;
@@ -33,10 +34,31 @@ pub async fn start_with_prereg(toml: &str, prereg: &str) -> Relay {
 }
 
 pub fn tcp_addr(relay: &Relay, section: &str) -> std::net::SocketAddr {
-    match relay.bound(section) {
-        Some(Bound::Tcp(a)) | Some(Bound::Http(a)) | Some(Bound::Udp(a)) => *a,
-        other => panic!("section {section} is not bound to an address: {other:?}"),
+    match relay.bound(section).and_then(Bound::addr) {
+        Some(a) => a,
+        None => panic!(
+            "section {section} is not bound to an address: {:?}",
+            relay.bound(section)
+        ),
     }
+}
+
+/// The value of the first sample of `family` (a name with its `{`) in a Prometheus text body.
+pub fn metric_value(body: &str, family: &str) -> Option<u64> {
+    body.lines()
+        .find(|l| l.starts_with(family))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Writes graphite lines to `addr` over one connection until the relay stops reading and closes it.
+pub fn flood(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let chunk: String = (0..10_000)
+            .map(|i| format!("flood.key{} {i} 1700000000\n", i % 1000))
+            .collect();
+        while c.write_all(chunk.as_bytes()).await.is_ok() {}
+    })
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
