@@ -20,7 +20,7 @@ pub enum WhenFull {
 }
 
 /// Newline-terminated lines for one destination. `lines` is the number of `\n` in `data`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     pub data: Bytes,
     pub lines: usize,
@@ -51,13 +51,7 @@ impl Batch {
     /// even when that line alone is larger). The prefix is returned, `self` keeps the rest.
     pub fn split_front(&mut self, max_lines: usize, max_bytes: usize) -> Batch {
         if self.lines <= max_lines && self.data.len() <= max_bytes {
-            return std::mem::replace(
-                self,
-                Batch {
-                    data: Bytes::new(),
-                    lines: 0,
-                },
-            );
+            return std::mem::take(self);
         }
         let mut end = 0;
         let mut lines = 0;

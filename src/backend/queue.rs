@@ -71,19 +71,17 @@ impl DestQueue {
             max => max.saturating_sub(s.bytes),
         };
         let whole = batch.lines <= room_lines && batch.len() <= room_bytes;
-        let head = if whole {
-            std::mem::replace(&mut batch, Batch::from_lines(bytes::Bytes::new()))
-        } else if s.batches.is_empty() || room_lines > 0 && first_line_fits(&batch, room_bytes) {
-            batch.split_front(room_lines.max(1), room_bytes)
-        } else {
+        if !(whole || s.batches.is_empty() || room_lines > 0 && first_line_fits(&batch, room_bytes)) {
             return Err(PushError::Full(batch));
-        };
+        }
+        // the whole batch when it fits
+        let head = batch.split_front(room_lines.max(1), room_bytes);
         s.lines += head.lines;
         s.bytes += head.len();
         s.batches.push_back(head);
         drop(s);
         self.not_empty.notify_one();
-        if whole {
+        if batch.is_empty() {
             Ok(())
         } else {
             Err(PushError::Full(batch))
