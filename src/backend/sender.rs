@@ -86,27 +86,20 @@ impl Conn {
     /// Writes `batches`; a stream write fails only when it makes no progress for `stall` (a slow sink that takes
     /// bytes keeps its connection). The error carries how many bytes were written before it.
     async fn write_all(&mut self, batches: &[Batch], stall: Duration) -> Result<(), WriteError> {
-        let whole = |r: io::Result<()>| r.map_err(|error| WriteError { error, written: 0 });
-        let stalled = || io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress");
+        // datagrams and POSTs are delivered whole or not at all
+        let nothing_written = |error| WriteError { error, written: 0 };
         match self {
             Conn::Tcp(s) => write_all_vectored(s, batches, stall).await,
             Conn::Unix(s) => write_all_vectored(s, batches, stall).await,
             Conn::Udp(s) => {
                 for b in batches {
-                    whole(
-                        timeout(stall, s.send(&b.data))
-                            .await
-                            .unwrap_or_else(|_| Err(stalled()))
-                            .map(drop),
-                    )?;
+                    within(stall, s.send(&b.data)).await.map_err(nothing_written)?;
                 }
                 Ok(())
             }
-            Conn::Http(client, url) => whole(
-                timeout(stall, Self::post(client, url, batches))
-                    .await
-                    .unwrap_or_else(|_| Err(stalled())),
-            ),
+            Conn::Http(client, url) => within(stall, Self::post(client, url, batches))
+                .await
+                .map_err(nothing_written),
         }
     }
 
@@ -126,6 +119,13 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// `write` unless it takes longer than `stall`: then a `TimedOut` error.
+async fn within<T>(stall: Duration, write: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    timeout(stall, write)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress")))
 }
 
 /// A failed write and how far it got.
@@ -148,16 +148,10 @@ async fn write_all_vectored<W: AsyncWriteExt + Unpin>(
             .take(64)
             .map(IoSlice::new)
             .collect();
-        let mut n = match timeout(stall, w.write_vectored(&slices)).await {
-            Err(_) => {
-                return Err(fail(
-                    io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress"),
-                    written,
-                ))
-            }
-            Ok(Err(e)) => return Err(fail(e, written)),
-            Ok(Ok(0)) => return Err(fail(io::ErrorKind::WriteZero.into(), written)),
-            Ok(Ok(n)) => n,
+        let mut n = match within(stall, w.write_vectored(&slices)).await {
+            Err(e) => return Err(fail(e, written)),
+            Ok(0) => return Err(fail(io::ErrorKind::WriteZero.into(), written)),
+            Ok(n) => n,
         };
         written += n;
         while i < batches.len() && n >= batches[i].data.len() - off {
@@ -172,21 +166,21 @@ async fn write_all_vectored<W: AsyncWriteExt + Unpin>(
 
 /// Removes from the front of `pending` the whole lines among its first `written` bytes (they reached the
 /// connection) and returns their (lines, bytes); a line only partly written stays, to be sent again whole.
-fn take_written(pending: &mut Vec<Batch>, mut written: usize) -> (usize, usize) {
-    let (mut lines, mut bytes) = (0, 0);
-    while let Some(first) = pending.first_mut() {
-        if written >= first.len() {
-            written -= first.len();
-            let b = pending.remove(0);
-            (lines, bytes) = (lines + b.lines, bytes + b.len());
-            continue;
-        }
-        // the whole lines within the first `written` bytes of this batch
-        if let Some(end) = memchr::memrchr(b'\n', &first.data[..written]) {
+fn take_written(pending: &mut Vec<Batch>, written: usize) -> (usize, usize) {
+    let (mut whole, mut left) = (0, written);
+    while whole < pending.len() && left >= pending[whole].len() {
+        left -= pending[whole].len();
+        whole += 1;
+    }
+    let (mut lines, mut bytes) = pending
+        .drain(..whole)
+        .fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
+    // the whole lines within the written part of the next batch
+    if let Some(first) = pending.first_mut() {
+        if let Some(end) = memchr::memrchr(b'\n', &first.data[..left]) {
             let head = first.split_front(usize::MAX, end + 1);
             (lines, bytes) = (lines + head.lines, bytes + head.len());
         }
-        break;
     }
     (lines, bytes)
 }
@@ -278,21 +272,19 @@ impl Sender {
         while !pending.is_empty() {
             self.connect().await?;
             let conn = self.conn.as_mut().expect("connect() leaves a connection");
-            if let Err(WriteError { error, written }) =
-                conn.write_all(&pending[..take], self.dest.config.write_timeout).await
-            {
-                self.dest.stats.write_failures.fetch_add(1, Relaxed);
-                // progress is kept: the lines that reached the connection are not sent again
-                let (lines, bytes) = take_written(pending, written);
-                self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
-                self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
-                return Err(error);
-            }
-            let (lines, bytes) = pending
-                .drain(..take)
-                .fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
+            let result = conn.write_all(&pending[..take], self.dest.config.write_timeout).await;
+            // what reached the connection leaves `pending`; after a failure the rest is sent again
+            let written = match &result {
+                Ok(()) => pending[..take].iter().map(Batch::len).sum(),
+                Err(e) => e.written,
+            };
+            let (lines, bytes) = take_written(pending, written);
             self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
             self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
+            if let Err(WriteError { error, .. }) = result {
+                self.dest.stats.write_failures.fetch_add(1, Relaxed);
+                return Err(error);
+            }
             self.backoff.succeeded();
             if single {
                 self.conn = None;
