@@ -282,9 +282,16 @@ impl ReadHold {
 
     /// `n` bytes were read (within what was reserved, if anything was).
     pub fn read(&mut self, n: usize) {
-        let reserved = std::mem::take(&mut self.reserved);
-        self.section.hold_read(n);
-        self.section.release_read(reserved);
+        match std::mem::take(&mut self.reserved) {
+            0 => self.section.hold_read(n),
+            // the reservation already counts: give back what the read did not use
+            reserved => {
+                self.section.stats.bytes_read.fetch_add(n as u64, Relaxed);
+                if reserved > n {
+                    self.section.release_read(reserved - n);
+                }
+            }
+        }
         self.held += n;
     }
 

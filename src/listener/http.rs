@@ -83,7 +83,11 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
         }
         hold.room().await;
         hold.read(data.len());
-        buf.extend_from_slice(&data);
+        if buf.is_empty() {
+            buf = BytesMut::from(data); // no copy when hyper hands over the only reference
+        } else {
+            buf.extend_from_slice(&data);
+        }
         framer.drain(&mut buf, false, |f| router.route(f));
         valid += router.flush(WhenFull::Wait).await;
         hold.keep(buf.len());
