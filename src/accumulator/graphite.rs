@@ -133,9 +133,8 @@ impl Entry {
 pub struct GraphiteState {
     keep_keys: bool,
     stats: HashMap<Box<str>, Entry>,
-    /// A line of a new key is dropped (and counted in `over_max_keys`) while `stats` holds this many.
-    max_keys: usize,
-    over_max_keys: u64,
+    /// Lines of new keys are dropped (and counted) while `stats` holds `max_keys`.
+    bound: super::KeyBound,
 }
 
 impl GraphiteState {
@@ -143,20 +142,19 @@ impl GraphiteState {
         GraphiteState {
             keep_keys,
             stats: HashMap::default(),
-            max_keys: usize::MAX,
-            over_max_keys: 0,
+            bound: super::KeyBound::default(),
         }
     }
 
     /// Holds at most `max` keys: lines of further new keys are dropped and counted.
     pub fn with_max_keys(mut self, max: usize) -> Self {
-        self.max_keys = max;
+        self.bound = super::KeyBound::new(max);
         self
     }
 
     /// Lines dropped for `max_keys` since the last call.
     pub fn take_over_max_keys(&mut self) -> u64 {
-        std::mem::take(&mut self.over_max_keys)
+        self.bound.take_refused()
     }
 
     /// Fold one line (without its newline) into the state.
@@ -173,10 +171,10 @@ impl GraphiteState {
             return Err(GraphiteError::BadValue);
         }
         let key = String::from_utf8_lossy(key);
-        let full = self.stats.len() >= self.max_keys;
+        let held = self.stats.len();
         match self.stats.get_mut(key.as_ref()) {
             Some(e) => e.add(value),
-            None if full => self.over_max_keys += 1,
+            None if !self.bound.admits(held) => {}
             None => {
                 let mut e = Entry::new(Aggregation::for_key(&key));
                 e.add(value);

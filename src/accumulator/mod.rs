@@ -19,6 +19,40 @@ use statsd::StatsdState;
 
 pub use task::{Accumulator, AccumulatorStats, AccumulatorTask};
 
+/// The `max_keys` bound of an accumulator's key map: a new key is admitted while fewer keys are held; the samples
+/// of refused ones are counted until taken.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyBound {
+    max: usize,
+    refused: u64,
+}
+
+impl Default for KeyBound {
+    fn default() -> KeyBound {
+        KeyBound::new(usize::MAX)
+    }
+}
+
+impl KeyBound {
+    pub fn new(max: usize) -> KeyBound {
+        KeyBound { max, refused: 0 }
+    }
+
+    /// Whether a new key may join the `held` ones; counts the sample as refused when not.
+    pub fn admits(&mut self, held: usize) -> bool {
+        let ok = held < self.max;
+        if !ok {
+            self.refused += 1;
+        }
+        ok
+    }
+
+    /// Samples refused since the last call.
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
+    }
+}
+
 /// The aggregation state of one accumulator, by input format.
 #[derive(Debug)]
 pub enum State {

@@ -283,9 +283,8 @@ pub struct StatsdState {
     /// foldhash: SipHash (std's default) cost a third of the fold time on short metric keys; foldhash beat both
     /// `fnv` and a hand-written folded-multiply hash in the fold bench.
     map: HashMap<Box<str>, Slot>,
-    /// A sample of a new key is dropped (and counted in `over_max_keys`) while the map holds this many.
-    max_keys: usize,
-    over_max_keys: u64,
+    /// Samples of new keys are dropped (and counted) while the map holds `max_keys`.
+    bound: super::KeyBound,
     keep_keys: bool,
     names: Names,
     thresholds: Vec<Threshold>,
@@ -469,8 +468,7 @@ impl StatsdState {
             .collect();
         StatsdState {
             map: HashMap::default(),
-            max_keys: usize::MAX,
-            over_max_keys: 0,
+            bound: super::KeyBound::default(),
             keep_keys,
             names,
             thresholds,
@@ -484,13 +482,13 @@ impl StatsdState {
 
     /// Holds at most `max` keys: samples of further new keys are dropped and counted.
     pub fn with_max_keys(mut self, max: usize) -> StatsdState {
-        self.max_keys = max;
+        self.bound = super::KeyBound::new(max);
         self
     }
 
     /// Samples dropped for `max_keys` since the last call.
     pub fn take_over_max_keys(&mut self) -> u64 {
-        std::mem::take(&mut self.over_max_keys)
+        self.bound.take_refused()
     }
 
     /// Distinct keys held.
@@ -588,8 +586,7 @@ impl StatsdState {
             }
             return;
         }
-        if self.map.len() >= self.max_keys {
-            self.over_max_keys += 1;
+        if !self.bound.admits(self.map.len()) {
             return;
         }
         let slot = match s {
