@@ -354,7 +354,7 @@ impl Globals {
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Globals {
             pid_file: non_empty(t.str(d, "pid_file")).map(PathBuf::from),
-            num_procs: t.usize_at_most(d, "num_procs", MAX_NUM_PROCS).unwrap_or(0),
+            num_procs: t.usize_in(d, "num_procs", 0..=MAX_NUM_PROCS).unwrap_or(0),
             cpu_profile: t.bool(d, "cpu_profile").unwrap_or(false),
             stats_tick: t.bool(d, "stats_tick").unwrap_or(false),
             statsd_server: host_port_key(d, t, "statsd_server"),
@@ -438,7 +438,7 @@ impl HashingConfig {
                 Elter::Graphite
             }),
         };
-        let vnodes = match t.usize_at_most(d, "hasher_vnodes", MAX_VNODES).unwrap_or(4) {
+        let vnodes = match t.usize_in(d, "hasher_vnodes", 0..=MAX_VNODES).unwrap_or(4) {
             0 => 4,
             v => v,
         };
@@ -526,13 +526,9 @@ impl InputConfig {
                 .unwrap_or_else(|| read_buffer_size.saturating_mul(1000)),
             max_line_length: t.usize(d, "max_line_length").unwrap_or(65_536),
             max_body_size: t.usize(d, "max_body_size").unwrap_or(0),
-            max_connections: match t.usize(d, "max_connections") {
-                Some(0) => {
-                    d.error(&t.path_of("max_connections"), "must be at least 1");
-                    DEFAULT_MAX_CONNECTIONS
-                }
-                n => n.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            },
+            max_connections: t
+                .usize_in(d, "max_connections", 1..=usize::MAX)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
         }
     }
 }

@@ -395,13 +395,7 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
     }
     let (accumulate_flush, times) = parse_times(d, a);
     let keep_keys = a.bool(d, "keep_keys").unwrap_or(false);
-    let max_keys = match a.usize(d, "max_keys") {
-        Some(0) => {
-            d.error(&a.path_of("max_keys"), "must be at least 1");
-            DEFAULT_MAX_KEYS
-        }
-        n => n.unwrap_or(DEFAULT_MAX_KEYS),
-    };
+    let max_keys = a.usize_in(d, "max_keys", 1..=usize::MAX).unwrap_or(DEFAULT_MAX_KEYS);
     let options = parse_options(d, a, input_format);
     if let Some(tags) = a.table_array(d, "tags") {
         for (i, t) in tags {

@@ -314,15 +314,19 @@ impl<'a> Tbl<'a> {
         }
     }
 
-    /// A non-negative integer no larger than `max` (a bound that keeps start-up from failing or hanging).
-    pub fn usize_at_most(&self, d: &mut Diag, key: &str, max: usize) -> Option<usize> {
-        match self.usize(d, key)? {
-            v if v > max => {
-                d.error(&self.path_of(key), format!("must be at most {max}, found {v}"));
-                None
-            }
-            v => Some(v),
-        }
+    /// A non-negative integer within `range` (a bound that keeps start-up from failing or hanging); out of it,
+    /// an error and `None`.
+    pub fn usize_in(&self, d: &mut Diag, key: &str, range: std::ops::RangeInclusive<usize>) -> Option<usize> {
+        let v = self.usize(d, key)?;
+        let why = if v < *range.start() {
+            format!("must be at least {}, found {v}", range.start())
+        } else if v > *range.end() {
+            format!("must be at most {}, found {v}", range.end())
+        } else {
+            return Some(v);
+        };
+        d.error(&self.path_of(key), why);
+        None
     }
 
     pub fn usize(&self, d: &mut Diag, key: &str) -> Option<usize> {
