@@ -49,12 +49,9 @@ impl Hosts {
 
 /// The host part of a `Host` header or an origin's authority: without the port, an IPv6 literal without brackets.
 fn host_name(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
-    }
-    match authority.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => authority,
+    match crate::config::split_host_port(authority) {
+        Some((host, _)) => host,
+        None => authority.trim_start_matches('[').trim_end_matches(']'),
     }
 }
 

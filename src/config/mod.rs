@@ -29,6 +29,7 @@ pub use prereg::{
     PreRegConfig, Rule, WriterConfig,
 };
 pub use statsd_options::{StatsdOptions, STATSD_OPTIONS};
+pub(crate) use url::split_host_port;
 pub use url::{parse_url_list, DestUrl, IpCidr, Listen, Target};
 
 /// Every error found in a config file, each `<file>: <key path>: <message>`.

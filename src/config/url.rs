@@ -118,31 +118,34 @@ impl Listen {
             }
             _ => None,
         };
-        let every = |h: &str| h.is_empty() || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
         match (host(self), host(other)) {
-            (Some(a), Some(b)) => every(&a) || every(&b) || same_host(&a, &b) || same_host(&b, &a),
+            (Some(a), Some(b)) => every_address(&a) || every_address(&b) || same_host(&a, &b) || same_host(&b, &a),
             _ => self.bind_key() == other.bind_key(),
         }
     }
 }
 
 /// `host:port` or `[v6]:port` split; the host without brackets.
-fn split_host_port(hp: &str) -> Option<(&str, u16)> {
+pub(crate) fn split_host_port(hp: &str) -> Option<(&str, u16)> {
     let (host, port) = hp.rsplit_once(':')?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     Some((host, port.parse().ok()?))
 }
 
+/// Whether a listen host means every address (`0.0.0.0`, `::`, or empty).
+fn every_address(h: &str) -> bool {
+    h.is_empty() || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
 /// Whether a destination host names the address a listener is bound to (`listener`), on this machine.
 fn same_host(listener: &str, dest: &str) -> bool {
     let local = |h: &str| h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let every = listener.is_empty() || listener.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
     let canonical = |h: &str| match h.parse::<IpAddr>() {
         Ok(ip) => ip.to_string(),
         Err(_) => h.to_ascii_lowercase(),
     };
     canonical(listener) == canonical(dest)
-        || (every && (local(dest) || dest.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())))
+        || (every_address(listener) && (local(dest) || every_address(dest)))
         || (dest.eq_ignore_ascii_case("localhost") && local(listener))
         || (listener.eq_ignore_ascii_case("localhost") && local(dest))
 }
