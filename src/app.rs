@@ -373,20 +373,12 @@ impl Relay {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.stop_listeners.cancel();
         self.stop_checks.cancel();
-        self.listeners.close();
-        if timeout_at(deadline, self.listeners.wait()).await.is_err() {
-            tracing::warn!(timeout = ?self.shutdown_timeout, "listeners still waiting for full queues: closing them");
-            self.close_queues();
-            self.listeners.wait().await;
-        }
+        self.finish_or_close_queues(&self.listeners, deadline, "listeners")
+            .await;
         // accumulators: a final flush of everything pending, into the queues and the writer queues
         self.stop_accumulators.cancel();
-        self.accumulators.close();
-        if timeout_at(deadline, self.accumulators.wait()).await.is_err() {
-            tracing::warn!(timeout = ?self.shutdown_timeout, "accumulators still flushing into full queues: closing them");
-            self.close_queues();
-            self.accumulators.wait().await;
-        }
+        self.finish_or_close_queues(&self.accumulators, deadline, "accumulators")
+            .await;
         self.writers.close();
         if timeout_at(deadline, self.writers.wait()).await.is_err() {
             tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: records lost");
@@ -404,6 +396,17 @@ impl Relay {
         self.stop_services.cancel();
         self.services.close();
         self.services.wait().await;
+    }
+
+    /// Waits for `tasks` until `deadline`; tasks still waiting for room in full queues then get the queues
+    /// closed (what they push is counted as dropped), and are waited for again.
+    async fn finish_or_close_queues(&self, tasks: &TaskTracker, deadline: tokio::time::Instant, what: &str) {
+        tasks.close();
+        if timeout_at(deadline, tasks.wait()).await.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "{what} still waiting for full queues: closing them");
+            self.close_queues();
+            tasks.wait().await;
+        }
     }
 
     /// Closes every destination queue: pushes are refused (counted as dropped, `shutdown`), senders drain the rest.
