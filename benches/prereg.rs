@@ -19,7 +19,7 @@ fn group(rules: usize) -> Group {
         };
         Rule {
             matcher,
-            reject: i % 2 == 0,
+            reject: i.is_multiple_of(2),
             backend: "b".into(),
         }
     };

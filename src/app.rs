@@ -108,6 +108,8 @@ pub struct Relay {
     stop_checks: CancellationToken,
     accumulators: TaskTracker,
     stop_accumulators: CancellationToken,
+    /// Cancelled when `shutdown_timeout` ends: writers stop retrying and count what is left.
+    stop_writers: CancellationToken,
     writers: TaskTracker,
     /// The admin server and self-stats: stopped last.
     services: TaskTracker,
@@ -187,6 +189,7 @@ impl Relay {
             stop_checks: CancellationToken::new(),
             accumulators: TaskTracker::new(),
             stop_accumulators: CancellationToken::new(),
+            stop_writers: CancellationToken::new(),
             writers: TaskTracker::new(),
             services: TaskTracker::new(),
             stop_services: CancellationToken::new(),
@@ -237,20 +240,22 @@ impl Relay {
     async fn start_accumulator(&self, p: PendingAccumulator) -> Result<(), StartError> {
         let cfg = &p.acc.config;
         let writers = match &cfg.writer {
-            Some(w) => writer::start(&p.acc.group, w, &cfg.times, &self.writers)
-                .await
-                .map_err(|e| StartError::Accumulator {
-                    group: p.acc.group.clone(),
-                    message: e.to_string(),
-                })?,
+            Some(w) => writer::start(
+                &p.acc.group,
+                w,
+                &cfg.times,
+                cfg.max_keys,
+                &self.writers,
+                &self.stop_writers,
+            )
+            .await
+            .map_err(|e| StartError::Accumulator {
+                group: p.acc.group.clone(),
+                message: e.to_string(),
+            })?,
             None => Vec::new(),
         };
-        let _ = p.acc.writer_stats.set(
-            writers
-                .iter()
-                .map(|q| (q.bin_secs(), q.driver(), q.stats().clone()))
-                .collect(),
-        );
+        let _ = p.acc.writer_stats.set(writer::statuses(&writers));
         let target = p.output.map(|i| self.sections[i].0.clone());
         let task = AccumulatorTask {
             acc: p.acc.clone(),
@@ -381,7 +386,9 @@ impl Relay {
             .await;
         self.writers.close();
         if timeout_at(deadline, self.writers.wait()).await.is_err() {
-            tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: records lost");
+            tracing::error!(timeout = ?self.shutdown_timeout, "writers did not finish in time: the rest is counted as lost");
+            self.stop_writers.cancel();
+            self.writers.wait().await;
         }
         self.close_queues();
         self.senders.close();

@@ -21,7 +21,7 @@ use crate::framing::frame_all;
 use crate::line::{Batch, WhenFull};
 use crate::router::Router;
 use crate::telemetry::RateLimit;
-use crate::writer::{WriterQueue, WriterStats};
+use crate::writer::{QueueStatus, WriterQueue};
 
 /// Counters of one accumulator.
 #[derive(Debug, Default)]
@@ -45,8 +45,8 @@ pub struct Accumulator {
     /// Unix ms of the last base flush (0 before the first).
     last_flush_ms: AtomicU64,
     pub clock: Clock,
-    /// Per bin: (bin seconds, driver, counters), once the writers started.
-    pub writer_stats: OnceLock<Vec<(u64, &'static str, Arc<WriterStats>)>>,
+    /// Per bin, then the indexer: its queue and counters, once the writers started.
+    pub writer_stats: OnceLock<Vec<QueueStatus>>,
     /// Rate limit of the "max_keys reached" warning.
     max_keys_log: RateLimit,
 }
@@ -262,9 +262,17 @@ mod tests {
         let prereg = load_prereg(&prereg, "p.toml", &main).expect("prereg");
         let cfg = prereg.groups[0].accumulator.clone().expect("accumulator");
         let tracker = TaskTracker::new();
-        let writers = crate::writer::start("g", cfg.writer.as_ref().expect("writer"), &cfg.times, &tracker)
-            .await
-            .expect("writers");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let writers = crate::writer::start(
+            "g",
+            cfg.writer.as_ref().expect("writer"),
+            &cfg.times,
+            1000,
+            &tracker,
+            &stop,
+        )
+        .await
+        .expect("writers");
         let bins = Bins::new(&cfg.times);
         let acc = Accumulator::new("g", cfg, clock);
         let (input, rx) = AccumulatorInput::new("s");

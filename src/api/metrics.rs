@@ -5,7 +5,7 @@
 //! (section, proto, reason, destination, ring, state); never from traffic.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::admin::SectionView;
@@ -13,7 +13,7 @@ use crate::accumulator::Accumulator;
 use crate::backend::Destination;
 use crate::section::Section;
 use crate::telemetry::{DropReason, InvalidReason, DEST_STATS, SECTION_STATS};
-use crate::writer::WriterStats;
+use crate::writer::QueueStatus;
 
 /// Escapes a label value (backslash, double quote, newline).
 fn esc(v: &str) -> String {
@@ -75,18 +75,21 @@ impl Family<'_> {
         }
     }
 
-    /// A writer family: one sample per accumulator bin.
-    fn per_writer(&mut self, name: &str, help: &str, value: fn(&WriterStats) -> &AtomicU64, with_driver: bool) {
-        self.head(name, COUNTER, help);
+    /// A writer family: one sample per accumulator bin (`bin` = its seconds), or per indexer (`indexer`).
+    fn per_queue(&mut self, name: &str, kind: &str, help: &str, indexer: bool, value: fn(&QueueStatus) -> u64) {
+        self.head(name, kind, help);
         for v in self.views {
             let Some(a) = &v.accumulator else { continue };
-            for (bin, driver, st) in a.writer_stats.get().into_iter().flatten() {
-                let bin = bin.to_string();
-                let mut labels = vec![("group", a.group.as_str()), ("bin", bin.as_str())];
-                if with_driver {
-                    labels.push(("driver", driver));
+            for q in a.writer_stats.get().into_iter().flatten() {
+                if q.bin.is_some() == indexer {
+                    continue;
                 }
-                self.sample(name, &labels, value(st).load(Relaxed));
+                let bin = q.bin.map(|b| b.to_string());
+                let mut labels = vec![("group", a.group.as_str()), ("driver", q.driver)];
+                if let Some(bin) = &bin {
+                    labels.insert(1, ("bin", bin.as_str()));
+                }
+                self.sample(name, &labels, value(q));
             }
         }
     }
@@ -203,19 +206,53 @@ impl Family<'_> {
     }
 
     fn writers(&mut self) {
-        self.per_writer(
-            "consthash_writer_records_total",
-            "Records written.",
-            |w| &w.records,
-            true,
-        );
-        self.per_writer("consthash_writer_errors_total", "Failed writes.", |w| &w.errors, true);
-        self.per_writer(
-            "consthash_writer_skipped_flushes_total",
-            "Bin flushes skipped: queue full.",
-            |w| &w.skipped_flushes,
-            false,
-        );
+        for (prefix, indexer, what) in [
+            ("consthash_writer", false, "Records"),
+            ("consthash_indexer", true, "Keys"),
+        ] {
+            self.per_queue(
+                &format!("{prefix}_records_total"),
+                COUNTER,
+                &format!("{what} stored."),
+                indexer,
+                |q| q.stats.records.load(Relaxed),
+            );
+            self.per_queue(
+                &format!("{prefix}_errors_total"),
+                COUNTER,
+                "Failed write attempts.",
+                indexer,
+                |q| q.stats.errors.load(Relaxed),
+            );
+            self.per_queue(
+                &format!("{prefix}_skipped_flushes_total"),
+                COUNTER,
+                "Bin flushes skipped: queue full.",
+                indexer,
+                |q| q.stats.skipped_flushes.load(Relaxed),
+            );
+            self.per_queue(
+                &format!("{prefix}_dropped_records_total"),
+                COUNTER,
+                &format!("{what} lost: skipped flushes, batches dropped after failed attempts, left at shutdown."),
+                indexer,
+                |q| q.stats.dropped_records.load(Relaxed),
+            );
+            self.per_queue(
+                &format!("{prefix}_queued_records"),
+                GAUGE,
+                &format!("{what} queued or being written."),
+                indexer,
+                |q| q.queued() as u64,
+            );
+            self.per_queue(
+                &format!("{prefix}_queue_capacity"),
+                GAUGE,
+                "The queue's length.",
+                indexer,
+                |q| q.capacity as u64,
+            );
+        }
     }
 
     fn lines_dropped(&mut self) {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::backoff::Backoff;
 pub use self::destination::Destination;
 pub use self::health::check;
 pub use self::queue::{DestQueue, PushError};

@@ -81,8 +81,8 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     if ns == 0 {
         return "0s".to_string();
     }
-    if ns % 1_000_000_000 != 0 {
-        if ns % 1_000_000 == 0 {
+    if !ns.is_multiple_of(1_000_000_000) {
+        if ns.is_multiple_of(1_000_000) {
             return format!("{}ms", ns / 1_000_000);
         }
         return format!("{:?}", d);

@@ -1,0 +1,665 @@
+//! The Cassandra writer and indexer (spec §10.4), with the `scylla` driver: one session per role (shared by the
+//! bins of an accumulator), token-aware prepared statements, at most `write_workers` inserts in flight.
+//!
+//! * Metrics: one `INSERT … USING TTL ?` per point into `{keyspace}.{metrics_table}`, partition
+//!   `{path, resolution}`, clustering `time` (unix ns). Single-partition inserts, never batches: a stock server
+//!   refuses batches over 50 KiB. Inserts are idempotent upserts, so a retried batch writes the same rows.
+//! * Index: per key, the segment rows and the path rows of §10.4 ([`index_rows`]); a prefix's rows are written once
+//!   per process ([`Seen`], bounded), a key's once (the index queue sends each key once).
+//! * `create_schema = true` creates the keyspace (SimpleStrategy, RF 1, only if missing), the types and the tables
+//!   of the role; otherwise a missing table is an ERROR naming it.
+//!
+//! The session is built on first use, not at start: a server that is down at start does not stop the relay, and
+//! the writer connects when it comes up. Once built, the driver reconnects by itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::client::PoolSize;
+use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
+use scylla::frame::Compression;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use scylla::SerializeValue;
+use tokio::sync::OnceCell;
+
+use super::options::Options;
+use super::{prefixes, Progress, Seen, WriterError};
+use crate::config::DriverConfig;
+use crate::line::Point;
+
+/// Cassandra's largest TTL (20 years).
+pub const MAX_TTL_SECS: u64 = 630_720_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The options of §10.4.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CassandraOptions {
+    pub port: u16,
+    pub keyspace: String,
+    pub metrics_table: String,
+    pub path_table: String,
+    pub segment_table: String,
+    pub write_consistency: Consistency,
+    pub read_consistency: Consistency,
+    pub timeout: Duration,
+    pub numcons: usize,
+    pub compress: bool,
+    pub user: String,
+    pub pass: String,
+    pub write_workers: usize,
+    pub create_schema: bool,
+}
+
+impl CassandraOptions {
+    pub fn parse(options: &toml::Table, role: &str) -> Result<CassandraOptions, WriterError> {
+        let mut o = Options::new(options, "cassandra");
+        let consistency = |o: &mut Options, name| -> Result<Consistency, WriterError> {
+            match o.string(name, "one")?.to_ascii_lowercase().as_str() {
+                "one" | "local_one" => Ok(Consistency::LocalOne),
+                "local_quorum" => Ok(Consistency::LocalQuorum),
+                "quorum" => Ok(Consistency::Quorum),
+                "all" => Ok(Consistency::All),
+                other => Err(WriterError::Option {
+                    name,
+                    reason: format!("{other:?}: expected one, local_quorum, quorum or all"),
+                }),
+            }
+        };
+        let parsed = CassandraOptions {
+            port: o.count("port", 9042, 65535)? as u16,
+            keyspace: o.identifier("keyspace", "metric")?,
+            metrics_table: o.identifier("metrics_table", "metric")?,
+            path_table: o.identifier("path_table", "path")?,
+            segment_table: o.identifier("segment_table", "segment")?,
+            write_consistency: consistency(&mut o, "write_consistency")?,
+            read_consistency: consistency(&mut o, "read_consistency")?,
+            timeout: o.duration("timeout", Duration::from_secs(30))?,
+            numcons: o.count("numcons", 5, 1024)? as usize,
+            compress: o.bool("compress", true)?,
+            user: o.string("user", "")?,
+            pass: o.string("pass", "")?,
+            write_workers: o.count("write_workers", 128, 65536)? as usize,
+            create_schema: o.bool("create_schema", false)?,
+        };
+        // The metric queue (`metric_queue_length`) bounds what waits; a flush is written at once.
+        for name in ["write_queue_length", "batch_count", "periodic_flush"] {
+            o.accept(name);
+        }
+        o.finish(role);
+        Ok(parsed)
+    }
+}
+
+/// The two roles a session serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Metrics,
+    Indexer,
+}
+
+/// The prepared statements of one role.
+#[derive(Debug)]
+enum Statements {
+    Metrics {
+        insert: PreparedStatement,
+    },
+    Indexer {
+        segment: PreparedStatement,
+        path: PreparedStatement,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    hosts: Vec<String>,
+    opts: CassandraOptions,
+    role: Role,
+    session: OnceCell<Session>,
+    statements: OnceCell<Statements>,
+}
+
+/// One role's session, built on first use, shared by the writers of all bins.
+#[derive(Clone, Debug)]
+pub struct Connection(Arc<Inner>);
+
+impl Connection {
+    /// Parses the DSN (comma-separated hosts, each optionally `host:port`) and the options; no I/O.
+    pub fn open(cfg: &DriverConfig, role: &str) -> Result<Connection, WriterError> {
+        let opts = CassandraOptions::parse(&cfg.options, role)?;
+        let hosts: Vec<String> = cfg
+            .dsn
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| with_port(h, opts.port))
+            .collect();
+        if hosts.is_empty() {
+            return Err(WriterError::Dsn(format!("{:?}: no hosts", cfg.dsn)));
+        }
+        Ok(Connection(Arc::new(Inner {
+            hosts,
+            opts,
+            role: if role == "indexer" {
+                Role::Indexer
+            } else {
+                Role::Metrics
+            },
+            session: OnceCell::new(),
+            statements: OnceCell::new(),
+        })))
+    }
+
+    pub fn options(&self) -> &CassandraOptions {
+        &self.0.opts
+    }
+
+    /// The session, connecting (and creating the schema) if it is not yet there.
+    pub async fn session(&self) -> Result<&Session, WriterError> {
+        let inner = &*self.0;
+        inner
+            .session
+            .get_or_try_init(|| async {
+                let o = &inner.opts;
+                let mut b = SessionBuilder::new()
+                    .known_nodes(&inner.hosts)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .pool_size(PoolSize::PerHost(
+                        std::num::NonZeroUsize::new(o.numcons).unwrap_or(std::num::NonZeroUsize::MIN),
+                    ))
+                    .compression(o.compress.then_some(Compression::Lz4));
+                if !o.user.is_empty() {
+                    b = b.user(&o.user, &o.pass);
+                }
+                let session = b.build().await.map_err(|e| {
+                    WriterError::Unavailable(format!("cassandra {}: connect: {e}", inner.hosts.join(",")))
+                })?;
+                if o.create_schema {
+                    for cql in schema(o, inner.role) {
+                        session
+                            .query_unpaged(cql.as_str(), ())
+                            .await
+                            .map_err(|e| self.exec_error("create schema", &e))?;
+                    }
+                }
+                Ok(session)
+            })
+            .await
+    }
+
+    /// The role's prepared statements (a missing table fails here).
+    async fn statements(&self) -> Result<(&Session, &Statements), WriterError> {
+        let session = self.session().await?;
+        let inner = &*self.0;
+        let o = &inner.opts;
+        let st = inner
+            .statements
+            .get_or_try_init(|| async {
+                let ks = &o.keyspace;
+                Ok(match inner.role {
+                    Role::Metrics => Statements::Metrics {
+                        insert: self
+                            .prepare(
+                                session,
+                                &format!(
+                                    "INSERT INTO {ks}.{} (id, time, point) VALUES (?, ?, ?) USING TTL ?",
+                                    o.metrics_table
+                                ),
+                                &o.metrics_table,
+                            )
+                            .await?,
+                    },
+                    Role::Indexer => Statements::Indexer {
+                        segment: self
+                            .prepare(
+                                session,
+                                &format!("INSERT INTO {ks}.{} (pos, segment) VALUES (?, ?)", o.segment_table),
+                                &o.segment_table,
+                            )
+                            .await?,
+                        path: self
+                            .prepare(
+                                session,
+                                &format!(
+                                    "INSERT INTO {ks}.{} (segment, path, length, has_data) VALUES (?, ?, ?, ?)",
+                                    o.path_table
+                                ),
+                                &o.path_table,
+                            )
+                            .await?,
+                    },
+                })
+            })
+            .await?;
+        Ok((session, st))
+    }
+
+    async fn prepare(&self, session: &Session, cql: &str, table: &str) -> Result<PreparedStatement, WriterError> {
+        let o = &self.0.opts;
+        let mut p = session.prepare(cql).await.map_err(|e| {
+            let text = format!("cassandra: prepare for table {}.{table}: {e}", o.keyspace);
+            match prepare_db_error(&e) {
+                Some(DbError::Invalid) => WriterError::Rejected(format!(
+                    "{text} (does the table exist? create it or set create_schema = true)"
+                )),
+                Some(d) if refused(d) => WriterError::Rejected(text),
+                _ => WriterError::Unavailable(text),
+            }
+        })?;
+        p.set_consistency(o.write_consistency);
+        p.set_request_timeout(Some(o.timeout));
+        p.set_is_idempotent(true);
+        Ok(p)
+    }
+
+    fn exec_error(&self, doing: &str, e: &ExecutionError) -> WriterError {
+        let text = format!("cassandra {}: {doing}: {e}", self.0.hosts.join(","));
+        let db = match e {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(d, _)) => Some(d),
+            ExecutionError::PrepareError(p) => prepare_db_error(p),
+            ExecutionError::BadQuery(_) => return WriterError::Rejected(text),
+            _ => None,
+        };
+        match db {
+            Some(d) if refused(d) => WriterError::Rejected(text),
+            _ => WriterError::Unavailable(text),
+        }
+    }
+
+    /// Connects and prepares, so that start-up shows a problem at once.
+    pub async fn ready(&self) -> Result<(), WriterError> {
+        self.statements().await.map(|_| ())
+    }
+}
+
+/// `host:port` as the driver wants it: a host without a port gets `port`; a bare IPv6 address its brackets.
+fn with_port(h: &str, port: u16) -> String {
+    match h.matches(':').count() {
+        0 => format!("{h}:{port}"),
+        1 => h.to_string(),
+        _ if h.starts_with('[') && h.contains("]:") => h.to_string(),
+        _ => format!("[{}]:{port}", h.trim_start_matches('[').trim_end_matches(']')),
+    }
+}
+
+fn prepare_db_error(e: &PrepareError) -> Option<&DbError> {
+    match e {
+        PrepareError::AllAttemptsFailed {
+            first_attempt: RequestAttemptError::DbError(d, _),
+        } => Some(d),
+        _ => None,
+    }
+}
+
+/// Errors that retrying the same statement cannot fix.
+fn refused(d: &DbError) -> bool {
+    matches!(
+        d,
+        DbError::SyntaxError
+            | DbError::Invalid
+            | DbError::AlreadyExists { .. }
+            | DbError::FunctionFailure { .. }
+            | DbError::Unauthorized
+            | DbError::ConfigError
+    )
+}
+
+/// The CQL of §10.4 for one role, every object `IF NOT EXISTS`.
+fn schema(o: &CassandraOptions, role: Role) -> Vec<String> {
+    let ks = &o.keyspace;
+    let mut v = vec![format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )];
+    match role {
+        Role::Metrics => v.extend([
+            format!("CREATE TYPE IF NOT EXISTS {ks}.metric_point (max double, mean double, min double, sum double, count int)"),
+            format!("CREATE TYPE IF NOT EXISTS {ks}.metric_id (path text, resolution int)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.{} (id frozen<metric_id>, time bigint, point frozen<metric_point>, \
+                 PRIMARY KEY (id, time)) WITH CLUSTERING ORDER BY (time ASC) AND compaction = \
+                 {{'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}}",
+                o.metrics_table
+            ),
+        ]),
+        Role::Indexer => v.extend([
+            format!("CREATE TYPE IF NOT EXISTS {ks}.segment_pos (pos int, segment text)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.{} (segment frozen<segment_pos>, path text, length int, has_data boolean, \
+                 PRIMARY KEY (segment, path, has_data)) WITH CLUSTERING ORDER BY (path ASC, has_data ASC)",
+                o.path_table
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.{} (pos int, segment text, PRIMARY KEY (pos, segment)) \
+                 WITH CLUSTERING ORDER BY (segment ASC)",
+                o.segment_table
+            ),
+        ]),
+    }
+    v
+}
+
+/// `metric_id`: the partition key of a series.
+#[derive(Debug, SerializeValue)]
+pub struct MetricId<'a> {
+    pub path: &'a str,
+    pub resolution: i32,
+}
+
+/// `metric_point`: one stored aggregate.
+#[derive(Debug, SerializeValue)]
+pub struct MetricPoint {
+    pub max: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub sum: f64,
+    pub count: i32,
+}
+
+/// `segment_pos`: the partition key of the path table.
+#[derive(Debug, SerializeValue)]
+pub struct SegmentPos<'a> {
+    pub pos: i32,
+    pub segment: &'a str,
+}
+
+/// The metrics writer of one bin.
+#[derive(Debug)]
+pub struct CassandraWriter {
+    conn: Connection,
+}
+
+impl CassandraWriter {
+    pub fn new(conn: Connection) -> CassandraWriter {
+        CassandraWriter { conn }
+    }
+
+    pub async fn ready(&mut self) -> Result<(), WriterError> {
+        self.conn.ready().await
+    }
+
+    /// One insert per point, `write_workers` in flight; `progress` advances over the prefix stored.
+    pub async fn write(&mut self, points: &[Point], progress: &mut Progress) -> Result<(), WriterError> {
+        let (session, st) = self.conn.statements().await?;
+        let Statements::Metrics { insert } = st else {
+            unreachable!("a metrics connection prepares the metrics statement")
+        };
+        let table = &self.conn.0.opts.metrics_table;
+        let res = in_order(
+            points,
+            self.conn.0.opts.write_workers,
+            |p: &Point| {
+                let values = (
+                    MetricId {
+                        path: &p.key,
+                        resolution: i32::try_from(p.resolution).unwrap_or(i32::MAX),
+                    },
+                    p.time.saturating_mul(1_000_000_000),
+                    MetricPoint {
+                        max: p.max,
+                        mean: p.mean,
+                        min: p.min,
+                        sum: p.sum,
+                        count: i32::try_from(p.count).unwrap_or(i32::MAX),
+                    },
+                    p.ttl.min(MAX_TTL_SECS) as i32,
+                );
+                async move { session.execute_unpaged(insert, values).await }
+            },
+            |_| progress.done += 1,
+        )
+        .await;
+        res.map_err(|e| self.conn.exec_error(&format!("insert into {table}"), &e))
+    }
+}
+
+/// Runs `op` over `items` with at most `limit` in flight, handing each result to `done` in the order of `items`;
+/// stops at the first error (dropping what is in flight).
+async fn in_order<'a, T, R, E, Fut>(
+    items: &'a [T],
+    limit: usize,
+    mut op: impl FnMut(&'a T) -> Fut,
+    mut done: impl FnMut(R),
+) -> Result<(), E>
+where
+    Fut: std::future::Future<Output = Result<R, E>>,
+{
+    let mut in_flight = FuturesOrdered::new();
+    let mut next = items.iter();
+    loop {
+        while in_flight.len() < limit.max(1) {
+            match next.next() {
+                Some(item) => in_flight.push_back(op(item)),
+                None => break,
+            }
+        }
+        match in_flight.next().await {
+            None => return Ok(()),
+            Some(Ok(r)) => done(r),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// One row of the index (§10.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexRow<'a> {
+    /// `segment (pos, segment)`.
+    Segment { pos: i32, segment: &'a str },
+    /// `path ({pos, segment}, path, length, has_data)`.
+    Path {
+        pos: i32,
+        segment: &'a str,
+        path: &'a str,
+        length: i32,
+        has_data: bool,
+    },
+}
+
+/// The rows of `key`, in §10.4 order per prefix: its segment row, a branch row to the next prefix (for all but
+/// the last two prefixes), and a leaf row for the key. `fresh(prefix)` says whether a prefix other than the key
+/// itself still needs its segment and branch rows (false when an earlier key wrote them).
+pub fn index_rows<'a>(key: &'a str, mut fresh: impl FnMut(&str) -> bool) -> Vec<IndexRow<'a>> {
+    let parts: Vec<&str> = prefixes(key).collect();
+    let n = parts.len();
+    let last = i32::try_from(n - 1).unwrap_or(i32::MAX);
+    let mut rows = Vec::with_capacity(3 * n);
+    for (i, seg) in parts.iter().enumerate() {
+        let pos = i as i32;
+        let shared = i + 1 < n;
+        if !shared || fresh(seg) {
+            rows.push(IndexRow::Segment { pos, segment: seg });
+            if i + 2 < n {
+                rows.push(IndexRow::Path {
+                    pos,
+                    segment: seg,
+                    path: parts[i + 1],
+                    length: pos + 1,
+                    has_data: false,
+                });
+            }
+        }
+        rows.push(IndexRow::Path {
+            pos,
+            segment: seg,
+            path: key,
+            length: last,
+            has_data: true,
+        });
+    }
+    rows
+}
+
+/// The path indexer.
+#[derive(Debug)]
+pub struct CassandraIndexer {
+    conn: Connection,
+    seen: Arc<Seen>,
+    /// Prefixes whose segment and branch rows are stored.
+    prefixes: Seen,
+}
+
+impl CassandraIndexer {
+    pub fn new(conn: Connection, seen: Arc<Seen>) -> CassandraIndexer {
+        let cap = seen.cap();
+        CassandraIndexer {
+            conn,
+            seen,
+            prefixes: Seen::new(cap),
+        }
+    }
+
+    pub fn seen(&self) -> &Seen {
+        &self.seen
+    }
+
+    pub async fn ready(&mut self) -> Result<(), WriterError> {
+        self.conn.ready().await
+    }
+
+    /// Each key's rows at once, `write_workers` keys in flight; `progress` advances per key whose rows are all
+    /// stored. A prefix is marked written only with the key that wrote it.
+    pub async fn write(&mut self, keys: &[String], progress: &mut Progress) -> Result<(), WriterError> {
+        let (session, st) = self.conn.statements().await?;
+        let Statements::Indexer { segment, path } = st else {
+            unreachable!("an indexer connection prepares the index statements")
+        };
+        let prefixes = &self.prefixes;
+        let workers = self.conn.0.opts.write_workers;
+        let res = in_order(
+            keys,
+            workers,
+            |key: &String| {
+                let mut new_prefixes = Vec::new();
+                let rows = index_rows(key, |p| {
+                    let fresh = !prefixes.contains(p);
+                    if fresh {
+                        new_prefixes.push(p.to_string());
+                    }
+                    fresh
+                });
+                async move {
+                    let writes = rows.into_iter().map(|row| async move {
+                        match row {
+                            IndexRow::Segment { pos, segment: s } => session.execute_unpaged(segment, (pos, s)).await,
+                            IndexRow::Path {
+                                pos,
+                                segment: s,
+                                path: p,
+                                length,
+                                has_data,
+                            } => {
+                                session
+                                    .execute_unpaged(path, (SegmentPos { pos, segment: s }, p, length, has_data))
+                                    .await
+                            }
+                        }
+                    });
+                    futures_util::future::try_join_all(writes).await.map(|_| new_prefixes)
+                }
+            },
+            |stored| {
+                for p in &stored {
+                    prefixes.first_time(p);
+                }
+                progress.done += 1;
+            },
+        )
+        .await;
+        res.map_err(|e| self.conn.exec_error("insert into the index", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_rows_of_the_spec_example() {
+        let rows = index_rows("stats.web.cpu", |_| true);
+        let seg = |pos, segment| IndexRow::Segment { pos, segment };
+        let path = |pos, segment, path, length, has_data| IndexRow::Path {
+            pos,
+            segment,
+            path,
+            length,
+            has_data,
+        };
+        assert_eq!(
+            rows,
+            vec![
+                seg(0, "stats"),
+                path(0, "stats", "stats.web", 1, false),
+                path(0, "stats", "stats.web.cpu", 2, true),
+                seg(1, "stats.web"),
+                path(1, "stats.web", "stats.web.cpu", 2, true),
+                seg(2, "stats.web.cpu"),
+                path(2, "stats.web.cpu", "stats.web.cpu", 2, true),
+            ]
+        );
+        // `a.b.c` keeps its dots (consthash wrote `a`, `ab`, `ab.c`).
+        let segments: Vec<_> = index_rows("a.b.c", |_| true)
+            .into_iter()
+            .filter_map(|r| match r {
+                IndexRow::Segment { segment, .. } => Some(segment),
+                IndexRow::Path { .. } => None,
+            })
+            .collect();
+        assert_eq!(segments, ["a", "a.b", "a.b.c"]);
+        // A prefix already written: only the key's own rows.
+        let rows = index_rows("stats.web.mem", |p| p != "stats" && p != "stats.web");
+        assert_eq!(
+            rows,
+            vec![
+                path(0, "stats", "stats.web.mem", 2, true),
+                path(1, "stats.web", "stats.web.mem", 2, true),
+                seg(2, "stats.web.mem"),
+                path(2, "stats.web.mem", "stats.web.mem", 2, true),
+            ]
+        );
+        assert_eq!(
+            index_rows("top", |_| true),
+            vec![seg(0, "top"), path(0, "top", "top", 0, true)]
+        );
+    }
+
+    #[test]
+    fn options_and_hosts() {
+        let t: toml::Table =
+            toml::from_str("port = 19042\nwrite_consistency = 'local_quorum'\ncompress = false\nbatch_count = 10")
+                .unwrap();
+        let cfg = DriverConfig {
+            driver: crate::config::Driver::Cassandra,
+            dsn: "10.0.0.1, 10.0.0.2:9043".into(),
+            options: t,
+        };
+        let c = Connection::open(&cfg, "metrics").unwrap();
+        assert_eq!(c.0.hosts, ["10.0.0.1:19042", "10.0.0.2:9043"]);
+        assert_eq!(with_port("::1", 9042), "[::1]:9042");
+        assert_eq!(with_port("[::1]:9043", 9042), "[::1]:9043");
+        let o = c.options();
+        assert_eq!(
+            (o.write_consistency, o.read_consistency, o.compress),
+            (Consistency::LocalQuorum, Consistency::LocalOne, false)
+        );
+        assert_eq!(
+            (o.keyspace.as_str(), o.write_workers, o.timeout),
+            ("metric", 128, Duration::from_secs(30))
+        );
+        let bad: toml::Table = toml::from_str("write_consistency = 'some'").unwrap();
+        assert!(matches!(
+            CassandraOptions::parse(&bad, "metrics"),
+            Err(WriterError::Option {
+                name: "write_consistency",
+                ..
+            })
+        ));
+        let cfg = DriverConfig {
+            dsn: " , ".into(),
+            ..cfg
+        };
+        assert!(matches!(Connection::open(&cfg, "metrics"), Err(WriterError::Dsn(_))));
+    }
+}
