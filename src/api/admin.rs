@@ -58,7 +58,11 @@ impl AdminState {
     }
 
     fn server_stats(&self, v: &SectionView) -> Value {
-        v.history.server_stats(&v.section, self.started.elapsed())
+        let mut stats = v.history.server_stats(&v.section, self.started.elapsed());
+        if let (Some(acc), Value::Object(m)) = (&v.accumulator, &mut stats) {
+            m.insert("writers".into(), crate::api::stats::writers(acc));
+        }
+        stats
     }
 }
 

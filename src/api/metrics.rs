@@ -75,8 +75,10 @@ impl Family<'_> {
         }
     }
 
-    /// A writer family: one sample per accumulator bin (`bin` = its seconds), or per indexer (`indexer`).
+    /// A writer family: one sample per accumulator bin (`bin` = its seconds), or per indexer (`indexer`);
+    /// labelled with the driver except `*_skipped_flushes_total` (spec §13.2).
     fn per_queue(&mut self, name: &str, kind: &str, help: &str, indexer: bool, value: fn(&QueueStatus) -> u64) {
+        let with_driver = !name.ends_with("_skipped_flushes_total");
         self.head(name, kind, help);
         for v in self.views {
             let Some(a) = &v.accumulator else { continue };
@@ -85,9 +87,12 @@ impl Family<'_> {
                     continue;
                 }
                 let bin = q.bin.map(|b| b.to_string());
-                let mut labels = vec![("group", a.group.as_str()), ("driver", q.driver)];
+                let mut labels = vec![("group", a.group.as_str())];
                 if let Some(bin) = &bin {
-                    labels.insert(1, ("bin", bin.as_str()));
+                    labels.push(("bin", bin.as_str()));
+                }
+                if with_driver {
+                    labels.push(("driver", q.driver));
                 }
                 self.sample(name, &labels, value(q));
             }
@@ -178,6 +183,12 @@ impl Family<'_> {
             COUNTER,
             "Base flushes of the accumulator.",
             |_, a| a.stats.flushes.load(Relaxed),
+        );
+        self.per_accumulator(
+            "consthash_accumulator_records_total",
+            COUNTER,
+            "Records (one key's aggregate of one base flush) the accumulator produced; each goes into every bin.",
+            |_, a| a.stats.records.load(Relaxed),
         );
         self.per_accumulator(
             "consthash_accumulator_input_dropped_total",

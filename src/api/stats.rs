@@ -221,6 +221,32 @@ impl History {
     }
 }
 
+/// The writer queues of an accumulator (its bins in order, then its indexer with `"bin": null`): what was stored,
+/// what failed, and what was lost (`skipped_flushes`, `dropped_records`), with the queue's depth and length.
+pub fn writers(acc: &Accumulator) -> Value {
+    let list: Vec<Value> = acc
+        .writer_stats
+        .get()
+        .into_iter()
+        .flatten()
+        .map(|q| {
+            json!({
+                "group": q.group,
+                "bin": q.bin,
+                "role": if q.bin.is_some() { "metrics" } else { "indexer" },
+                "driver": q.driver,
+                "records": q.stats.records.load(Relaxed),
+                "errors": q.stats.errors.load(Relaxed),
+                "skipped_flushes": q.stats.skipped_flushes.load(Relaxed),
+                "dropped_records": q.stats.dropped_records.load(Relaxed),
+                "queued": q.queued(),
+                "queue_length": q.capacity,
+            })
+        })
+        .collect();
+    Value::from(list)
+}
+
 /// (ring identities of members up, of members down, check URLs), over all rings.
 pub fn servers(s: &Section) -> (Vec<String>, Vec<String>, Vec<String>) {
     let (mut up, mut down, mut checking) = (Vec::new(), Vec::new(), Vec::new());
