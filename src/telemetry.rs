@@ -334,14 +334,28 @@ pub fn parse_level(s: &str) -> Option<Level> {
     })
 }
 
+/// Crates whose own messages show only at `--loglevel debug`: the writers log every database failure themselves,
+/// with the driver's error text and the writer's name, rate-limited.
+const QUIET_CRATES: [&str; 2] = ["scylla", "sqlx"];
+
 /// Installs the stderr logger: `YYYY-MM-DD HH:MM:SS.mmm [module] LEVL message`.
 pub fn init_logging(level: Level) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let quiet = if level >= Level::DEBUG {
+        LevelFilter::from_level(level)
+    } else {
+        LevelFilter::OFF
+    };
+    let filter = QUIET_CRATES
+        .iter()
+        .fold(Targets::new().with_default(level), |t, c| t.with_target(*c, quiet));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .event_format(LineFormat)
-        .try_init();
+        .event_format(LineFormat);
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }
 
 struct LineFormat;

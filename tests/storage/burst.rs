@@ -47,7 +47,11 @@ async fn a_burst_lands(db: Db, dsn: &str) {
         })
         .await;
         for key in &keys {
-            let last = rows.iter().filter(|r| &r.key == key).max_by_key(|r| r.time).expect("row");
+            let last = rows
+                .iter()
+                .filter(|r| &r.key == key)
+                .max_by_key(|r| r.time)
+                .expect("row");
             assert_row(last, &recs[key], 5, 3600);
         }
     }
@@ -65,7 +69,10 @@ async fn a_burst_lands(db: Db, dsn: &str) {
     }
     let minute_rows = db.rows(60).await.expect("1 m rows, written at shutdown");
     assert_eq!(
-        minute_rows.iter().map(|r| (r.key.clone(), r.time)).collect::<BTreeSet<_>>(),
+        minute_rows
+            .iter()
+            .map(|r| (r.key.clone(), r.time))
+            .collect::<BTreeSet<_>>(),
         expected.keys().cloned().collect::<BTreeSet<_>>(),
         "one minute row per key and minute"
     );
@@ -106,7 +113,11 @@ fn assert_index(db: &Db, index: &Index, keys: &[String]) {
             let of_cpu: Vec<_> = index.tree.iter().filter(|r| r.2 == "stats.web.cpu").collect();
             assert_eq!(of_cpu.len(), 3, "only the leaf rows name the key: {of_cpu:?}");
             let leaves: BTreeSet<&str> = index.tree.iter().filter(|r| r.4).map(|r| r.2.as_str()).collect();
-            assert_eq!(leaves, keys.iter().map(String::as_str).collect(), "leaves are exactly the keys sent");
+            assert_eq!(
+                leaves,
+                keys.iter().map(String::as_str).collect(),
+                "leaves are exactly the keys sent"
+            );
             let mut segments = BTreeSet::new();
             for k in keys {
                 let parts: Vec<&str> = k.split('.').collect();

@@ -61,12 +61,16 @@ async fn a_mariadb_outage_under_load_is_counted_exactly_and_the_writer_recovers_
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent_graphite));
         tokio::spawn(async move {
             crate::binary::wait_listening(([127, 0, 0, 1], graphite_port).into()).await;
-            let mut g = tokio::net::TcpStream::connect(("127.0.0.1", graphite_port)).await.expect("connect");
+            let mut g = tokio::net::TcpStream::connect(("127.0.0.1", graphite_port))
+                .await
+                .expect("connect");
             let mut round = 0;
             while !stop.load(Ordering::Relaxed) {
                 send_udp(statsd, &statsd_round(round)).await;
                 let line = format!("relay.during.outage {round} 1700000000\n");
-                tokio::io::AsyncWriteExt::write_all(&mut g, line.as_bytes()).await.expect("relay write");
+                tokio::io::AsyncWriteExt::write_all(&mut g, line.as_bytes())
+                    .await
+                    .expect("relay write");
                 sent.fetch_add(1, Ordering::Relaxed);
                 round += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,15 +103,25 @@ async fn a_mariadb_outage_under_load_is_counted_exactly_and_the_writer_recovers_
         sink_lines.load(Ordering::Relaxed) > relayed_before,
         "the relay section keeps relaying while the database is down"
     );
-    assert!(stack.metric(&m("errors_total")).await.unwrap_or(0) > 0, "failed attempts counted");
-    assert!(stack.child.log().contains("database unavailable"), "the outage is logged");
+    assert!(
+        stack.metric(&m("errors_total")).await.unwrap_or(0) > 0,
+        "failed attempts counted"
+    );
+    assert!(
+        stack.child.log().contains("database unavailable"),
+        "the outage is logged"
+    );
 
     server.restart();
     let stored_at_restart = stack.metric(&m("records_total")).await.expect("records");
     wait_for("the writer to recover by itself", LONG, || async {
         let stored = stack.metric(&m("records_total")).await.unwrap_or(0);
         let queued = stack.metric(&m("queued_records")).await.unwrap_or(u64::MAX);
-        if stored >= stored_at_restart + 60 && queued == 0 { Ok(()) } else { Err((stored, queued)) }
+        if stored >= stored_at_restart + 60 && queued == 0 {
+            Ok(())
+        } else {
+            Err((stored, queued))
+        }
     })
     .await;
 
@@ -119,7 +133,11 @@ async fn a_mariadb_outage_under_load_is_counted_exactly_and_the_writer_recovers_
     wait_for("two idle flushes and an empty queue", LONG, || async {
         let f = stack.metric(flushes).await.unwrap_or(0);
         let queued = stack.metric(&m("queued_records")).await.unwrap_or(u64::MAX);
-        if f >= f0 + 2 && queued == 0 { Ok(()) } else { Err((f, queued)) }
+        if f >= f0 + 2 && queued == 0 {
+            Ok(())
+        } else {
+            Err((f, queued))
+        }
     })
     .await;
     let produced = stack
@@ -135,7 +153,10 @@ async fn a_mariadb_outage_under_load_is_counted_exactly_and_the_writer_recovers_
     assert!(dropped >= skipped_flushes, "a skipped flush loses at least one record");
     let stats: serde_json::Value = serde_json::from_str(&stack.get("/statsd-in/stats").await).expect("stats json");
     let w = &stats["writers"][0];
-    assert_eq!(w["skipped_flushes"], skipped_flushes, "/stats shows the skipped flushes: {w}");
+    assert_eq!(
+        w["skipped_flushes"], skipped_flushes,
+        "/stats shows the skipped flushes: {w}"
+    );
     assert_eq!(w["dropped_records"], dropped);
     wait_until("every relayed line at the sink", LONG, || {
         sink_lines.load(Ordering::Relaxed) == sent_graphite.load(Ordering::Relaxed)
@@ -153,7 +174,7 @@ async fn bad_credentials_an_unreachable_host_and_a_missing_table_are_errors_not_
     let (sink_port, sink_lines) = line_sink().await;
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let mut stack = Stack::spawn(|admin, _| {
-        let mut main = format!("[default]\ninternal_health_server_listen = \"127.0.0.1:{admin}\"\n");
+        let mut main = format!("[default]\ninternal_health_server_listen = \"127.0.0.1:{admin}\"\nshutdown_timeout = 3\n");
         for (i, p) in ports[..3].iter().enumerate() {
             main += &format!(
                 "[s{i}]\nlisten = \"udp://127.0.0.1:{p}\"\nmsg_type = \"statsd\"\n[[s{i}.servers]]\nservers = [\"tcp://127.0.0.1:9\"]\n"
@@ -186,12 +207,24 @@ async fn bad_credentials_an_unreachable_host_and_a_missing_table_are_errors_not_
     for p in &ports[..3] {
         send_udp(([127, 0, 0, 1], *p).into(), &["k:1|c".to_string()]).await;
     }
-    stack.child.wait_log("bad credentials named", |l| l.contains(" ERRO") && l.contains("writer badpass") && l.contains("Access denied")).await;
-    stack.child.wait_log("unreachable host named", |l| l.contains(" ERRO") && l.contains("writer unreachable") && l.contains("connect")).await;
+    stack
+        .child
+        .wait_log("bad credentials named", |l| {
+            l.contains(" ERRO") && l.contains("writer badpass") && l.contains("Access denied")
+        })
+        .await;
+    stack
+        .child
+        .wait_log("unreachable host named", |l| {
+            l.contains(" ERRO") && l.contains("writer unreachable") && l.contains("connect")
+        })
+        .await;
     stack
         .child
         .wait_log("missing table named", |l| {
-            l.contains(" ERRO") && l.contains("writer noschema") && l.contains(&format!("table {missing}_1s does not exist"))
+            l.contains(" ERRO")
+                && l.contains("writer noschema")
+                && l.contains(&format!("table {missing}_1s does not exist"))
         })
         .await;
     // The refused batch is dropped after its attempts, and counted.
@@ -204,9 +237,30 @@ async fn bad_credentials_an_unreachable_host_and_a_missing_table_are_errors_not_
     })
     .await;
     let lines: Vec<String> = (0..100).map(|i| format!("still.relaying {i} 1700000000")).collect();
-    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", ports[3])).await.expect("connect relay");
-    tokio::io::AsyncWriteExt::write_all(&mut c, (lines.join("\n") + "\n").as_bytes()).await.expect("write");
-    wait_until("the other section relays", LONG, || sink_lines.load(Ordering::Relaxed) == 100).await;
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", ports[3]))
+        .await
+        .expect("connect relay");
+    tokio::io::AsyncWriteExt::write_all(&mut c, (lines.join("\n") + "\n").as_bytes())
+        .await
+        .expect("write");
+    wait_until("the other section relays", LONG, || {
+        sink_lines.load(Ordering::Relaxed) == 100
+    })
+    .await;
     assert!(stack.child.exited().is_none(), "still running");
-    assert!(!stack.child.log().contains("panicked"), "no panic");
+    // SIGTERM with the bad-password writer still retrying: it gives up at shutdown_timeout and counts the rest.
+    let started = std::time::Instant::now();
+    stack.child.signal(rustix::process::Signal::TERM);
+    assert_eq!(stack.child.exit("after SIGTERM").await.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3 + 2),
+        "within shutdown_timeout = 3 and a grace"
+    );
+    let log = stack.child.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("writer badpass") && l.contains("not stored") && l.contains("lost")),
+        "what could not be stored is counted and logged:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "no panic");
 }

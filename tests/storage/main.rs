@@ -98,7 +98,15 @@ pub fn burst(part: usize, spread: usize) -> (Vec<String>, BTreeMap<String, Rec>)
     // 25 × 2 and 25 × 1 at rate 0.5: 50 values of 2 each.
     lines.extend((0..25).map(|_| "stats.web.mem:2|c".to_string()));
     lines.extend((0..25).map(|_| "stats.web.mem:1|c|@0.5".to_string()));
-    recs.insert("stats.web.mem".to_string(), Rec { sum: 100.0, min: 2.0, max: 2.0, count: 50 });
+    recs.insert(
+        "stats.web.mem".to_string(),
+        Rec {
+            sum: 100.0,
+            min: 2.0,
+            max: 2.0,
+            count: 50,
+        },
+    );
     let gauge: &[f64] = if part == 0 { &[5.0, 7.0, 3.0] } else { &[9.0, 4.0] };
     lines.extend(gauge.iter().map(|v| format!("stats.db.conns:{v}|g")));
     recs.insert(
@@ -113,7 +121,15 @@ pub fn burst(part: usize, spread: usize) -> (Vec<String>, BTreeMap<String, Rec>)
     for i in 0..spread {
         let v = (i + 1 + part) as f64;
         lines.push(format!("stats.load.k{i}:{v}|c"));
-        recs.insert(format!("stats.load.k{i}"), Rec { sum: v, min: v, max: v, count: 1 });
+        recs.insert(
+            format!("stats.load.k{i}"),
+            Rec {
+                sum: v,
+                min: v,
+                max: v,
+                count: 1,
+            },
+        );
     }
     (lines, recs)
 }
@@ -228,6 +244,9 @@ pub fn group(name: &str, section: &str, acc: &str, writer: &str) -> String {
 pub fn unique(prefix: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     format!("{prefix}_{}_{t}_{n}", std::process::id())
 }

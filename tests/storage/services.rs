@@ -52,7 +52,10 @@ impl PrivateMariadb {
             ("MARIADB_PORT", port.to_string()),
             ("SERVICES_DIR", format!("{ROOT}/target/services/{name}")),
         ];
-        let mut m = PrivateMariadb { env, dsn: String::new() };
+        let mut m = PrivateMariadb {
+            env,
+            dsn: String::new(),
+        };
         m.dsn = m.run("start");
         m
     }

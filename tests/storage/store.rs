@@ -26,8 +26,15 @@ pub struct Row {
 
 /// A database with one test's tables.
 pub enum Db {
-    Mysql { pool: MySqlPool, table: String, path_table: String },
-    Cassandra { session: Session, keyspace: String },
+    Mysql {
+        pool: MySqlPool,
+        table: String,
+        path_table: String,
+    },
+    Cassandra {
+        session: Session,
+        keyspace: String,
+    },
 }
 
 impl Db {
@@ -42,7 +49,11 @@ impl Db {
     }
 
     pub async fn cassandra(addr: &str, keyspace: &str) -> Db {
-        let session = SessionBuilder::new().known_node(addr).build().await.expect("connect to Cassandra");
+        let session = SessionBuilder::new()
+            .known_node(addr)
+            .build()
+            .await
+            .expect("connect to Cassandra");
         Db::Cassandra {
             session,
             keyspace: keyspace.to_string(),
@@ -95,7 +106,10 @@ impl Db {
                 let res = session.query_unpaged(cql, ()).await.map_err(|e| e.to_string())?;
                 let res = res.into_rows_result().map_err(|e| e.to_string())?;
                 let mut out = Vec::new();
-                for r in res.rows::<(MetricId, i64, MetricPoint, Option<i32>)>().map_err(|e| e.to_string())? {
+                for r in res
+                    .rows::<(MetricId, i64, MetricPoint, Option<i32>)>()
+                    .map_err(|e| e.to_string())?
+                {
                     let (id, time, p, ttl) = r.map_err(|e| e.to_string())?;
                     if id.resolution as u64 != secs {
                         continue;
