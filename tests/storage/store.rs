@@ -32,7 +32,7 @@ pub enum Db {
         path_table: String,
     },
     Cassandra {
-        session: Session,
+        session: Box<Session>,
         keyspace: String,
     },
 }
@@ -55,7 +55,7 @@ impl Db {
             .await
             .expect("connect to Cassandra");
         Db::Cassandra {
-            session,
+            session: Box::new(session),
             keyspace: keyspace.to_string(),
         }
     }
