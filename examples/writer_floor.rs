@@ -1,0 +1,187 @@
+//! The floor for `benches/writers.sh`: how fast this machine's database takes the writers' statements with the
+//! same driver and no consthash around them.
+//!
+//! * `mysql DSN TABLE POINTS BATCH` — multi-row `INSERT`s of `BATCH` rows (the writer's statement: same columns,
+//!   `FROM_UNIXTIME(?)`), one after another on one connection, as the writer issues them.
+//! * `cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY [BATCH]` — the writer's prepared `INSERT … USING TTL ?`, one
+//!   per point, at most `CONCURRENCY` in flight (LZ4, token-aware, the driver's default pool); with `BATCH` > 1,
+//!   unlogged batches of `BATCH` inserts instead (to see what batching would gain; the writer does not batch).
+//!
+//! The table must exist (the consthash run of the bench creates it). Keys are `floor.k<i>`, built before the clock
+//! starts. Prints one line: `points=<n> secs=<s> points_per_s=<r>`.
+//!
+//!     cargo run --release --example writer_floor -- cassandra 127.0.0.1:19042 consthash_bench metric 1000000 256
+use std::time::Instant;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use scylla::client::session_builder::SessionBuilder;
+use scylla::frame::Compression;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::SerializeValue;
+
+#[derive(SerializeValue)]
+struct MetricId<'a> {
+    path: &'a str,
+    resolution: i32,
+}
+
+#[derive(SerializeValue)]
+struct MetricPoint {
+    max: f64,
+    mean: f64,
+    min: f64,
+    sum: f64,
+    count: i32,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> Result<usize, Error> {
+        let s = args
+            .get(i)
+            .ok_or("missing argument (see the doc comment of examples/writer_floor.rs)")?;
+        Ok(s.parse()?)
+    };
+    let (points, secs) =
+        match args.first().map(String::as_str) {
+            Some("mysql") => {
+                let points = num(3)?;
+                (points, mysql(&args[1], &args[2], points, num(4)?).await?)
+            }
+            Some("cassandra") => {
+                let points = num(4)?;
+                let batch = if args.len() > 6 { num(6)? } else { 1 };
+                (
+                    points,
+                    cassandra(&args[1], &args[2], &args[3], points, num(5)?, batch).await?,
+                )
+            }
+            _ => return Err(
+                "usage: writer_floor mysql DSN TABLE POINTS BATCH | cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY"
+                    .into(),
+            ),
+        };
+    println!(
+        "points={points} secs={secs:.3} points_per_s={:.0}",
+        points as f64 / secs
+    );
+    Ok(())
+}
+
+fn keys(points: usize) -> Vec<String> {
+    (0..points).map(|i| format!("floor.k{i}")).collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn mysql(dsn: &str, table: &str, points: usize, batch: usize) -> Result<f64, Error> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::MySqlConnection::connect(dsn).await?;
+    let keys = keys(points);
+    let time = unix_now() / 10 * 10;
+    let row = "(?,?,?,?,?,?,?,FROM_UNIXTIME(?))";
+    let sql = |rows: usize| {
+        format!(
+            "INSERT INTO `{table}` (`stat`,`sum`,`mean`,`min`,`max`,`count`,`resolution`,`time`) VALUES {}",
+            vec![row; rows].join(",")
+        )
+    };
+    let full = sql(batch);
+    let start = Instant::now();
+    for chunk in keys.chunks(batch) {
+        let partial;
+        let text = if chunk.len() == batch {
+            &full
+        } else {
+            partial = sql(chunk.len());
+            &partial
+        };
+        let mut q = sqlx::query(text);
+        for k in chunk {
+            q = q
+                .bind(k.as_str())
+                .bind(1.0f64)
+                .bind(1.0f64)
+                .bind(1.0f64)
+                .bind(1.0f64)
+                .bind(1i64)
+                .bind(10i32)
+                .bind(time);
+        }
+        conn.execute(q).await?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+async fn cassandra(
+    host: &str,
+    keyspace: &str,
+    table: &str,
+    points: usize,
+    concurrency: usize,
+    batch: usize,
+) -> Result<f64, Error> {
+    let session = SessionBuilder::new()
+        .known_node(host)
+        .compression(Some(Compression::Lz4))
+        .build()
+        .await?;
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {keyspace}.{table} (id, time, point) VALUES (?, ?, ?) USING TTL ?"
+        ))
+        .await?;
+    let keys = keys(points);
+    let time = unix_now() / 10 * 10 * 1_000_000_000;
+    let (session, insert) = (&session, &insert);
+    let value = |k: &'static str| {
+        (
+            MetricId {
+                path: k,
+                resolution: 10,
+            },
+            time,
+            MetricPoint {
+                max: 1.0,
+                mean: 1.0,
+                min: 1.0,
+                sum: 1.0,
+                count: 1,
+            },
+            3600i32,
+        )
+    };
+    let keys: &'static [String] = Vec::leak(keys);
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = keys.chunks(batch.max(1));
+    let start = Instant::now();
+    loop {
+        while in_flight.len() < concurrency.max(1) {
+            let Some(chunk) = next.next() else { break };
+            in_flight.push(async move {
+                if chunk.len() == 1 {
+                    session.execute_unpaged(insert, value(&chunk[0])).await.map(|_| ())
+                } else {
+                    let mut b = Batch::new(BatchType::Unlogged);
+                    for _ in chunk {
+                        b.append_statement(insert.clone());
+                    }
+                    let values: Vec<_> = chunk.iter().map(|k| value(k)).collect();
+                    session.batch(&b, values).await.map(|_| ())
+                }
+            });
+        }
+        match in_flight.next().await {
+            None => break,
+            Some(r) => r?,
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
