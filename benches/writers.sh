@@ -141,33 +141,31 @@ def wait_for(cond, secs, what):
 
 base = wait_for(lambda m: True, 30, 'consthash /metrics')['consthash_writer_records_total']
 conn = socket.create_connection(('127.0.0.1', port))
-ticks, done = [], []
+ticks, done = [], []   # the aligned tick of each flush; when each was stored
+
+def note_stored(m):
+    """Notes the time of every flush whose records /metrics shows stored."""
+    while len(done) < len(ticks) and m['consthash_writer_records_total'] >= base + keys * (len(done) + 1):
+        done.append(time.time())
 for k in range(flushes):
     boundary = (int(time.time()) // 10 + 1) * 10
     # Poll until the boundary, noting completed flushes, then send this interval's lines.
     while time.time() < boundary + 0.2:
-        m = metrics()
-        while len(done) < len(ticks) and m['consthash_writer_records_total'] >= base + keys * (len(done) + 1):
-            done.append(time.time())
+        note_stored(metrics())
         time.sleep(0.02)
     sender = threading.Thread(target=conn.sendall, args=(data,))
     sender.start()
     tick = boundary + 10
     while sender.is_alive() or metrics()['consthash_accumulator_keys'] < keys:
-        m = metrics()
-        while len(done) < len(ticks) and m['consthash_writer_records_total'] >= base + keys * (len(done) + 1):
-            done.append(time.time())
+        note_stored(metrics())
         if time.time() > tick - 0.5:
             sys.exit(f'writers.sh: the accumulator did not hold {keys} keys 0.5 s before the tick')
         time.sleep(0.02)
     ticks.append(tick)
 end = ticks[-1] + 120
 while len(done) < len(ticks):
-    m = metrics()
-    if m['consthash_writer_records_total'] >= base + keys * (len(done) + 1):
-        done.append(time.time())
-        continue
-    if time.time() > end:
+    note_stored(metrics())
+    if len(done) < len(ticks) and time.time() > end:
         sys.exit(f'writers.sh: flush {len(done) + 1} not stored 120 s after its tick')
     time.sleep(0.02)
 m = metrics()
@@ -196,9 +194,13 @@ truncate_table() {
   if [ "$1" = mysql ]; then bash tests/services/mariadb.sh client -e 'TRUNCATE TABLE consthash.bench_10s'; fi
 }
 
-# stats: min / median / max of the numbers on stdin.
-stats() { sort -g | awk '{v[NR]=$1} END {printf "min %.0f / median %.0f / max %.0f", v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'; }
-stats3() { sort -g | awk '{v[NR]=$1} END {printf "min %.2f / median %.2f / max %.2f", v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'; }
+# stats [DIGITS]: min / median / max of the numbers on stdin.
+stats() {
+  sort -g | awk -v d="${1:-0}" '{v[NR]=$1} END {f="%." d "f"; printf "min " f " / median " f " / max " f,
+    v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'
+}
+# median: the median of the numbers on stdin.
+median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
 for store in $STORES; do
@@ -239,11 +241,11 @@ for store in $STORES; do
   echo "   floor points/s:     $(field points_per_s <"$WORK/floor.$store" | stats)"
   echo "   consthash points/s: $(grep '^flush=' "$WORK/consthash.$store" | field points_per_s | stats) per flush (tick to stored)"
   echo "   sustained points/s: $(field sustained_points_per_s <"$WORK/consthash.$store" | stats) (first tick to last flush stored)"
-  echo "   flush secs:         $(grep '^flush=' "$WORK/consthash.$store" | field secs | stats3)"
+  echo "   flush secs:         $(grep '^flush=' "$WORK/consthash.$store" | field secs | stats 2)"
   echo "   peak MB:            $(field peak_mb <"$WORK/consthash.$store" | stats)"
   echo "   skipped flushes:    $(field skipped <"$WORK/consthash.$store" | paste -sd+ | bc), dropped records: $(field dropped <"$WORK/consthash.$store" | paste -sd+ | bc)"
-  f=$(field points_per_s <"$WORK/floor.$store" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-  c=$(field sustained_points_per_s <"$WORK/consthash.$store" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  f=$(field points_per_s <"$WORK/floor.$store" | median)
+  c=$(field sustained_points_per_s <"$WORK/consthash.$store" | median)
   cmin=$(field sustained_points_per_s <"$WORK/consthash.$store" | sort -g | head -1)
   echo "   sustained consthash / floor (medians): $(echo "scale=2; $c / $f" | bc); worst run / floor median: $(echo "scale=2; $cmin / $f" | bc)"
 done

@@ -13,26 +13,12 @@
 //!     cargo run --release --example writer_floor -- cassandra 127.0.0.1:19042 consthash_bench metric 1000000 256
 use std::time::Instant;
 
+use consthash::writer::cassandra::{metric_insert_cql, MetricId, MetricPoint};
+use consthash::writer::mysql::insert_sql;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::Compression;
 use scylla::statement::batch::{Batch, BatchType};
-use scylla::SerializeValue;
-
-#[derive(SerializeValue)]
-struct MetricId<'a> {
-    path: &'a str,
-    resolution: i32,
-}
-
-#[derive(SerializeValue)]
-struct MetricPoint {
-    max: f64,
-    mean: f64,
-    min: f64,
-    sum: f64,
-    count: i32,
-}
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -86,21 +72,14 @@ async fn mysql(dsn: &str, table: &str, points: usize, batch: usize) -> Result<f6
     let mut conn = sqlx::MySqlConnection::connect(dsn).await?;
     let keys = keys(points);
     let time = unix_now() / 10 * 10;
-    let row = "(?,?,?,?,?,?,?,FROM_UNIXTIME(?))";
-    let sql = |rows: usize| {
-        format!(
-            "INSERT INTO `{table}` (`stat`,`sum`,`mean`,`min`,`max`,`count`,`resolution`,`time`) VALUES {}",
-            vec![row; rows].join(",")
-        )
-    };
-    let full = sql(batch);
+    let full = insert_sql(table, batch);
     let start = Instant::now();
     for chunk in keys.chunks(batch) {
         let partial;
         let text = if chunk.len() == batch {
             &full
         } else {
-            partial = sql(chunk.len());
+            partial = insert_sql(table, chunk.len());
             &partial
         };
         let mut q = sqlx::query(text);
@@ -133,32 +112,10 @@ async fn cassandra(
         .compression(Some(Compression::Lz4))
         .build()
         .await?;
-    let insert = session
-        .prepare(format!(
-            "INSERT INTO {keyspace}.{table} (id, time, point) VALUES (?, ?, ?) USING TTL ?"
-        ))
-        .await?;
+    let insert = session.prepare(metric_insert_cql(keyspace, table)).await?;
     let keys = keys(points);
     let time = unix_now() / 10 * 10 * 1_000_000_000;
     let (session, insert) = (&session, &insert);
-    let value = |k: &'static str| {
-        (
-            MetricId {
-                path: k,
-                resolution: 10,
-            },
-            time,
-            MetricPoint {
-                max: 1.0,
-                mean: 1.0,
-                min: 1.0,
-                sum: 1.0,
-                count: 1,
-            },
-            3600i32,
-        )
-    };
-    let keys: &'static [String] = Vec::leak(keys);
     let mut in_flight = FuturesUnordered::new();
     let mut next = keys.chunks(batch.max(1));
     let start = Instant::now();
@@ -167,13 +124,16 @@ async fn cassandra(
             let Some(chunk) = next.next() else { break };
             in_flight.push(async move {
                 if chunk.len() == 1 {
-                    session.execute_unpaged(insert, value(&chunk[0])).await.map(|_| ())
+                    session
+                        .execute_unpaged(insert, value(&chunk[0], time))
+                        .await
+                        .map(|_| ())
                 } else {
                     let mut b = Batch::new(BatchType::Unlogged);
                     for _ in chunk {
                         b.append_statement(insert.clone());
                     }
-                    let values: Vec<_> = chunk.iter().map(|k| value(k)).collect();
+                    let values: Vec<_> = chunk.iter().map(|k| value(k, time)).collect();
                     session.batch(&b, values).await.map(|_| ())
                 }
             });
@@ -184,4 +144,24 @@ async fn cassandra(
         }
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// The bound values of one insert: a 10 s point of `key` at `time` (ns) with a 1 h TTL.
+fn value(key: &str, time: i64) -> (MetricId<'_>, i64, MetricPoint, i32) {
+    let point = MetricPoint {
+        max: 1.0,
+        mean: 1.0,
+        min: 1.0,
+        sum: 1.0,
+        count: 1,
+    };
+    (
+        MetricId {
+            path: key,
+            resolution: 10,
+        },
+        time,
+        point,
+        3600,
+    )
 }

@@ -202,14 +202,7 @@ impl Connection {
                 Ok(match inner.role {
                     Role::Metrics => Statements::Metrics {
                         insert: self
-                            .prepare(
-                                session,
-                                &format!(
-                                    "INSERT INTO {ks}.{} (id, time, point) VALUES (?, ?, ?) USING TTL ?",
-                                    o.metrics_table
-                                ),
-                                &o.metrics_table,
-                            )
+                            .prepare(session, &metric_insert_cql(ks, &o.metrics_table), &o.metrics_table)
                             .await?,
                     },
                     Role::Indexer => Statements::Indexer {
@@ -339,6 +332,11 @@ fn schema(o: &CassandraOptions, role: Role) -> Vec<String> {
         ]),
     }
     v
+}
+
+/// The metrics writer's statement: one point with its bin's TTL.
+pub fn metric_insert_cql(keyspace: &str, table: &str) -> String {
+    format!("INSERT INTO {keyspace}.{table} (id, time, point) VALUES (?, ?, ?) USING TTL ?")
 }
 
 /// `metric_id`: the partition key of a series.

@@ -330,7 +330,8 @@ impl MysqlWriter {
     }
 }
 
-fn insert_sql(table: &str, rows: usize) -> String {
+/// The metrics writer's statement: `rows` rows into `table`.
+pub fn insert_sql(table: &str, rows: usize) -> String {
     format!(
         "INSERT INTO `{table}` (`stat`,`sum`,`mean`,`min`,`max`,`count`,`resolution`,`time`) VALUES {}",
         values_clause(rows, METRIC_ROW)
