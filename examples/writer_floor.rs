@@ -46,7 +46,7 @@ async fn main() -> Result<(), Error> {
                 )
             }
             _ => return Err(
-                "usage: writer_floor mysql DSN TABLE POINTS BATCH | cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY"
+                "usage: writer_floor mysql DSN TABLE POINTS BATCH | cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY [BATCH]"
                     .into(),
             ),
         };
