@@ -23,10 +23,11 @@ use crate::accumulator::{Accumulator, AccumulatorTask};
 use crate::api::{self, stats::History, AdminState, SectionView};
 use crate::backend::{Backend, Runtime};
 use crate::clock::Clock;
-use crate::config::{AccTarget, Config, Format, PreRegConfig};
+use crate::config::{AccTarget, ApiConfig, Bin, Config, Format, PreRegConfig, WriterConfig};
 use crate::line::Batch;
 use crate::listener::{self, Bound};
 use crate::prereg::PreReg;
+use crate::reader::{self, server::AccessLog, Reader};
 use crate::router::Router;
 use crate::section::{AccumulatorInput, Section};
 use crate::selfstats;
@@ -101,6 +102,8 @@ pub struct Relay {
     /// The accumulator of each section, by section index.
     accumulator_of: Vec<Option<Arc<Accumulator>>>,
     admin: Option<SocketAddr>,
+    /// Each reader API's group and bound address.
+    readers: Vec<(String, SocketAddr)>,
     listeners: TaskTracker,
     stop_listeners: CancellationToken,
     senders: TaskTracker,
@@ -182,6 +185,7 @@ impl Relay {
             sections: Vec::new(),
             accumulator_of: Vec::new(),
             admin: None,
+            readers: Vec::new(),
             listeners: TaskTracker::new(),
             stop_listeners: CancellationToken::new(),
             senders: TaskTracker::new(),
@@ -237,7 +241,7 @@ impl Relay {
 
     /// An accumulator's writers (one per bin), then its task, whose output goes through a bypass router into the
     /// accumulator's backend section.
-    async fn start_accumulator(&self, p: PendingAccumulator) -> Result<(), StartError> {
+    async fn start_accumulator(&mut self, p: PendingAccumulator) -> Result<(), StartError> {
         let cfg = &p.acc.config;
         let writers = match &cfg.writer {
             Some(w) => writer::start(
@@ -256,6 +260,9 @@ impl Relay {
             None => Vec::new(),
         };
         let _ = p.acc.writer_stats.set(writer::statuses(&writers));
+        if let (Some(api), Some(w)) = (&cfg.api, &cfg.writer) {
+            self.start_reader(&p.acc.group, api, w, &cfg.times).await?;
+        }
         let target = p.output.map(|i| self.sections[i].0.clone());
         let task = AccumulatorTask {
             acc: p.acc.clone(),
@@ -267,6 +274,55 @@ impl Relay {
         };
         self.accumulators.spawn(task.run(self.stop_accumulators.clone()));
         Ok(())
+    }
+
+    /// A group's reader API (spec §12), served until the services stop.
+    async fn start_reader(
+        &mut self,
+        group: &str,
+        api: &ApiConfig,
+        writer: &WriterConfig,
+        times: &[Bin],
+    ) -> Result<(), StartError> {
+        let failed = |message: String| StartError::Accumulator {
+            group: group.to_string(),
+            message,
+        };
+        let reader = Reader::new(group, api, writer, times).map_err(|e| failed(format!("reader: {e}")))?;
+        let log = AccessLog::open(&api.log_file)
+            .map_err(|e| failed(format!("[{group}.accumulator.api] log_file {}: {e}", api.log_file)))?;
+        let l = tokio::net::TcpListener::bind(api.listen.as_str())
+            .await
+            .map_err(|source| StartError::Listen {
+                section: format!("{group}.accumulator.api"),
+                listen: api.listen.clone(),
+                source,
+            })?;
+        let bound = l.local_addr().ok();
+        if let reader::Store::Unsupported(driver) = &reader.store {
+            tracing::warn!(
+                group,
+                driver,
+                "reader not implemented for this driver: the reader API answers 503"
+            );
+        }
+        tracing::info!(group, listen = %api.listen, bound = ?bound, base_path = %api.base_path, "reader API listening");
+        if let Some(a) = bound {
+            self.readers.push((group.to_string(), a));
+        }
+        self.services.spawn(reader::server::serve(
+            l,
+            Arc::new(reader),
+            Arc::new(log),
+            self.services.clone(),
+            self.stop_services.clone(),
+        ));
+        Ok(())
+    }
+
+    /// Where group `group`'s reader API is bound, if it has one.
+    pub fn reader_addr(&self, group: &str) -> Option<SocketAddr> {
+        self.readers.iter().find(|(g, _)| g == group).map(|(_, a)| *a)
     }
 
     async fn start_listeners(&mut self, config: &Config) -> Result<(), StartError> {

@@ -29,6 +29,7 @@ pub mod framing;
 pub mod line;
 pub mod listener;
 pub mod prereg;
+pub mod reader;
 pub mod ring;
 pub mod router;
 pub mod section;

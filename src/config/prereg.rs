@@ -626,13 +626,10 @@ fn driver_fields(d: &mut Diag, t: Tbl, role: Role) -> Option<DriverConfig> {
         );
         return None;
     };
-    if matches!(role, Role::ApiMetrics | Role::ApiIndexer) && driver != Driver::Cassandra {
+    if role == Role::ApiMetrics && driver == Driver::File {
         d.warn(
             &t.path_of("driver"),
-            format!(
-                "reader not implemented for driver {}; the reader API answers 503",
-                driver.name()
-            ),
+            "reader not implemented for driver file; the reader API answers 503",
         );
     }
     let dsn = t.str(d, "dsn").unwrap_or_default();

@@ -347,7 +347,7 @@ pub struct MetricId<'a> {
 }
 
 /// `metric_point`: one stored aggregate.
-#[derive(Debug, SerializeValue)]
+#[derive(Debug, SerializeValue, scylla::DeserializeValue)]
 pub struct MetricPoint {
     pub max: f64,
     pub mean: f64,

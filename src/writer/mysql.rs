@@ -272,7 +272,7 @@ impl MysqlWriter {
                  `stat` VARCHAR({MAX_NAME_CHARS}) NOT NULL, \
                  `sum` DOUBLE, `mean` DOUBLE, `min` DOUBLE, `max` DOUBLE, `count` BIGINT, \
                  `resolution` INT NOT NULL, `time` DATETIME(6) NOT NULL, \
-                 KEY `stat` (`stat`), KEY `time` (`time`)) DEFAULT CHARSET=utf8mb4",
+                 KEY `stat` (`stat`), KEY `time` (`time`)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 self.table
             );
             self.conn.ensure_table(&self.table, &create).await?;
@@ -369,7 +369,7 @@ impl MysqlIndexer {
             let t = &self.conn.opts.path_table;
             let create = format!(
                 "CREATE TABLE IF NOT EXISTS `{t}` (`path` VARCHAR({MAX_NAME_CHARS}) NOT NULL PRIMARY KEY, \
-                 `length` INT NOT NULL, KEY `length` (`length`)) DEFAULT CHARSET=utf8mb4"
+                 `length` INT NOT NULL, KEY `length` (`length`)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
             );
             self.conn.ensure_table(t, &create).await?;
             self.ready = true;
