@@ -5,6 +5,7 @@
 mod binary;
 mod burst;
 mod faults;
+mod reader;
 mod services;
 mod store;
 

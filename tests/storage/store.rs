@@ -24,6 +24,11 @@ pub struct Row {
     pub ttl: Option<i64>,
 }
 
+/// A name column: consthash creates them `utf8mb4_bin`, which the driver reports as binary.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("names are UTF-8")
+}
+
 /// A database with one test's tables.
 pub enum Db {
     Mysql {
@@ -87,7 +92,7 @@ impl Db {
                 let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(|e| e.to_string())?;
                 rows.iter()
                     .map(|r| Row {
-                        key: r.get("stat"),
+                        key: text(r.get("stat")),
                         rec: Rec {
                             sum: r.get("sum"),
                             min: r.get("min"),
@@ -146,7 +151,7 @@ impl Db {
                 Ok(Index {
                     paths: rows
                         .iter()
-                        .map(|r| (r.get::<String, _>("path"), r.get::<i32, _>("length")))
+                        .map(|r| (text(r.get("path")), r.get::<i32, _>("length")))
                         .collect(),
                     ..Index::default()
                 })
