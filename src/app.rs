@@ -27,7 +27,7 @@ use crate::config::{AccTarget, ApiConfig, Bin, Config, Format, PreRegConfig, Wri
 use crate::line::Batch;
 use crate::listener::{self, Bound};
 use crate::prereg::PreReg;
-use crate::reader::{self, server::AccessLog, Reader};
+use crate::reader::{self, server::AccessLog, Reader, ReaderStats};
 use crate::router::Router;
 use crate::section::{AccumulatorInput, Section};
 use crate::selfstats;
@@ -102,8 +102,8 @@ pub struct Relay {
     /// The accumulator of each section, by section index.
     accumulator_of: Vec<Option<Arc<Accumulator>>>,
     admin: Option<SocketAddr>,
-    /// Each reader API's group and bound address.
-    readers: Vec<(String, SocketAddr)>,
+    /// Each reader API's group, bound address and counters.
+    readers: Vec<(String, SocketAddr, Arc<ReaderStats>)>,
     listeners: TaskTracker,
     stop_listeners: CancellationToken,
     senders: TaskTracker,
@@ -308,7 +308,7 @@ impl Relay {
         }
         tracing::info!(group, listen = %api.listen, bound = ?bound, base_path = %api.base_path, "reader API listening");
         if let Some(a) = bound {
-            self.readers.push((group.to_string(), a));
+            self.readers.push((group.to_string(), a, reader.stats.clone()));
         }
         self.services.spawn(reader::server::serve(
             l,
@@ -322,7 +322,7 @@ impl Relay {
 
     /// Where group `group`'s reader API is bound, if it has one.
     pub fn reader_addr(&self, group: &str) -> Option<SocketAddr> {
-        self.readers.iter().find(|(g, _)| g == group).map(|(_, a)| *a)
+        self.readers.iter().find(|(g, _, _)| g == group).map(|(_, a, _)| *a)
     }
 
     async fn start_listeners(&mut self, config: &Config) -> Result<(), StartError> {
@@ -380,6 +380,7 @@ impl Relay {
                 index_dir: g.internal_health_server_path.clone(),
                 allow: g.internal_health_server_admin_allow.clone(),
                 hosts: api::guard::Hosts::new(&g.internal_health_server_hosts),
+                readers: self.readers.iter().map(|(g, _, s)| (g.clone(), s.clone())).collect(),
             };
             self.services.spawn(api::serve(
                 l,

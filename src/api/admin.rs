@@ -20,6 +20,7 @@ use super::stats::{accumulator_report, History, TICK};
 use crate::accumulator::Accumulator;
 use crate::backend::NewMember;
 use crate::config::{DestUrl, IpCidr, Listen, Target};
+use crate::reader::ReaderStats;
 use crate::ring::{default_hashkey, validate_hashkey, Ring};
 use crate::section::Section;
 
@@ -50,6 +51,8 @@ pub struct AdminState {
     pub allow: Vec<IpCidr>,
     /// The `Host` names it answers to.
     pub hosts: Hosts,
+    /// Each reader API's group and counters.
+    pub readers: Vec<(String, Arc<ReaderStats>)>,
 }
 
 impl AdminState {
@@ -142,7 +145,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
         }
         "/servers" => return json_resp(&endpoints(state)),
         "/metrics" => {
-            let body = super::metrics::render(&state.sections, state.started.elapsed());
+            let body = super::metrics::render(&state.sections, &state.readers, state.started.elapsed());
             return respond(StatusCode::OK, "text/plain; version=0.0.4", body);
         }
         _ => {}

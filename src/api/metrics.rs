@@ -6,11 +6,13 @@
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::admin::SectionView;
 use crate::accumulator::Accumulator;
 use crate::backend::Destination;
+use crate::reader::ReaderStats;
 use crate::section::Section;
 use crate::telemetry::{DropReason, InvalidReason, DEST_STATS, SECTION_STATS};
 use crate::writer::QueueStatus;
@@ -112,7 +114,7 @@ fn proto(listening: &str) -> &str {
 }
 
 /// Renders every family for `views`.
-pub fn render(views: &[SectionView], uptime: Duration) -> String {
+pub fn render(views: &[SectionView], readers: &[(String, Arc<ReaderStats>)], uptime: Duration) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out, views };
     f.section_stats();
@@ -136,6 +138,7 @@ pub fn render(views: &[SectionView], uptime: Duration) -> String {
         "Bytes queued for a destination.",
         |d| d.queue.depth().1 as u64,
     );
+    f.readers(readers);
     f.head("consthash_uptime_seconds", GAUGE, "Seconds since start.");
     let _ = writeln!(f.out, "consthash_uptime_seconds {}", uptime.as_secs_f64());
     out
@@ -143,6 +146,42 @@ pub fn render(views: &[SectionView], uptime: Duration) -> String {
 
 /// The families with a label of their own (reasons, targets, states, rings).
 impl Family<'_> {
+    /// The reader APIs' requests and failures, per group.
+    fn readers(&mut self, readers: &[(String, Arc<ReaderStats>)]) {
+        type Read = fn(&ReaderStats) -> u64;
+        let families: [(&str, &str, Read); 4] = [
+            (
+                "consthash_reader_requests_total",
+                "Requests the reader API answered.",
+                |s| s.requests.load(Relaxed),
+            ),
+            (
+                "consthash_reader_failed_series_total",
+                "Series left out of a render because reading them failed.",
+                |s| s.failed_series.load(Relaxed),
+            ),
+            (
+                "consthash_reader_store_errors_total",
+                "Reader requests answered 503 because the store failed.",
+                |s| s.store_errors.load(Relaxed),
+            ),
+            (
+                "consthash_reader_client_errors_total",
+                "Reader requests answered 4xx (a bad or incomplete request).",
+                |s| s.client_errors.load(Relaxed),
+            ),
+        ];
+        if readers.is_empty() {
+            return;
+        }
+        for (name, help, read) in families {
+            self.head(name, COUNTER, help);
+            for (group, stats) in readers {
+                self.sample(name, &[("group", group)], read(stats));
+            }
+        }
+    }
+
     fn lines_invalid(&mut self) {
         let name = "consthash_lines_invalid_total";
         self.head(name, COUNTER, "Lines dropped as invalid, by reason.");

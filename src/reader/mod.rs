@@ -22,7 +22,7 @@ pub mod server;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{ApiConfig, Bin, Driver, DriverConfig, WriterConfig};
@@ -92,6 +92,19 @@ fn unsupported(driver: &str) -> String {
     format!("reader not implemented for driver {driver}")
 }
 
+/// A reader's counters (in `/metrics`).
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Answered 4xx: a bad or incomplete request.
+    pub client_errors: AtomicU64,
+    /// Answered 5xx: the store failed.
+    pub store_errors: AtomicU64,
+    /// Series left out of a render because their read failed.
+    pub failed_series: AtomicU64,
+}
+
 /// What one group's reader serves.
 #[derive(Debug)]
 pub struct Reader {
@@ -102,8 +115,7 @@ pub struct Reader {
     pub store: Store,
     finds: Cache<String, Vec<Node>>,
     series: Cache<(String, i64, i64, i64), Vec<Stored>>,
-    /// Series left out of a render because their read failed.
-    pub failed_series: AtomicU64,
+    pub stats: Arc<ReaderStats>,
     /// Store failures are logged at most once a second.
     pub store_errors: RateLimit,
 }
@@ -120,7 +132,7 @@ impl Reader {
             store: Store::open(api, writer)?,
             finds: Cache::default(),
             series: Cache::default(),
-            failed_series: AtomicU64::new(0),
+            stats: Arc::default(),
             store_errors: RateLimit::default(),
         })
     }
@@ -187,9 +199,17 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
+        self.get_at(k, Instant::now())
+    }
+
+    fn get_at<Q>(&self, k: &Q, now: Instant) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(k)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < CACHE_TTL)
             .map(|(_, v)| v.clone())
     }
 
@@ -225,5 +245,16 @@ mod tests {
             assert!(c.len() <= CACHE_ENTRIES);
         }
         assert_eq!(c.get(&(CACHE_ENTRIES * 2 + 4)), Some(CACHE_ENTRIES * 2 + 4));
+    }
+
+    #[test]
+    fn cached_answers_expire_after_the_ttl() {
+        let c: Cache<&str, u32> = Cache::default();
+        c.put("a.*", 7);
+        let now = Instant::now();
+        assert_eq!(c.get_at("a.*", now), Some(7));
+        assert_eq!(c.get_at("a.*", now + CACHE_TTL - Duration::from_millis(100)), Some(7));
+        assert_eq!(c.get_at("a.*", now + CACHE_TTL + Duration::from_millis(1)), None);
+        assert_eq!(c.get("b.*"), None);
     }
 }

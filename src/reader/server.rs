@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -104,6 +105,13 @@ pub async fn serve(
                 agent: header(USER_AGENT),
             };
             let resp = handle(&reader, req).await;
+            let stats = &reader.stats;
+            stats.requests.fetch_add(1, Relaxed);
+            if resp.status().is_client_error() {
+                stats.client_errors.fetch_add(1, Relaxed);
+            } else if resp.status().is_server_error() {
+                stats.store_errors.fetch_add(1, Relaxed);
+            }
             let bytes = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0) as usize;
             log.log(&head, peer, resp.status(), bytes, started.elapsed());
             resp
@@ -319,7 +327,7 @@ async fn render(reader: &Reader, targets: &[String], from: i64, to: i64) -> Resp
                     series.insert(path.clone(), json!(values));
                 }
                 Err(e) => {
-                    reader.failed_series.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    reader.stats.failed_series.fetch_add(1, Relaxed);
                     failed.get_or_insert(e);
                 }
             }

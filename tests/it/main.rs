@@ -5,6 +5,7 @@ mod accumulate;
 mod admin;
 mod binary;
 mod cli;
+mod reader;
 mod relay;
 mod sink;
 
