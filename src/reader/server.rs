@@ -27,6 +27,9 @@ use super::Reader;
 
 /// Connections served at once.
 const CONNECTIONS: usize = 256;
+/// Most values (series × slots) one render answers: a glob over a million series, or years at the finest bin,
+/// is refused instead of read.
+const MAX_VALUES: i64 = 10_000_000;
 /// Largest POST form accepted.
 const MAX_BODY: usize = 1 << 20;
 
@@ -316,6 +319,17 @@ async fn render(reader: &Reader, targets: &[String], from: i64, to: i64) -> Resp
     }
     leaves.sort();
     leaves.dedup();
+    let values = leaves.len() as i64 * ((end - start) / step).max(0);
+    if values > MAX_VALUES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} series x {} steps of {step} s is more than {MAX_VALUES} values: narrow the targets or the time range",
+                leaves.len(),
+                (end - start) / step
+            ),
+        );
+    }
     let mut series = Map::new();
     if end > start {
         let read = reader.points(&leaves, step, start, end).await;

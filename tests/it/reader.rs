@@ -59,6 +59,9 @@ async fn a_reader_over_a_store_it_cannot_read_answers_json_errors_and_counts_the
     let (status, e) = call("GET", &format!("{r}/metrics?target=a.b&from=-1w")).await;
     assert_eq!(status, 400);
     assert!(e["error"].as_str().expect("error").contains("-1w"), "{e}");
+    let (status, e) = call("GET", &format!("{r}/metrics?target=a.b&from=-10y")).await;
+    assert_eq!(status, 400, "ten years at 5 s");
+    assert!(e["error"].as_str().expect("error").contains("narrow"), "{e}");
     let (status, e) = call("GET", &format!("{r}/paths?query=a.%7Bb")).await;
     assert_eq!(
         (status, e["error"].as_str().map(|s| s.contains("unclosed {"))),
@@ -80,9 +83,9 @@ async fn a_reader_over_a_store_it_cannot_read_answers_json_errors_and_counts_the
         .await
         .expect("body");
     let value = |family: &str| metric_value(&body, &format!("{family}{{group=\"g\"}}"));
-    assert_eq!(value("consthash_reader_requests_total"), Some(9), "{body}");
+    assert_eq!(value("consthash_reader_requests_total"), Some(10), "{body}");
     assert_eq!(value("consthash_reader_store_errors_total"), Some(4));
-    assert_eq!(value("consthash_reader_client_errors_total"), Some(5));
+    assert_eq!(value("consthash_reader_client_errors_total"), Some(6));
     assert_eq!(
         value("consthash_reader_failed_series_total"),
         Some(1),
