@@ -81,7 +81,7 @@ default_backend = "statsd-in"
   backend = "BLACKHOLE"
   input_format = "statsd"
   output_format = "graphite"
-  times = ["10s:2d", "1m:30d"]
+  times = ["10s:48h", "1m:720h"]
     [g.accumulator.writer]
     metrics = { driver = "$store", dsn = "$DSN", options = { $OPTS } }
     indexer = { driver = "$store", dsn = "$DSN", options = { $OPTS } }

@@ -1,7 +1,9 @@
 //! The Cassandra reader (spec §12 over the §10.4 schema), on the writer's own session type and UDTs.
 //!
-//! * find: the `segment` rows at `pos = depth − 1` from the pattern's literal prefix on (a clustering range,
-//!   stopped at the first segment past the prefix), matched by the glob; then per match one read of its path
+//! * find: the candidates are the `segment` rows at `pos = depth − 1` from the pattern's literal prefix on (a
+//!   clustering range, stopped at the first segment past the prefix) that the glob matches, or, when a literal part
+//!   follows a wildcard (`servers.*.cpu.user`), the tree walked level by level ([`walk`]), which visits only the
+//!   children of what matched so far instead of every path of that depth. Then per candidate one read of its path
 //!   partition, `LIMIT 2`: sorted by path, the node itself comes first if it is a series (leaf), and any other row
 //!   means something lies below it (branch).
 //! * points: one partition read per `{path, resolution}` between two times (unix ns), at most [`CONCURRENCY`]
@@ -12,7 +14,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::OnceCell;
 
-use super::glob::Glob;
+use super::glob::{Glob, Part};
 use super::query::Stored;
 use super::Node;
 use crate::config::DriverConfig;
@@ -103,26 +105,14 @@ impl CassandraReader {
         let st = self.statements().await?;
         let session = index.session().await.map_err(|e| e.to_string())?;
         let pos = (glob.depth() - 1) as i32;
-        let mut candidates = Vec::new();
-        if glob.is_literal() {
-            candidates.push(glob.prefix().to_string());
-        } else {
-            let mut rows = session
-                .execute_iter(st.segments.clone(), (pos, glob.prefix()))
-                .await
-                .map_err(|e| format!("cassandra: read segments: {e}"))?
-                .rows_stream::<(String,)>()
-                .map_err(|e| format!("cassandra: segments: {e}"))?;
-            while let Some(row) = rows.next().await {
-                let (segment,) = row.map_err(|e| format!("cassandra: read segments: {e}"))?;
-                if !segment.starts_with(glob.prefix()) {
-                    break;
-                }
-                if glob.matches(&segment) {
-                    candidates.push(segment);
-                }
+        let candidates = match glob.parts() {
+            _ if glob.is_literal() => vec![glob.prefix().to_string()],
+            Some(parts) if glob.narrows_after_a_wildcard() => walk(session, &st.segments, parts).await?,
+            _ => {
+                let prefix = glob.prefix().to_string();
+                segments(session, &st.segments, pos, prefix, |s| glob.matches(s)).await?
             }
-        }
+        };
         let nodes = each(candidates, CONCURRENCY, |path| node(session, &st.node, pos, path)).await;
         let mut found = Vec::with_capacity(nodes.len());
         for n in nodes {
@@ -146,6 +136,66 @@ impl CassandraReader {
         })
         .await
     }
+}
+
+/// The segments at `pos` that start with `prefix` and pass `keep`: a clustering range from `prefix`, read until
+/// the first segment past it.
+async fn segments(
+    session: &Session,
+    st: &PreparedStatement,
+    pos: i32,
+    prefix: String,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
+    let mut rows = session
+        .execute_iter(st.clone(), (pos, prefix.as_str()))
+        .await
+        .map_err(|e| format!("cassandra: read segments: {e}"))?
+        .rows_stream::<(String,)>()
+        .map_err(|e| format!("cassandra: segments: {e}"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        let (segment,) = row.map_err(|e| format!("cassandra: read segments: {e}"))?;
+        if !segment.starts_with(&prefix) {
+            break;
+        }
+        if keep(&segment) {
+            out.push(segment);
+        }
+    }
+    Ok(out)
+}
+
+/// The candidates of a pattern with a literal part after a wildcard (`servers.*.cpu.user`), level by level: a
+/// literal part extends every candidate, a wildcard part lists each candidate's children and keeps the matching
+/// ones. Candidates that do not exist fall out at the next listing or at the final node reads.
+async fn walk(session: &Session, st: &PreparedStatement, parts: &[Part]) -> Result<Vec<String>, String> {
+    let mut level: Vec<String> = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        level = match part {
+            Part::Literal(l) if i == 0 => vec![l.clone()],
+            Part::Literal(l) => level.into_iter().map(|c| format!("{c}.{l}")).collect(),
+            Part::Wild(_) => {
+                let parents = if i == 0 { vec![String::new()] } else { level };
+                let pos = i as i32;
+                let children = each(parents, CONCURRENCY, |p| {
+                    let from = if p.is_empty() { p } else { p + "." };
+                    let skip = from.len();
+                    segments(session, st, pos, from, move |s| part.matches(&s[skip..]))
+                })
+                .await;
+                let mut next = Vec::new();
+                for c in children {
+                    next.extend(c?);
+                }
+                next
+            }
+        };
+        if level.is_empty() {
+            break;
+        }
+    }
+    Ok(level)
 }
 
 /// Whether `path` (at `pos`) is a series (leaf) and whether paths go on below it (branch): its path partition,

@@ -14,6 +14,27 @@ pub struct Glob {
     prefix: String,
     depth: usize,
     literal: bool,
+    /// Per dot-separated part, when no `{…}` or `[…]` holds a dot.
+    parts: Option<Vec<Part>>,
+    /// The regex with classes widened to `[^.]`: matches at least what the pattern matches.
+    portable: String,
+}
+
+/// One dot-separated part of a pattern.
+#[derive(Clone, Debug)]
+pub enum Part {
+    Literal(String),
+    /// Matches one whole part (anchored).
+    Wild(Regex),
+}
+
+impl Part {
+    pub fn matches(&self, part: &str) -> bool {
+        match self {
+            Part::Literal(l) => l == part,
+            Part::Wild(re) => re.is_match(part),
+        }
+    }
 }
 
 impl Glob {
@@ -28,16 +49,61 @@ impl Glob {
         let mut re = String::with_capacity(pattern.len() * 2 + 2);
         re.push('^');
         let mut chars = pattern.chars().peekable();
-        translate(&mut chars, &mut re, false)?;
+        translate(&mut chars, &mut re, false, false)?;
         re.push('$');
         let regex = Regex::new(&re).map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
+        let mut portable = String::from("^");
+        translate(&mut pattern.chars().peekable(), &mut portable, false, true)?;
+        portable.push('$');
         let wild = pattern.find(['*', '?', '[', '{']);
         let prefix = pattern[..wild.unwrap_or(pattern.len())].to_string();
+        let depth = depth(pattern);
+        let split: Vec<&str> = pattern.split('.').collect();
+        let parts = if split.len() == depth {
+            let part = |p: &str| -> Result<Part, String> {
+                if !p.contains(['*', '?', '[', '{']) {
+                    return Ok(Part::Literal(p.to_string()));
+                }
+                let mut re = String::from("^");
+                translate(&mut p.chars().peekable(), &mut re, false, false)?;
+                re.push('$');
+                Regex::new(&re)
+                    .map(Part::Wild)
+                    .map_err(|e| format!("bad pattern {p:?}: {e}"))
+            };
+            Some(split.into_iter().map(part).collect::<Result<Vec<_>, _>>()?)
+        } else {
+            None
+        };
         Ok(Glob {
             regex,
             prefix,
-            depth: depth(pattern),
+            depth,
             literal: wild.is_none(),
+            parts,
+            portable,
+        })
+    }
+
+    /// A regex (no class intersection, so MariaDB's PCRE takes it) that matches every path the pattern matches,
+    /// and perhaps more: a store can filter with it, the reader then matches exactly.
+    pub fn portable_regex(&self) -> &str {
+        &self.portable
+    }
+
+    /// The pattern part by part, if every part can be matched on its own (no dot inside `{…}` or `[…]`).
+    pub fn parts(&self) -> Option<&[Part]> {
+        self.parts.as_deref()
+    }
+
+    /// Whether a literal part follows a wildcard part (`a.*.c`): walking the tree level by level then visits far
+    /// fewer nodes than listing every path of the pattern's depth under its prefix.
+    pub fn narrows_after_a_wildcard(&self) -> bool {
+        self.parts().is_some_and(|parts| {
+            parts
+                .iter()
+                .skip_while(|p| matches!(p, Part::Literal(_)))
+                .any(|p| matches!(p, Part::Literal(_)))
         })
     }
 
@@ -78,7 +144,13 @@ fn depth(pattern: &str) -> usize {
 }
 
 /// Translates up to the end (or, inside braces, up to the `}` or `,` that ends an alternative).
-fn translate(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String, in_braces: bool) -> Result<(), String> {
+/// `portable` writes classes as `[^.]` (a superset), for regex engines without class intersection (MariaDB's).
+fn translate(
+    chars: &mut std::iter::Peekable<std::str::Chars>,
+    re: &mut String,
+    in_braces: bool,
+    portable: bool,
+) -> Result<(), String> {
     while let Some(&c) = chars.peek() {
         if in_braces && (c == ',' || c == '}') {
             return Ok(());
@@ -87,11 +159,11 @@ fn translate(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String, 
         match c {
             '*' => re.push_str("[^.]*"),
             '?' => re.push_str("[^.]"),
-            '[' => class(chars, re)?,
+            '[' => class(chars, re, portable)?,
             '{' => {
                 re.push_str("(?:");
                 loop {
-                    translate(chars, re, true)?;
+                    translate(chars, re, true, portable)?;
                     match chars.next() {
                         Some(',') => re.push('|'),
                         Some('}') => break,
@@ -113,7 +185,7 @@ fn translate(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String, 
 }
 
 /// `[…]` after its `[`: members copied with regex escapes; `!` or `^` first negates; never matches `.`.
-fn class(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String) -> Result<(), String> {
+fn class(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String, portable: bool) -> Result<(), String> {
     let mut body = String::new();
     let negate = matches!(chars.peek(), Some('!' | '^'));
     if negate {
@@ -134,7 +206,9 @@ fn class(chars: &mut std::iter::Peekable<std::str::Chars>, re: &mut String) -> R
         }
         first = false;
     }
-    if negate {
+    if portable {
+        re.push_str("[^.]");
+    } else if negate {
         re.push_str(&format!("[^.{body}]"));
     } else {
         re.push_str(&format!("[{body}&&[^.]]"));
@@ -200,6 +274,35 @@ mod tests {
         let g = Glob::new("*").expect("pattern");
         assert_eq!((g.prefix(), g.depth()), ("", 1));
         assert_eq!(Glob::new("a.{b,c}.d").expect("pattern").depth(), 3);
+    }
+
+    #[test]
+    fn parts_match_one_part_each() {
+        let g = Glob::new("a.b*.{x,y}.c").expect("pattern");
+        let parts = g.parts().expect("parts");
+        assert_eq!(parts.len(), 4);
+        assert!(parts[0].matches("a") && !parts[0].matches("ab"));
+        assert!(parts[1].matches("b") && parts[1].matches("bcd") && !parts[1].matches("c"));
+        assert!(parts[2].matches("y") && !parts[2].matches("xy"));
+        assert!(g.narrows_after_a_wildcard());
+        assert!(!Glob::new("a.b.*").expect("pattern").narrows_after_a_wildcard());
+        assert!(!Glob::new("a.b.c").expect("pattern").narrows_after_a_wildcard());
+        assert!(Glob::new("*.b").expect("pattern").narrows_after_a_wildcard());
+        assert!(Glob::new("a.{b.c,d}").expect("pattern").parts().is_none());
+    }
+
+    #[test]
+    fn the_portable_regex_is_a_superset_without_intersections() {
+        let g = Glob::new("a.[bc]*.{x,y?}.d-e").expect("pattern");
+        assert_eq!(g.portable_regex(), r"^a\.[^.][^.]*\.(?:x|y[^.])\.d\-e$");
+        let re = Regex::new(g.portable_regex()).expect("regex");
+        for p in ["a.bq.x.d-e", "a.c.yz.d-e"] {
+            assert!(g.matches(p) && re.is_match(p), "{p}");
+        }
+        assert!(
+            !g.matches("a.q.x.d-e") && re.is_match("a.q.x.d-e"),
+            "wider, never narrower"
+        );
     }
 
     #[test]

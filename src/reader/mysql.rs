@@ -1,8 +1,9 @@
 //! The MySQL reader (spec §12 over the §10.3 tables), on the writer's own pool type.
 //!
 //! * find: one grouped query over the path table: the first `depth` parts of every path at least that deep whose
-//!   name starts with the pattern's literal prefix, with whether a path ends there (leaf) or goes on (branch);
-//!   the glob then filters. Names compare byte for byte (`utf8mb4_bin`), even in tables created with a
+//!   name starts with the pattern's literal prefix (an index range) and matches the glob's portable regex (in the
+//!   server, so only matches come back), with whether a path ends there (leaf) or goes on (branch); the glob
+//!   then matches exactly. Names compare byte for byte (`utf8mb4_bin`), even in tables created with a
 //!   case-insensitive collation.
 //! * points: the bin's table `{table}_{secs}s`, [`PATHS_PER_QUERY`] series per query, rows by time.
 
@@ -43,7 +44,8 @@ impl MysqlReader {
         let sql = format!(
             "SELECT SUBSTRING_INDEX(`path` COLLATE utf8mb4_bin, '.', ?) AS node, \
              MAX(`length` = ?) AS leaf, MAX(`length` > ?) AS branch \
-             FROM `{table}` WHERE `length` >= ? AND `path` LIKE ? GROUP BY node"
+             FROM `{table}` WHERE `length` >= ? AND `path` LIKE ? \
+             AND SUBSTRING_INDEX(`path` COLLATE utf8mb4_bin, '.', ?) REGEXP ? GROUP BY node"
         );
         let rows = sqlx::query(&sql)
             .bind(depth)
@@ -51,6 +53,8 @@ impl MysqlReader {
             .bind(depth)
             .bind(depth)
             .bind(format!("{}%", like_escape(glob.prefix())))
+            .bind(depth)
+            .bind(glob.portable_regex())
             .fetch_all(index.pool())
             .await
             .map_err(|e| format!("mysql: read {table}: {e}"))?;

@@ -50,7 +50,7 @@ urls_yaml() { for u in "$@"; do echo "    - $u"; done; }
 urls_py() { local s=""; for u in "$@"; do s="$s'$u', "; done; echo "($s)"; }
 
 api() {
-  local dir="$1" port="$2"; shift 2
+  local dir port="$2"; dir="$(mkdir -p "$1" && cd "$1" && pwd)"; shift 2
   [ $# -gt 0 ] || { say "api DIR PORT URL…"; exit 2; }
   install
   mkdir -p "$dir"
@@ -68,7 +68,7 @@ YAML
 }
 
 web() {
-  local dir="$1" port="$2"; shift 2
+  local dir port="$2"; dir="$(mkdir -p "$1" && cd "$1" && pwd)"; shift 2
   [ $# -gt 0 ] || { say "web DIR PORT URL…"; exit 2; }
   install
   mkdir -p "$dir/settings" "$dir/storage/log/webapp"
