@@ -167,14 +167,20 @@ async fn segments(
 }
 
 /// The candidates of a pattern with a literal part after a wildcard (`servers.*.cpu.user`), level by level: a
-/// literal part extends every candidate, a wildcard part lists each candidate's children and keeps the matching
-/// ones. Candidates that do not exist fall out at the next listing or at the final node reads.
+/// literal part extends every candidate (plain alternatives once per name), a wildcard part lists each
+/// candidate's children and keeps the matching ones. Candidates that do not exist fall out at the next listing
+/// or at the final node reads.
 async fn walk(session: &Session, st: &PreparedStatement, parts: &[Part]) -> Result<Vec<String>, String> {
     let mut level: Vec<String> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         level = match part {
             Part::Literal(l) if i == 0 => vec![l.clone()],
             Part::Literal(l) => level.into_iter().map(|c| format!("{c}.{l}")).collect(),
+            Part::Literals(ls) if i == 0 => ls.clone(),
+            Part::Literals(ls) => level
+                .iter()
+                .flat_map(|c| ls.iter().map(move |l| format!("{c}.{l}")))
+                .collect(),
             Part::Wild(_) => {
                 let parents = if i == 0 { vec![String::new()] } else { level };
                 let pos = i as i32;

@@ -24,6 +24,8 @@ pub struct Glob {
 #[derive(Clone, Debug)]
 pub enum Part {
     Literal(String),
+    /// A part with one `{…}` of plain alternatives (`web{1,2}`, `{cpu,mem}`): the names it stands for.
+    Literals(Vec<String>),
     /// Matches one whole part (anchored).
     Wild(Regex),
 }
@@ -32,6 +34,7 @@ impl Part {
     pub fn matches(&self, part: &str) -> bool {
         match self {
             Part::Literal(l) => l == part,
+            Part::Literals(ls) => ls.iter().any(|l| l == part),
             Part::Wild(re) => re.is_match(part),
         }
     }
@@ -63,6 +66,9 @@ impl Glob {
             let part = |p: &str| -> Result<Part, String> {
                 if !p.contains(['*', '?', '[', '{']) {
                     return Ok(Part::Literal(p.to_string()));
+                }
+                if let Some(names) = alternatives(p) {
+                    return Ok(Part::Literals(names));
                 }
                 let mut re = String::from("^");
                 translate(&mut p.chars().peekable(), &mut re, false, false)?;
@@ -102,8 +108,8 @@ impl Glob {
         self.parts().is_some_and(|parts| {
             parts
                 .iter()
-                .skip_while(|p| matches!(p, Part::Literal(_)))
-                .any(|p| matches!(p, Part::Literal(_)))
+                .skip_while(|p| !matches!(p, Part::Wild(_)))
+                .any(|p| !matches!(p, Part::Wild(_)))
         })
     }
 
@@ -125,6 +131,21 @@ impl Glob {
     pub fn is_literal(&self) -> bool {
         self.literal
     }
+}
+
+/// `pre{a,b}post` with plain alternatives and no other wildcard: `["preapost", "prebpost"]`.
+fn alternatives(part: &str) -> Option<Vec<String>> {
+    let open = part.find('{')?;
+    let close = open + part[open..].find('}')?;
+    let (pre, alts, post) = (&part[..open], &part[open + 1..close], &part[close + 1..]);
+    let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}']);
+    if !(plain(pre) && plain(post) && plain(alts)) {
+        return None;
+    }
+    let mut names: Vec<String> = alts.split(',').map(|a| format!("{pre}{a}{post}")).collect();
+    names.sort();
+    names.dedup();
+    Some(names)
 }
 
 /// Parts of a pattern: dots outside `{…}` and `[…]`, plus one.
@@ -285,6 +306,14 @@ mod tests {
         assert!(parts[1].matches("b") && parts[1].matches("bcd") && !parts[1].matches("c"));
         assert!(parts[2].matches("y") && !parts[2].matches("xy"));
         assert!(g.narrows_after_a_wildcard());
+        assert!(matches!(&parts[2], Part::Literals(l) if l == &["x", "y"]));
+        let g = Glob::new("a.*.web{1,2}x").expect("pattern");
+        assert!(matches!(&g.parts().expect("parts")[2], Part::Literals(l) if l == &["web1x", "web2x"]));
+        assert!(g.narrows_after_a_wildcard());
+        assert!(matches!(
+            &Glob::new("a.{b*,c}").expect("pattern").parts().expect("parts")[1],
+            Part::Wild(_)
+        ));
         assert!(!Glob::new("a.b.*").expect("pattern").narrows_after_a_wildcard());
         assert!(!Glob::new("a.b.c").expect("pattern").narrows_after_a_wildcard());
         assert!(Glob::new("*.b").expect("pattern").narrows_after_a_wildcard());
