@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use consthash::config::{Driver, DriverConfig};
 use consthash::line::Point;
-use consthash::writer::{cassandra, mysql, Progress, Seen};
+use consthash::writer::{Indexer, Progress, Seen, Store, Writer};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -81,67 +81,31 @@ async fn load(driver: &str, dsn: &str, name: &str, paths: usize, series: usize, 
             });
         }
     }
-    let seen = Arc::new(Seen::new(keys.len() * 2));
-    let t = Instant::now();
-    match driver {
+    let mut options = toml::Table::new();
+    let driver = match driver {
         "cassandra" => {
-            let mut options = toml::Table::new();
             options.insert("keyspace".into(), name.into());
-            options.insert("create_schema".into(), true.into());
             options.insert("write_workers".into(), 512.into());
-            let cfg = |driver| DriverConfig {
-                driver,
-                dsn: dsn.to_string(),
-                options: options.clone(),
-            };
-            let mut ix = cassandra::CassandraIndexer::new(
-                cassandra::Connection::open(&cfg(Driver::Cassandra), "indexer")?,
-                seen,
-            );
-            ix.ready().await?;
-            for chunk in keys.chunks(CHUNK) {
-                let mut p = Progress::default();
-                ix.write(chunk, &mut p).await?;
-                stored(p, chunk.len())?;
-            }
-            eprintln!("index: {} keys in {:.1} s", keys.len(), t.elapsed().as_secs_f64());
-            let mut w =
-                cassandra::CassandraWriter::new(cassandra::Connection::open(&cfg(Driver::Cassandra), "metrics")?);
-            w.ready().await?;
-            for chunk in pts.chunks(CHUNK) {
-                let mut p = Progress::default();
-                w.write(chunk, &mut p).await?;
-                stored(p, chunk.len())?;
-            }
+            Driver::Cassandra
         }
         "mysql" => {
-            let mut options = toml::Table::new();
             options.insert("table".into(), name.into());
             options.insert("path_table".into(), format!("{name}_path").into());
-            options.insert("create_schema".into(), true.into());
-            let cfg = DriverConfig {
-                driver: Driver::Mysql,
-                dsn: dsn.to_string(),
-                options,
-            };
-            let mut ix = mysql::MysqlIndexer::new(mysql::Connection::open(&cfg, "indexer")?, seen);
-            ix.ready().await?;
-            for chunk in keys.chunks(CHUNK) {
-                let mut p = Progress::default();
-                ix.write(chunk, &mut p).await?;
-                stored(p, chunk.len())?;
-            }
-            eprintln!("index: {} keys in {:.1} s", keys.len(), t.elapsed().as_secs_f64());
-            let mut w = mysql::MysqlWriter::new(mysql::Connection::open(&cfg, "metrics")?, 10);
-            w.ready().await?;
-            for chunk in pts.chunks(CHUNK) {
-                let mut p = Progress::default();
-                w.write(chunk, &mut p).await?;
-                stored(p, chunk.len())?;
-            }
+            Driver::Mysql
         }
         other => return Err(format!("unknown driver {other}").into()),
-    }
+    };
+    options.insert("create_schema".into(), true.into());
+    let cfg = DriverConfig {
+        driver,
+        dsn: dsn.to_string(),
+        options,
+    };
+    let t = Instant::now();
+    let mut index = Indexer::open(&cfg, Arc::new(Seen::new(keys.len() * 2)))?.ok_or("the driver keeps no index")?;
+    store_all(&mut index, &keys).await?;
+    eprintln!("index: {} keys in {:.1} s", keys.len(), t.elapsed().as_secs_f64());
+    store_all(&mut Writer::for_bin(&cfg, 10).await?, &pts).await?;
     println!(
         "loaded paths={} series={series} points={} last={last} secs={:.1}",
         keys.len(),
@@ -151,10 +115,16 @@ async fn load(driver: &str, dsn: &str, name: &str, paths: usize, series: usize, 
     Ok(())
 }
 
-/// A partial write is an error here: the bench wants everything stored.
-fn stored(p: Progress, n: usize) -> Result<(), Error> {
-    if p.done != n {
-        return Err(format!("stored {} of {n}", p.done).into());
+/// Everything into `store` through the writers' own calls (connect and schema first), in chunks; a partial write is
+/// an error here: the bench wants everything stored.
+async fn store_all<S: Store>(store: &mut S, items: &[S::Item]) -> Result<(), Error> {
+    store.maintain().await?;
+    for chunk in items.chunks(CHUNK) {
+        let mut p = Progress::default();
+        store.write(chunk, &mut p).await?;
+        if p.done != chunk.len() {
+            return Err(format!("stored {} of {}", p.done, chunk.len()).into());
+        }
     }
     Ok(())
 }

@@ -224,12 +224,9 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         map.insert(k, (Instant::now(), v));
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -162,6 +162,11 @@ impl Shared {
 }
 
 impl Writer {
+    /// One bin's writer with a connection of its own (tools and benches; the relay shares one per accumulator).
+    pub async fn for_bin(cfg: &DriverConfig, bin_secs: u64) -> Result<Writer, WriterError> {
+        Writer::open(cfg, &Shared::open(cfg, "metrics")?, bin_secs).await
+    }
+
     async fn open(cfg: &DriverConfig, shared: &Shared, bin_secs: u64) -> Result<Writer, WriterError> {
         Ok(match shared {
             Shared::Mysql(c) => Writer::Mysql(mysql::MysqlWriter::new(c.clone(), bin_secs)),
@@ -239,7 +244,7 @@ pub enum Indexer {
 
 impl Indexer {
     /// `None` for the `noop` driver: no index is kept.
-    fn open(cfg: &DriverConfig, seen: Arc<Seen>) -> Result<Option<Indexer>, WriterError> {
+    pub fn open(cfg: &DriverConfig, seen: Arc<Seen>) -> Result<Option<Indexer>, WriterError> {
         Ok(match cfg.driver {
             Driver::Mysql => Some(Indexer::Mysql(mysql::MysqlIndexer::new(
                 mysql::Connection::open(cfg, "indexer")?,
