@@ -38,10 +38,7 @@ cargo build --release --quiet --bin consthash --example reader_bench
 BENCH=target/release/examples/reader_bench
 bash tests/services/graphite.sh install
 
-stats() { # label values...: min / median / max
-  local label=$1; shift
-  printf '%s\n' "$@" | sort -g | awk -v l="$label" '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "  %-26s min %8.2f  median %8.2f  max %8.2f  (ms, %d runs)\n", l, v[1], m, v[NR], NR}'
-}
+source benches/lib.sh # stats, field
 
 PIDS=()
 cleanup() { # stop and wait, so that the next store's run can take the ports
@@ -63,7 +60,7 @@ for store in $STORES; do
     $BENCH load "$store" "$DSN" "$NAME" "$PATHS" "$SERIES" "$POINTS" | tee "$MARK.tmp"
     mv "$MARK.tmp" "$MARK"
   fi
-  LAST=$(sed -n 's/.* last=\([0-9]*\).*/\1/p' "$MARK")
+  LAST=$(field last <"$MARK")
   RPORT=18580; APORT=18590; ADMIN=18561
   cat >"$OUT/relay.toml" <<TOML
 [default]
@@ -119,8 +116,8 @@ TOML
         line=$($BENCH latency "${args[@]}")
         echo "$store run $run $via $c: $line"
         k="$via $c"
-        P50[$k]="${P50[$k]:-} $(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")"
-        P99[$k]="${P99[$k]:-} $(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")"
+        P50[$k]="${P50[$k]:-} $(field p50_ms <<<"$line")"
+        P99[$k]="${P99[$k]:-} $(field p99_ms <<<"$line")"
       done
     done
   done
@@ -129,9 +126,9 @@ TOML
     for c in find2 find4 find4wide render; do
       k="$via $c"
       # shellcheck disable=SC2086
-      stats "$k p50" ${P50[$k]}
+      printf '  %-26s %s ms (%d runs)\n' "$k p50" "$(printf '%s\n' ${P50[$k]} | stats 2)" "$RUNS"
       # shellcheck disable=SC2086
-      stats "$k p99" ${P99[$k]}
+      printf '  %-26s %s ms (%d runs)\n' "$k p99" "$(printf '%s\n' ${P99[$k]} | stats 2)" "$RUNS"
     done
   done
   unset P50 P99

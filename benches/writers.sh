@@ -194,14 +194,8 @@ truncate_table() {
   if [ "$1" = mysql ]; then bash tests/services/mariadb.sh client -e 'TRUNCATE TABLE consthash.bench_10s'; fi
 }
 
-# stats [DIGITS]: min / median / max of the numbers on stdin.
-stats() {
-  sort -g | awk -v d="${1:-0}" '{v[NR]=$1} END {f="%." d "f"; printf "min " f " / median " f " / max " f,
-    v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'
-}
-# median: the median of the numbers on stdin.
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+# stats, median, field
+source "$(dirname "$0")/lib.sh"
 
 for store in $STORES; do
   case $store in
