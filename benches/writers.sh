@@ -195,7 +195,7 @@ truncate_table() {
 }
 
 # stats, median, field
-source "$(dirname "$0")/lib.sh"
+source benches/lib.sh
 
 for store in $STORES; do
   case $store in
