@@ -9,7 +9,8 @@
 # indexer and writer code, the paths rb.s<a>.h<b>.m<c> (100 x 100 x 100) and rb.render.r<0..99>, and 8640 points
 # of 10 s per render series ending at the load's last 10 s tick (TTL 2 days). Loaded once per store and kept
 # (marker under target/bench/; delete it or set RELOAD=1 to load again; a load older than a day is redone).
-# Then one consthash (a group with that store's writer and the reader API, no traffic) and graphite-api in front.
+# Then one consthash (examples/statsd-to-db/relay.toml and prereg.sh: that store's writer and the reader API, no
+# traffic) and graphite-api in front.
 #
 # Cases, FINDS requests each (RENDERS for renders), one after another; each request differs from the last by a
 # `{…,x<n>}` alternative that matches nothing, or by a window shifted 10 s, so the reader's 10 s caches never
@@ -61,36 +62,10 @@ for store in $STORES; do
     mv "$MARK.tmp" "$MARK"
   fi
   LAST=$(field last <"$MARK")
-  RPORT=18580; APORT=18590; ADMIN=18561
-  cat >"$OUT/relay.toml" <<TOML
-[default]
-internal_health_server_listen = "127.0.0.1:$ADMIN"
-[statsd-in]
-listen = "udp://127.0.0.1:18526"
-msg_type = "statsd"
-  [[statsd-in.servers]]
-  servers = ["tcp://127.0.0.1:9"]
-TOML
-  cat >"$OUT/prereg.toml" <<TOML
-[g]
-listen_server = "statsd-in"
-default_backend = "statsd-in"
-  [[g.map]]
-  noop = "true"
-  [g.accumulator]
-  backend = "BLACKHOLE"
-  input_format = "statsd"
-  output_format = "graphite"
-  times = ["10s:48h", "1m:720h"]
-    [g.accumulator.writer]
-    metrics = { driver = "$store", dsn = "$DSN", options = { $OPTS } }
-    indexer = { driver = "$store", dsn = "$DSN", options = { $OPTS } }
-    [g.accumulator.api]
-    listen = "127.0.0.1:$RPORT"
-    base_path = "/graphite"
-    log_file = "none"
-TOML
-  target/release/consthash --config "$OUT/relay.toml" --prereg "$OUT/prereg.toml" 2>"$OUT/consthash-$store.log" &
+  RPORT=18580; APORT=18590
+  TIMES='["10s:48h", "1m:720h"]' bash examples/statsd-to-db/prereg.sh "$store" "$DSN" "$OPTS" \
+    "127.0.0.1:$RPORT" none >"$OUT/prereg.toml"
+  target/release/consthash --config examples/statsd-to-db/relay.toml --prereg "$OUT/prereg.toml" 2>"$OUT/consthash-$store.log" &
   PIDS+=($!)
   bash tests/services/graphite.sh api "$OUT/graphite-api-$store" $APORT "http://127.0.0.1:$RPORT/graphite" 2>"$OUT/graphite-api-$store.log" &
   PIDS+=($!)

@@ -20,25 +20,8 @@ esac
 bash tests/services/graphite.sh install
 cargo build --release --quiet
 WORK=$(mktemp -d /tmp/consthash-grafana-stack.XXXXXX)
-cat >"$WORK/prereg.toml" <<TOML
-[statsd]
-listen_server = "statsd-in"
-default_backend = "statsd-in"
-  [[statsd.map]]
-  noop = "true"
-  [statsd.accumulator]
-  backend = "BLACKHOLE"
-  input_format = "statsd"
-  output_format = "graphite"
-  times = ["5s:168h", "1m:720h"]
-    [statsd.accumulator.writer]
-    metrics = { driver = "$STORE", dsn = "$DSN", options = { $OPTS } }
-    indexer = { driver = "$STORE", dsn = "$DSN", options = { $OPTS } }
-    [statsd.accumulator.api]
-    listen = "127.0.0.1:18080"
-    base_path = "/graphite"
-    log_file = "$WORK/reader-access.log"
-TOML
+bash examples/statsd-to-db/prereg.sh "$STORE" "$DSN" "$OPTS" 127.0.0.1:18080 "$WORK/reader-access.log" \
+  >"$WORK/prereg.toml"
 target/release/consthash --config examples/statsd-to-db/relay.toml --prereg "$WORK/prereg.toml" 2>"$WORK/consthash.log" &
 CONSTHASH=$!
 bash tests/services/graphite.sh api "$WORK/graphite-api" 18090 http://127.0.0.1:18080/graphite 2>"$WORK/graphite-api.log" &

@@ -8,22 +8,7 @@ cd "$(dirname "$0")/.."
 ADDR=$(bash tests/services/cassandra.sh start)
 VENV=target/services/cqlsh-venv
 [ -x "$VENV/bin/cqlsh" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet cqlsh==6.2.2; }
-PREREG=$(cat <<TOML
-[statsd]
-listen_server = "statsd-in"
-default_backend = "statsd-in"
-  [[statsd.map]]
-  noop = "true"
-  [statsd.accumulator]
-  backend = "BLACKHOLE"
-  input_format = "statsd"
-  output_format = "graphite"
-  times = ["5s:168h", "1m:720h"]
-    [statsd.accumulator.writer]
-    metrics = { driver = "cassandra", dsn = "$ADDR", options = { keyspace = "example", create_schema = true } }
-    indexer = { driver = "cassandra", dsn = "$ADDR", options = { keyspace = "example", create_schema = true } }
-TOML
-)
+PREREG=$(bash examples/statsd-to-db/prereg.sh cassandra "$ADDR" 'keyspace = "example", create_schema = true')
 source examples/statsd-db.sh
 echo "== rows in Cassandra (cqlsh):"
 "$VENV/bin/cqlsh" "${ADDR%:*}" "${ADDR#*:}" -e "

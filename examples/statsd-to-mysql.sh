@@ -6,22 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DSN=$(bash tests/services/mariadb.sh start)
-PREREG=$(cat <<TOML
-[statsd]
-listen_server = "statsd-in"
-default_backend = "statsd-in"
-  [[statsd.map]]
-  noop = "true"
-  [statsd.accumulator]
-  backend = "BLACKHOLE"
-  input_format = "statsd"
-  output_format = "graphite"
-  times = ["5s:168h", "1m:720h"]
-    [statsd.accumulator.writer]
-    metrics = { driver = "mysql", dsn = "$DSN", options = { table = "example", path_table = "example_path", create_schema = true } }
-    indexer = { driver = "mysql", dsn = "$DSN", options = { table = "example", path_table = "example_path", create_schema = true } }
-TOML
-)
+PREREG=$(bash examples/statsd-to-db/prereg.sh mysql "$DSN" \
+  'table = "example", path_table = "example_path", create_schema = true')
 source examples/statsd-db.sh
 echo "== rows in MariaDB (mariadb client):"
 bash tests/services/mariadb.sh client consthash -e "
