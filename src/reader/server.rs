@@ -100,13 +100,14 @@ pub async fn serve(
                     .unwrap_or("-")
                     .to_string()
             };
-            let head = RequestHead {
+            // taken only when there is a log to write it to
+            let head = log.0.is_some().then(|| RequestHead {
                 method: req.method().clone(),
                 uri: req.uri().to_string(),
                 version: req.version(),
                 host: header(HOST),
                 agent: header(USER_AGENT),
-            };
+            });
             let resp = handle(&reader, req).await;
             let stats = &reader.stats;
             stats.requests.fetch_add(1, Relaxed);
@@ -115,8 +116,10 @@ pub async fn serve(
             } else if resp.status().is_server_error() {
                 stats.store_errors.fetch_add(1, Relaxed);
             }
-            let bytes = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0) as usize;
-            log.log(&head, peer, resp.status(), bytes, started.elapsed());
+            if let Some(head) = &head {
+                let bytes = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0) as usize;
+                log.log(head, peer, resp.status(), bytes, started.elapsed());
+            }
             resp
         }
     };
