@@ -163,6 +163,15 @@ impl Connection {
         &self.pool
     }
 
+    /// Closes the pool when the last holder of this connection is done with it. The writers of all bins share
+    /// one pool and finish their shutdown writes in any order: one closing it early failed the others' last
+    /// rows ("attempted to acquire a connection on a closed pool").
+    async fn release(&self) {
+        if Arc::strong_count(&self.opts) == 1 {
+            self.pool.close().await;
+        }
+    }
+
     /// Creates `table` (with `create_schema`) or checks that it exists.
     async fn ensure_table(&self, table: &str, create: &str) -> Result<(), WriterError> {
         if self.opts.create_schema {
@@ -326,7 +335,7 @@ impl MysqlWriter {
     }
 
     pub async fn close(&mut self) {
-        self.conn.pool.close().await;
+        self.conn.release().await;
     }
 }
 
@@ -405,7 +414,7 @@ impl MysqlIndexer {
     }
 
     pub async fn close(&mut self) {
-        self.conn.pool.close().await;
+        self.conn.release().await;
     }
 }
 
