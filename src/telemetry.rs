@@ -101,8 +101,18 @@ impl SectionStats {
 /// Counters of one destination.
 #[derive(Debug, Default)]
 pub struct DestStats {
+    /// Lines (and their bytes) the peer has: acknowledged by its TCP (streams), a 2xx answer (HTTP), or handed to
+    /// the kernel (UDP, which has no acknowledgement).
     pub sent_lines: AtomicU64,
     pub sent_bytes: AtomicU64,
+    /// Lines written to a connection and not acknowledged yet.
+    pub in_flight_lines: AtomicU64,
+    /// Written lines whose acknowledgement never came (the connection failed or was given up): queued again.
+    pub resent_lines: AtomicU64,
+    /// Connections that made no progress (nothing written, nothing acknowledged) for `write_timeout`.
+    pub stalled_connections: AtomicU64,
+    /// Times a connection stalled.
+    pub stalls: AtomicU64,
     /// Dropped lines by the index of [`DropReason::ALL`].
     pub dropped: [AtomicU64; 4],
     pub connect_failures: AtomicU64,
@@ -252,7 +262,7 @@ pub const DEST_STATS: &[Stat<DestStats>] = &[
     Stat {
         kind: Kind::Counter,
         metric: "consthash_lines_sent_total",
-        help: "Lines written to a destination.",
+        help: "Lines a destination has (TCP-acknowledged, HTTP 2xx, or a UDP datagram sent).",
         by_proto: false,
         selfstat: &["success.sent", "hashserver.{dest}.used"],
         read: |d| d.sent_lines.load(Relaxed),
@@ -260,10 +270,42 @@ pub const DEST_STATS: &[Stat<DestStats>] = &[
     Stat {
         kind: Kind::Counter,
         metric: "consthash_bytes_written_total",
-        help: "Bytes written to a destination.",
+        help: "Bytes of the lines a destination has.",
         by_proto: false,
         selfstat: &["success.sent-bytes"],
         read: |d| d.sent_bytes.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Gauge,
+        metric: "consthash_lines_in_flight",
+        help: "Lines written to a destination's connections and not acknowledged yet.",
+        by_proto: false,
+        selfstat: &["outqueue.{dest}.inflight"],
+        read: |d| d.in_flight_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_lines_resent_total",
+        help: "Written lines queued again because their acknowledgement never came (they may arrive twice).",
+        by_proto: false,
+        selfstat: &["failed.resent"],
+        read: |d| d.resent_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Gauge,
+        metric: "consthash_destination_stalled_connections",
+        help: "Connections of a destination that made no progress for write_timeout.",
+        by_proto: false,
+        selfstat: &["outqueue.{dest}.stalled"],
+        read: |d| d.stalled_connections.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_destination_stalls_total",
+        help: "Times a connection of a destination stalled.",
+        by_proto: false,
+        selfstat: &[],
+        read: |d| d.stalls.load(Relaxed),
     },
     Stat {
         kind: Kind::Counter,

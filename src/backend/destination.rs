@@ -4,9 +4,13 @@
 //! While a destination is *up*, a stream listener waits for room in its full queue (back-pressure reaches the
 //! client); while it is *down* (marked down by health checks, or unreachable for longer than `out_block_timeout`)
 //! what does not fit is dropped and counted, so one dead server never stalls the relay. UDP listeners never wait.
+//! A destination whose connections make no progress (nothing written, nothing acknowledged) for `write_timeout` is
+//! *stalled*: down as well, and failing its health checks, until its peer takes bytes again.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::health::Outage;
 use super::queue::{DestQueue, PushError};
@@ -32,6 +36,9 @@ pub struct Destination {
     /// Set when the destination was removed through the API: its queue is closed and dropped.
     purged: AtomicBool,
     drop_log: RateLimit,
+    epoch: Instant,
+    /// When a connection last made progress: milliseconds since `epoch`.
+    progress_ms: AtomicU64,
 }
 
 impl Destination {
@@ -46,7 +53,33 @@ impl Destination {
             health_down: AtomicBool::new(false),
             purged: AtomicBool::new(false),
             drop_log: RateLimit::default(),
+            epoch: Instant::now(),
+            progress_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A connection wrote bytes or had bytes acknowledged.
+    pub fn progressed(&self) {
+        self.progress_ms.store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// A connection made no progress for `write_timeout` (it stays open, waiting for its peer).
+    pub fn connection_stalled(&self) {
+        self.stats.stalled_connections.fetch_add(1, Relaxed);
+        self.stats.stalls.fetch_add(1, Relaxed);
+    }
+
+    /// A stalled connection made progress again, or was closed.
+    pub fn connection_unstalled(&self) {
+        self.stats.stalled_connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Stalled = a connection is stalled and none made progress for `write_timeout` (one stuck connection of a
+    /// pool whose others deliver is not a stalled destination).
+    pub fn is_stalled(&self) -> bool {
+        self.stats.stalled_connections.load(Relaxed) > 0
+            && self.epoch.elapsed().as_millis() as u64 - self.progress_ms.load(Relaxed)
+                >= self.config.write_timeout.as_millis() as u64
     }
 
     /// A dial failed.
@@ -63,9 +96,9 @@ impl Destination {
         self.health_down.store(down, Relaxed);
     }
 
-    /// Down = marked down by health checks, or unreachable for longer than `out_block_timeout`.
+    /// Down = marked down by health checks, unreachable for longer than `out_block_timeout`, or stalled.
     pub fn is_down(&self) -> bool {
-        if self.health_down.load(Relaxed) {
+        if self.health_down.load(Relaxed) || self.is_stalled() {
             return true;
         }
         self.outage.longer_than(self.config.out_block_timeout)

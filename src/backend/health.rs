@@ -3,6 +3,8 @@
 //! `heartbeat_time_timeout`. `failed_heartbeat_count` consecutive failures mark the member down; the first
 //! passing check marks it up again. Transitions are logged and counted; with `server_down_policy = "remove_node"`
 //! the backend rebuilds the ring without down members (and with them again, in their place, when they are back).
+//! A member whose destination is stalled (its connections take no bytes, spec §8.3) fails its checks too: a peer
+//! that accepts connections and never reads them passes a dial, but is not healthy.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -140,7 +142,16 @@ pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, url: &DestUrl
     };
     let mut state = HealthState::new(p.failed_heartbeat_count);
     loop {
-        let result = check(url, p.heartbeat_time_timeout, http).await;
+        let result = check(url, p.heartbeat_time_timeout, http).await.and_then(|()| {
+            if destination.is_stalled() {
+                Err(format!(
+                    "stalled: no progress for {:?} (write_timeout)",
+                    destination.config.write_timeout
+                ))
+            } else {
+                Ok(())
+            }
+        });
         match (state.record(result.is_ok()), result) {
             (Some(Transition::Up), _) => {
                 backend.set_member_up(ring, dest, true);

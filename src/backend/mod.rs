@@ -12,6 +12,7 @@ mod destination;
 mod health;
 mod queue;
 mod sender;
+mod unacked;
 
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

@@ -1,38 +1,50 @@
 //! The connections of one destination: a pool of sender tasks pulling from the destination's queue.
 //!
-//! Each sender dials lazily (when it has something to write), writes, and on any failure returns the unsent
-//! lines to the head of the queue, closes its connection and re-dials after a [`Backoff`] (100 ms doubling up to
-//! `reconnect_backoff_max`, jittered): delivery is at-least-once. A stream write fails when it makes no progress
-//! for `write_timeout` (a slow sink that takes bytes keeps its connection), and what it wrote is kept: the whole
-//! lines that reached the connection are not sent again, only a line cut in the middle is (whole).
-//! Connections older than [`MAX_CONNECTION_AGE`] are re-dialled. On a hard stop (shutdown deadline) a sender
-//! returns what it holds to the queue, whose remainder the caller counts as dropped (`shutdown`).
+//! Each sender dials lazily (when it has something to write), writes, and counts a line as *sent* only when the
+//! peer has it: for tcp and unix once the peer's kernel acknowledged its bytes ([`Unacked`], `SIOCOUTQ`), for
+//! http on a 2xx answer, for udp when the datagram is handed to the kernel (udp has no acknowledgement).
+//! Written lines wait in [`Unacked`] for their acknowledgement; when a connection fails (write error, peer closed
+//! or reset) they go back to the head of the queue with the unsent lines and are sent again (at-least-once,
+//! counted as `resent`), and the sender re-dials after a [`Backoff`] (100 ms doubling up to
+//! `reconnect_backoff_max`, jittered).
+//!
+//! Progress is bytes written or acknowledged. A connection without progress for `write_timeout` while it has
+//! bytes to deliver is *stalled* ([`Destination::is_stalled`]: the destination is down and fails its health
+//! checks); it stays open and keeps waiting, since a new connection would hand a stuck peer another buffer full
+//! of lines and the old one may still deliver. A stalled connection older than [`MAX_CONNECTION_AGE`] is given
+//! up (a peer host that vanished never answers; TCP alone would wait for ~15 minutes). Healthy connections older
+//! than that are retired: the sender waits for their acknowledgements, then re-dials. On a hard stop (shutdown
+//! deadline) a sender returns what it holds to the queue, whose remainder the caller counts as dropped
+//! (`shutdown`).
 //!
 //! What one write carries depends on `sending_method` and the transport: `bufferedpool` writes everything queued
 //! (up to [`STREAM_WRITE_MAX`] bytes, one `writev`) on tcp/unix, and whole lines packed up to `pool_buffersize`
-//! per datagram (udp) or POST body (http/https); `pool` writes one line per write; `single` dials, writes one line
-//! and closes.
+//! per datagram (udp) or POST body (http/https); `pool` writes one line per write; `single` dials, writes one line,
+//! waits for its acknowledgement and closes.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
-use tokio::time::{timeout, Instant};
+use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::destination::Destination;
+use super::unacked::{Acked, Unacked};
 use crate::config::{SendingMethod, Target};
 use crate::line::Batch;
-use crate::telemetry::RateLimit;
+use crate::telemetry::{DropReason, RateLimit};
 
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Most bytes a stream sender gathers from the queue for one write.
 pub const STREAM_WRITE_MAX: usize = 256 * 1024;
+/// How often a sender looks at the acknowledgements of a connection that has unacknowledged bytes.
+const ACK_POLL: Duration = Duration::from_millis(10);
 
 enum Conn {
     Tcp(TcpStream),
@@ -83,42 +95,62 @@ impl Conn {
         }
     }
 
-    /// Writes `batches`; a stream write fails only when it makes no progress for `stall` (a slow sink that takes
-    /// bytes keeps its connection). The error carries how many bytes were written before it.
-    async fn write_all(&mut self, batches: &[Batch], stall: Duration) -> Result<(), WriteError> {
-        // datagrams and POSTs are delivered whole or not at all
-        let nothing_written = |error| WriteError { error, written: 0 };
+    /// Bytes written that the peer has not taken: `None` when the count cannot be trusted. A unix peer that
+    /// closed frees its unread messages, so its count is read before asking whether it closed, and dropped if so;
+    /// TCP's count stays exact after a close or reset (bytes acknowledged stay acknowledged).
+    fn outstanding(&self) -> (Option<usize>, bool) {
+        let (n, unix) = match self {
+            Conn::Tcp(s) => (outq::outstanding(s), false),
+            Conn::Unix(s) => (outq::outstanding(s), true),
+            _ => return (Some(0), false),
+        };
+        let closed = self.peer_closed();
+        (n.ok().filter(|_| !(unix && closed)), closed)
+    }
+
+    fn is_stream(&self) -> bool {
+        matches!(self, Conn::Tcp(_) | Conn::Unix(_))
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Conn::Tcp(s) => write_all_vectored(s, batches, stall).await,
-            Conn::Unix(s) => write_all_vectored(s, batches, stall).await,
-            Conn::Udp(s) => {
-                for b in batches {
-                    within(stall, s.send(&b.data)).await.map_err(nothing_written)?;
-                }
-                Ok(())
-            }
-            Conn::Http(client, url) => within(stall, Self::post(client, url, batches))
-                .await
-                .map_err(nothing_written),
+            Conn::Tcp(s) => s.try_write_vectored(bufs),
+            Conn::Unix(s) => s.try_write_vectored(bufs),
+            _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
-    /// One POST per piece (`pool_buffersize` bytes at most); a 2xx answer is delivery.
-    async fn post(client: &reqwest::Client, url: &str, batches: &[Batch]) -> io::Result<()> {
-        for b in batches {
-            let resp = client
-                .post(url)
-                .header("Content-Type", "text/plain")
-                .body(b.data.clone())
-                .send()
-                .await
-                .map_err(io::Error::other)?;
-            if !resp.status().is_success() {
-                return Err(io::Error::other(format!("HTTP status {}", resp.status())));
-            }
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.writable().await,
+            Conn::Unix(s) => s.writable().await,
+            _ => Ok(()),
         }
-        Ok(())
     }
+
+    /// One datagram or one POST: delivered whole (acknowledged) or not at all.
+    async fn send_whole(&self, batch: &Batch, stall: Duration) -> io::Result<()> {
+        match self {
+            Conn::Udp(s) => within(stall, s.send(&batch.data)).await.map(drop),
+            Conn::Http(client, url) => within(stall, post(client, url, batch)).await,
+            Conn::Tcp(_) | Conn::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+/// One POST of a piece (`pool_buffersize` bytes at most); a 2xx answer is delivery.
+async fn post(client: &reqwest::Client, url: &str, batch: &Batch) -> io::Result<()> {
+    let resp = client
+        .post(url)
+        .header("Content-Type", "text/plain")
+        .body(batch.data.clone())
+        .send()
+        .await
+        .map_err(io::Error::other)?;
+    if !resp.status().is_success() {
+        return Err(io::Error::other(format!("HTTP status {}", resp.status())));
+    }
+    Ok(())
 }
 
 /// `write` unless it takes longer than `stall`: then a `TimedOut` error.
@@ -128,61 +160,16 @@ async fn within<T>(stall: Duration, write: impl std::future::Future<Output = io:
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout: no progress")))
 }
 
-/// A failed write and how far it got.
-struct WriteError {
-    error: io::Error,
-    /// Bytes of the batches written before the error.
-    written: usize,
-}
-
-async fn write_all_vectored<W: AsyncWriteExt + Unpin>(
-    w: &mut W,
-    batches: &[Batch],
-    stall: Duration,
-) -> Result<(), WriteError> {
-    let (mut i, mut off, mut written) = (0, 0, 0);
-    let fail = |error: io::Error, written: usize| WriteError { error, written };
-    while i < batches.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&batches[i].data[off..])
-            .chain(batches[i + 1..].iter().map(|b| &b.data[..]))
-            .take(64)
-            .map(IoSlice::new)
-            .collect();
-        let mut n = match within(stall, w.write_vectored(&slices)).await {
-            Err(e) => return Err(fail(e, written)),
-            Ok(0) => return Err(fail(io::ErrorKind::WriteZero.into(), written)),
-            Ok(n) => n,
-        };
-        written += n;
-        while i < batches.len() && n >= batches[i].data.len() - off {
-            n -= batches[i].data.len() - off;
-            i += 1;
-            off = 0;
-        }
-        off += n;
-    }
-    w.flush().await.map_err(|e| fail(e, written))
-}
-
-/// Removes from the front of `pending` the whole lines among its first `written` bytes (they reached the
-/// connection) and returns their (lines, bytes); a line only partly written stays, to be sent again whole.
-fn take_written(pending: &mut Vec<Batch>, written: usize) -> (usize, usize) {
-    let (mut whole, mut left) = (0, written);
-    while whole < pending.len() && left >= pending[whole].len() {
-        left -= pending[whole].len();
-        whole += 1;
-    }
-    let (mut lines, mut bytes) = pending
-        .drain(..whole)
-        .fold((0, 0), |(l, b), x| (l + x.lines, b + x.len()));
-    // the whole lines within the written part of the next batch
-    if let Some(first) = pending.first_mut() {
-        if let Some(end) = memchr::memrchr(b'\n', &first.data[..left]) {
-            let head = first.split_front(usize::MAX, end + 1);
-            (lines, bytes) = (lines + head.lines, bytes + head.len());
-        }
-    }
-    (lines, bytes)
+/// One open connection and what it owes.
+struct Link {
+    conn: Conn,
+    dialled: Instant,
+    /// Written lines not acknowledged yet (streams only).
+    unacked: Unacked,
+    /// When the connection last wrote or had bytes acknowledged.
+    progress: Instant,
+    /// No progress for `write_timeout` while it had bytes to deliver.
+    stalled: bool,
 }
 
 /// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
@@ -191,34 +178,50 @@ pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellati
         backoff: Backoff::new(dest.config.reconnect_backoff_max),
         dest,
         http,
-        conn: None,
-        dialled: Instant::now(),
+        link: None,
+        fail_log: RateLimit::default(),
     };
-    let fail_log = RateLimit::default();
     loop {
-        let first = tokio::select! {
-            b = sender.dest.queue.pop() => b,
-            _ = stop.cancelled() => return,
+        let awaiting = sender.link.as_ref().is_some_and(|l| !l.unacked.is_empty());
+        let next = tokio::select! {
+            b = sender.dest.queue.pop() => Some(b),
+            _ = sleep(ACK_POLL), if awaiting => None,
+            _ = stop.cancelled() => {
+                sender.close_link();
+                return;
+            }
         };
-        let Some(first) = first else { return };
-        let mut pending = sender.gather(first);
-        let outcome = tokio::select! {
-            r = sender.deliver(&mut pending) => r,
-            _ = stop.cancelled() => Err(io::Error::other("shutdown deadline")),
+        let (pending, outcome) = match next {
+            // only acknowledgements to wait for
+            None => (VecDeque::new(), sender.look(false)),
+            // the queue is closed and drained: the last acknowledgements, then done
+            Some(None) => {
+                let outcome = tokio::select! {
+                    r = sender.settle() => r,
+                    _ = stop.cancelled() => Err(io::Error::other("shutdown deadline")),
+                };
+                if let Err(e) = outcome {
+                    sender.fail(VecDeque::new(), e);
+                }
+                sender.close_link();
+                return;
+            }
+            Some(Some(first)) => {
+                let mut pending = sender.gather(first);
+                let outcome = tokio::select! {
+                    r = sender.deliver(&mut pending) => r,
+                    _ = stop.cancelled() => Err(io::Error::other("shutdown deadline")),
+                };
+                (pending, outcome)
+            }
         };
         if let Err(e) = outcome {
-            for b in pending.into_iter().rev() {
-                sender.dest.queue.push_front(b);
-            }
-            sender.conn = None;
-            if let Some(suppressed) = fail_log.allow() {
-                tracing::warn!(section = %sender.dest.section, server = %sender.dest.url.raw, error = %e, suppressed, "send failed");
-            }
+            sender.fail(pending, e);
             if stop.is_cancelled() || sender.dest.is_purged() {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(sender.backoff.failed()) => {},
+                _ = sleep(sender.backoff.failed()) => {},
                 _ = stop.cancelled() => return,
             }
         }
@@ -228,13 +231,12 @@ pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellati
 struct Sender {
     dest: Arc<Destination>,
     http: reqwest::Client,
-    conn: Option<Conn>,
-    dialled: Instant,
+    link: Option<Link>,
     backoff: Backoff,
+    fail_log: RateLimit,
 }
 
 impl Sender {
-    /// What the next write(s) carry, per the sending method and the transport.
     /// Buffered stream senders write everything gathered in one `writev`; all others write one piece at a time.
     fn coalesces(&self) -> bool {
         self.dest.config.sending_method == SendingMethod::BufferedPool
@@ -242,80 +244,238 @@ impl Sender {
     }
 
     /// What the next write(s) carry, per the sending method and the transport.
-    fn gather(&self, first: Batch) -> Vec<Batch> {
+    fn gather(&self, first: Batch) -> VecDeque<Batch> {
         let piece_max = match self.dest.config.sending_method {
             SendingMethod::BufferedPool => self.dest.config.pool_buffersize,
             SendingMethod::Pool | SendingMethod::Single => 0,
         };
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         let mut rest = first;
         if self.coalesces() {
             let mut total = rest.len();
-            out.push(rest);
+            out.push_back(rest);
             while total < STREAM_WRITE_MAX {
                 let Some(b) = self.dest.queue.try_pop() else { break };
                 total += b.len();
-                out.push(b);
+                out.push_back(b);
             }
             return out;
         }
         while !rest.is_empty() {
-            out.push(rest.split_lines_to(piece_max));
+            out.push_back(rest.split_lines_to(piece_max));
         }
         out
     }
 
-    /// Writes `pending` front to back, removing what was delivered; on error `pending` holds the undelivered part.
-    async fn deliver(&mut self, pending: &mut Vec<Batch>) -> io::Result<()> {
+    /// Writes `pending` front to back, removing what was written; on error `pending` holds the unwritten part.
+    async fn deliver(&mut self, pending: &mut VecDeque<Batch>) -> io::Result<()> {
         let single = self.dest.config.sending_method == SendingMethod::Single;
-        let take = if self.coalesces() { pending.len() } else { 1 };
         while !pending.is_empty() {
             self.connect().await?;
-            let conn = self.conn.as_mut().expect("connect() leaves a connection");
-            let result = conn.write_all(&pending[..take], self.dest.config.write_timeout).await;
-            // what reached the connection leaves `pending`; after a failure the rest is sent again
-            let written = match &result {
-                Ok(()) => pending[..take].iter().map(Batch::len).sum(),
-                Err(e) => e.written,
-            };
-            let (lines, bytes) = take_written(pending, written);
-            self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
-            self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
-            if let Err(WriteError { error, .. }) = result {
-                self.dest.stats.write_failures.fetch_add(1, Relaxed);
-                return Err(error);
+            let link = self.link.as_mut().expect("connect() leaves a connection");
+            if link.conn.is_stream() {
+                let count = if self.coalesces() { pending.len() } else { 1 };
+                self.write_stream(pending, count).await?;
+            } else {
+                let piece = pending.front().expect("not empty");
+                link.conn.send_whole(piece, self.dest.config.write_timeout).await?;
+                let piece = pending.pop_front().expect("not empty");
+                self.credit(piece.lines, piece.len());
             }
             self.backoff.succeeded();
             if single {
-                self.conn = None;
+                self.retire().await;
             }
         }
         Ok(())
     }
 
+    /// Writes the first `count` batches of `pending` into the stream connection; each batch whose bytes are all
+    /// in moves to [`Unacked`] (so a cancelled write loses nothing). While the connection takes no bytes, its
+    /// acknowledgements are looked at every [`ACK_POLL`].
+    async fn write_stream(&mut self, pending: &mut VecDeque<Batch>, mut count: usize) -> io::Result<()> {
+        let mut off = 0;
+        while count > 0 {
+            let link = self.link.as_mut().expect("a connection");
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&pending[0].data[off..])
+                .chain(pending.iter().take(count).skip(1).map(|b| &b.data[..]))
+                .take(64)
+                .map(IoSlice::new)
+                .collect();
+            let result = link.conn.try_write_vectored(&slices);
+            drop(slices);
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    link.unacked.wrote(n);
+                    while n > 0 && n >= pending[0].len() - off {
+                        n -= pending[0].len() - off;
+                        off = 0;
+                        let b = pending.pop_front().expect("not empty");
+                        self.dest.stats.in_flight_lines.fetch_add(b.lines as u64, Relaxed);
+                        link.unacked.push(b);
+                        count -= 1;
+                        if count == 0 {
+                            break;
+                        }
+                    }
+                    off += n;
+                    self.look(true)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = tokio::select! {
+                        r = link.conn.writable() => { r?; true }
+                        _ = sleep(ACK_POLL) => false,
+                    };
+                    if !ready {
+                        self.look(false)?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks at the connection's acknowledgements: counts the newly acknowledged lines as sent, and notes
+    /// progress (`wrote`: a write just put bytes in) or its absence. Fails when the peer closed the connection,
+    /// when the destination was purged, and when a stalled connection is older than [`MAX_CONNECTION_AGE`].
+    fn look(&mut self, wrote: bool) -> io::Result<()> {
+        let Some(link) = self.link.as_mut() else { return Ok(()) };
+        let (outstanding, closed) = link.conn.outstanding();
+        let acked = match outstanding {
+            Some(n) => link.unacked.acknowledged(n),
+            None => Acked::default(),
+        };
+        let progressed = wrote || acked.progressed;
+        if progressed {
+            link.progress = Instant::now();
+            self.dest.progressed();
+            if std::mem::take(&mut link.stalled) {
+                self.dest.connection_unstalled();
+                tracing::info!(section = %self.dest.section, server = %self.dest.url.raw, "connection takes bytes again");
+            }
+        } else if !link.stalled && link.unacked.waiting() && link.progress.elapsed() >= self.dest.config.write_timeout {
+            link.stalled = true;
+            self.dest.connection_stalled();
+            tracing::warn!(
+                section = %self.dest.section, server = %self.dest.url.raw, timeout = ?self.dest.config.write_timeout,
+                in_flight = link.unacked.lines(), "connection stalled: the peer takes no bytes"
+            );
+        }
+        let (stalled, old) = (link.stalled, link.dialled.elapsed() >= MAX_CONNECTION_AGE);
+        self.dest.stats.in_flight_lines.fetch_sub(acked.lines as u64, Relaxed);
+        self.credit(acked.lines, acked.bytes);
+        if closed {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "peer closed the connection",
+            ));
+        }
+        if self.dest.is_purged() {
+            return Err(io::Error::other("destination purged"));
+        }
+        if stalled && old {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "stalled connection given up"));
+        }
+        Ok(())
+    }
+
+    /// The peer has these lines.
+    fn credit(&self, lines: usize, bytes: usize) {
+        self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
+        self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Waits until every written line is acknowledged, or the connection stalls or fails.
+    async fn settle(&mut self) -> io::Result<()> {
+        loop {
+            self.look(false)?;
+            match &self.link {
+                Some(l) if l.unacked.waiting() && !l.stalled => sleep(ACK_POLL).await,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Closes the connection once what it carries is acknowledged (or it stalls or fails: the rest is resent).
+    async fn retire(&mut self) {
+        if let Err(e) = self.settle().await {
+            tracing::debug!(section = %self.dest.section, server = %self.dest.url.raw, error = %e, "retired connection failed");
+        }
+        self.close_link();
+    }
+
+    /// Drops the connection; what it had not had acknowledged goes back to the head of the queue.
+    fn close_link(&mut self) {
+        let Some(mut link) = self.link.take() else { return };
+        if link.stalled {
+            self.dest.connection_unstalled();
+        }
+        let unacked = link.unacked.take();
+        let lines: usize = unacked.iter().map(|b| b.lines).sum();
+        self.dest.stats.in_flight_lines.fetch_sub(lines as u64, Relaxed);
+        self.dest.stats.resent_lines.fetch_add(lines as u64, Relaxed);
+        self.give_back(unacked.into());
+    }
+
+    /// Returns lines to the head of the queue (oldest first), or counts them as purged.
+    fn give_back(&self, batches: VecDeque<Batch>) {
+        if self.dest.is_purged() {
+            let lines = batches.iter().map(|b| b.lines).sum();
+            self.dest.drop_batch(DropReason::Purged, lines);
+            return;
+        }
+        for b in batches.into_iter().rev() {
+            self.dest.queue.push_front(b);
+        }
+    }
+
+    /// A write, dial or connection failed: the connection closes, its unacknowledged lines and `pending` go back.
+    fn fail(&mut self, pending: VecDeque<Batch>, e: io::Error) {
+        self.dest.stats.write_failures.fetch_add(1, Relaxed);
+        self.give_back(pending);
+        self.close_link();
+        if let Some(suppressed) = self.fail_log.allow() {
+            tracing::warn!(section = %self.dest.section, server = %self.dest.url.raw, error = %e, suppressed, "send failed");
+        }
+    }
+
     async fn connect(&mut self) -> io::Result<()> {
-        if let Some(c) = &self.conn {
-            if self.dialled.elapsed() < MAX_CONNECTION_AGE && !c.peer_closed() {
+        if let Some(link) = &self.link {
+            if link.dialled.elapsed() < MAX_CONNECTION_AGE {
+                if link.conn.peer_closed() {
+                    self.look(false)?;
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "peer closed the connection",
+                    ));
+                }
                 return Ok(());
             }
-            self.conn = None;
+            self.retire().await;
         }
-        match timeout(DIAL_TIMEOUT, Conn::dial(&self.dest.url.target, &self.http)).await {
-            Ok(Ok(c)) => {
-                self.conn = Some(c);
-                self.dialled = Instant::now();
+        let dialled = match timeout(DIAL_TIMEOUT, Conn::dial(&self.dest.url.target, &self.http)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "dial timeout")),
+        };
+        match dialled {
+            Ok(conn) => {
+                let now = Instant::now();
+                self.link = Some(Link {
+                    conn,
+                    dialled: now,
+                    unacked: Unacked::default(),
+                    progress: now,
+                    stalled: false,
+                });
                 self.dest.mark_reachable();
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 self.dest.mark_unreachable();
                 self.dest.stats.connect_failures.fetch_add(1, Relaxed);
                 Err(e)
-            }
-            Err(_) => {
-                self.dest.mark_unreachable();
-                self.dest.stats.connect_failures.fetch_add(1, Relaxed);
-                Err(io::Error::new(io::ErrorKind::TimedOut, "dial timeout"))
             }
         }
     }
@@ -325,23 +485,6 @@ impl Sender {
 mod tests {
     use super::*;
     use bytes::Bytes;
-
-    #[test]
-    fn a_failed_write_keeps_the_whole_lines_it_wrote() {
-        let batch = |s: &'static str| Batch::from_lines(bytes::Bytes::from_static(s.as_bytes()));
-        let mut pending = vec![batch("a 1\nb 2\n"), batch("c 3\nd 4\n")];
-        assert_eq!(take_written(&mut pending, 0), (0, 0));
-        assert_eq!(
-            take_written(&mut pending, 10),
-            (2, 8),
-            "the first batch, and half of c: c stays"
-        );
-        assert_eq!(pending, [batch("c 3\nd 4\n")]);
-        assert_eq!(take_written(&mut pending, 5), (1, 4));
-        assert_eq!(pending, [batch("d 4\n")]);
-        assert_eq!(take_written(&mut pending, 4), (1, 4));
-        assert!(pending.is_empty());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_dead_destination_is_redialled_with_capped_backoff_and_keeps_its_lines() {
