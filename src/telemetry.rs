@@ -105,7 +105,7 @@ pub struct DestStats {
     /// the kernel (UDP, which has no acknowledgement).
     pub sent_lines: AtomicU64,
     pub sent_bytes: AtomicU64,
-    /// Lines written to a connection and not acknowledged yet.
+    /// Lines a sender took from the queue and the peer has not acknowledged yet (being written, or written).
     pub in_flight_lines: AtomicU64,
     /// Written lines whose acknowledgement never came (the connection failed or was given up): queued again.
     pub resent_lines: AtomicU64,
@@ -278,7 +278,7 @@ pub const DEST_STATS: &[Stat<DestStats>] = &[
     Stat {
         kind: Kind::Gauge,
         metric: "consthash_lines_in_flight",
-        help: "Lines written to a destination's connections and not acknowledged yet.",
+        help: "Lines taken from the queue by a destination's connections and not acknowledged yet.",
         by_proto: false,
         selfstat: &["outqueue.{dest}.inflight"],
         read: |d| d.in_flight_lines.load(Relaxed),

@@ -243,8 +243,16 @@ impl Sender {
             && matches!(self.dest.url.target, Target::Tcp(_) | Target::Unix(_))
     }
 
-    /// What the next write(s) carry, per the sending method and the transport.
+    /// What the next write(s) carry, per the sending method and the transport. From here until they are
+    /// acknowledged or given back, the lines count as in flight.
     fn gather(&self, first: Batch) -> VecDeque<Batch> {
+        let out = self.split(first);
+        let lines: usize = out.iter().map(|b| b.lines).sum();
+        self.dest.stats.in_flight_lines.fetch_add(lines as u64, Relaxed);
+        out
+    }
+
+    fn split(&self, first: Batch) -> VecDeque<Batch> {
         let piece_max = match self.dest.config.sending_method {
             SendingMethod::BufferedPool => self.dest.config.pool_buffersize,
             SendingMethod::Pool | SendingMethod::Single => 0,
@@ -280,6 +288,7 @@ impl Sender {
                 let piece = pending.front().expect("not empty");
                 link.conn.send_whole(piece, self.dest.config.write_timeout).await?;
                 let piece = pending.pop_front().expect("not empty");
+                self.dest.stats.in_flight_lines.fetch_sub(piece.lines as u64, Relaxed);
                 self.credit(piece.lines, piece.len());
             }
             self.backoff.succeeded();
@@ -312,7 +321,6 @@ impl Sender {
                         n -= pending[0].len() - off;
                         off = 0;
                         let b = pending.pop_front().expect("not empty");
-                        self.dest.stats.in_flight_lines.fetch_add(b.lines as u64, Relaxed);
                         link.unacked.push(b);
                         count -= 1;
                         if count == 0 {
@@ -414,15 +422,15 @@ impl Sender {
         }
         let unacked = link.unacked.take();
         let lines: usize = unacked.iter().map(|b| b.lines).sum();
-        self.dest.stats.in_flight_lines.fetch_sub(lines as u64, Relaxed);
         self.dest.stats.resent_lines.fetch_add(lines as u64, Relaxed);
         self.give_back(unacked.into());
     }
 
-    /// Returns lines to the head of the queue (oldest first), or counts them as purged.
+    /// Returns lines in flight to the head of the queue (oldest first), or counts them as purged.
     fn give_back(&self, batches: VecDeque<Batch>) {
+        let lines: usize = batches.iter().map(|b| b.lines).sum();
+        self.dest.stats.in_flight_lines.fetch_sub(lines as u64, Relaxed);
         if self.dest.is_purged() {
-            let lines = batches.iter().map(|b| b.lines).sum();
             self.dest.drop_batch(DropReason::Purged, lines);
             return;
         }

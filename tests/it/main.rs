@@ -2,6 +2,7 @@
 //! in-test sinks. Every wait is a condition with a deadline.
 
 mod accumulate;
+mod ack;
 mod admin;
 mod binary;
 mod cli;

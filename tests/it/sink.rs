@@ -51,6 +51,11 @@ impl Sink {
         Sink::tcp_at("127.0.0.1:0".parse().expect("addr"), Arc::default()).await
     }
 
+    /// A TCP sink on a port another sink used before.
+    pub async fn tcp_on(addr: SocketAddr) -> Sink {
+        Sink::tcp_at(addr, Arc::default()).await
+    }
+
     async fn tcp_at(addr: SocketAddr, lines: Arc<Mutex<Vec<String>>>) -> Sink {
         let l = tokio::net::TcpListener::bind(addr).await.expect("bind tcp sink");
         let addr = l.local_addr().expect("local addr");
@@ -239,5 +244,93 @@ impl StuckSink {
 impl Drop for StuckSink {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A TCP sink that accepts connections and does not read them until released: its kernel acknowledges what fits
+/// in its receive buffers and then nothing, so what the relay counts as sent must be exactly what those buffers
+/// hold ([`HoldingSink::held_lines`] peeks at them without taking anything).
+pub struct HoldingSink {
+    pub addr: SocketAddr,
+    held: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    accept: tokio::task::JoinHandle<tokio::net::TcpListener>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl HoldingSink {
+    pub async fn new() -> HoldingSink {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let held: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (h, st) = (held.clone(), stop.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((c, _)) => h.lock().expect("lock").push(c.into_std().expect("std stream")),
+                        Err(_) => continue,
+                    },
+                    _ = st.notified() => return l,
+                }
+            }
+        });
+        HoldingSink {
+            addr,
+            held,
+            accept,
+            stop,
+        }
+    }
+
+    /// The lines waiting in the receive buffers of every connection, taking nothing.
+    pub fn held_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 << 20];
+        for c in self.held.lock().expect("lock").iter() {
+            let n = match c.peek(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => panic!("peek: {e}"),
+            };
+            let lines = Mutex::new(Vec::new());
+            // only whole lines: a line cut by the buffer's end is not the relay's to count yet
+            let end = buf[..n].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            record(&lines, &buf[..end]);
+            out.extend(lines.into_inner().expect("lock"));
+        }
+        out
+    }
+
+    async fn stop_accepting(&mut self) -> tokio::net::TcpListener {
+        self.stop.notify_one();
+        (&mut self.accept).await.expect("accept task")
+    }
+
+    /// Resets every connection, as a crashing peer does (what their buffers held is lost), and stops listening.
+    pub async fn reset(mut self) -> SocketAddr {
+        drop(self.stop_accepting().await);
+        for c in self.held.lock().expect("lock").drain(..) {
+            socket2::SockRef::from(&c)
+                .set_linger(Some(std::time::Duration::ZERO))
+                .expect("linger");
+        }
+        self.addr
+    }
+
+    /// Starts reading every held connection and every new one: a normal sink from now on.
+    pub async fn release(mut self) -> Sink {
+        let l = self.stop_accepting().await;
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut tasks = serve_streams(l, lines.clone());
+        for c in self.held.lock().expect("lock").drain(..) {
+            let c = tokio::net::TcpStream::from_std(c).expect("tokio stream");
+            tasks.spawn(read_lines(c, lines.clone()));
+        }
+        Sink {
+            addr: SinkAddr::Tcp(self.addr),
+            lines,
+            tasks,
+        }
     }
 }
