@@ -209,6 +209,21 @@ impl History {
         m.insert("listening".into(), s.listening.clone().into());
         m.insert("servers_up".into(), up.into());
         m.insert("servers_down".into(), down.into());
+        let stalled: Vec<String> = s
+            .backend
+            .destinations()
+            .iter()
+            .filter(|d| d.is_stalled())
+            .map(|d| d.url.raw.clone())
+            .collect();
+        m.insert("servers_stalled".into(), stalled.into());
+        let in_flight: u64 = s
+            .backend
+            .destinations()
+            .iter()
+            .map(|d| d.stats.in_flight_lines.load(Relaxed))
+            .sum();
+        m.insert("in_flight_lines".into(), in_flight.into());
         m.insert("servers_checking".into(), checking.into());
         m.insert(
             "current_read_buffer_size".into(),

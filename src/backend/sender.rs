@@ -19,8 +19,8 @@
 //!
 //! What one write carries depends on `sending_method` and the transport: `bufferedpool` writes everything queued
 //! (up to [`STREAM_WRITE_MAX`] bytes, one `writev`) on tcp/unix, and whole lines packed up to `pool_buffersize`
-//! per datagram (udp) or POST body (http/https); `pool` writes one line per write; `single` dials, writes one line,
-//! waits for its acknowledgement and closes.
+//! per datagram (udp) or POST body (http/https; smaller after a POST timed out, see [`PostSize`]); `pool` writes
+//! one line per write; `single` dials, writes one line, waits for its acknowledgement and closes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -176,6 +176,7 @@ struct Link {
 pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken) {
     let mut sender = Sender {
         backoff: Backoff::new(dest.config.reconnect_backoff_max),
+        post_size: PostSize::new(dest.config.pool_buffersize),
         dest,
         http,
         link: None,
@@ -228,10 +229,51 @@ pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellati
     }
 }
 
+/// The largest POST body a sender tries: `pool_buffersize`, halved after a POST that was not answered within
+/// `write_timeout`, doubled back after [`PostSize::GROW_AFTER`] answered in a row. A slow sink that does read gets
+/// bodies small enough to answer in time, instead of one large body sent again from its start forever.
+#[derive(Debug)]
+struct PostSize {
+    max: usize,
+    now: usize,
+    answered: u32,
+}
+
+impl PostSize {
+    const GROW_AFTER: u32 = 8;
+
+    fn new(max: usize) -> PostSize {
+        PostSize {
+            max: max.max(1),
+            now: max.max(1),
+            answered: 0,
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.now
+    }
+
+    /// A POST of `len` bytes got no answer in time.
+    fn timed_out(&mut self, len: usize) {
+        self.now = (len / 2).clamp(1, self.max);
+        self.answered = 0;
+    }
+
+    fn answered(&mut self) {
+        self.answered += 1;
+        if self.answered >= Self::GROW_AFTER {
+            self.now = self.now.saturating_mul(2).min(self.max);
+            self.answered = 0;
+        }
+    }
+}
+
 struct Sender {
     dest: Arc<Destination>,
     http: reqwest::Client,
     link: Option<Link>,
+    post_size: PostSize,
     backoff: Backoff,
     fail_log: RateLimit,
 }
@@ -285,8 +327,24 @@ impl Sender {
                 let count = if self.coalesces() { pending.len() } else { 1 };
                 self.write_stream(pending, count).await?;
             } else {
+                let http = matches!(link.conn, Conn::Http(..));
+                if http && pending[0].len() > self.post_size.limit() {
+                    let head = pending[0].split_lines_to(self.post_size.limit());
+                    pending.push_front(head);
+                }
                 let piece = pending.front().expect("not empty");
-                link.conn.send_whole(piece, self.dest.config.write_timeout).await?;
+                match link.conn.send_whole(piece, self.dest.config.write_timeout).await {
+                    Ok(()) if http => self.post_size.answered(),
+                    Ok(()) => {}
+                    Err(e) => {
+                        if http && e.kind() == io::ErrorKind::TimedOut {
+                            // the peer may have the lines: sent again, at-least-once
+                            self.dest.stats.resent_lines.fetch_add(piece.lines as u64, Relaxed);
+                            self.post_size.timed_out(piece.len());
+                        }
+                        return Err(e);
+                    }
+                }
                 let piece = pending.pop_front().expect("not empty");
                 self.dest.stats.in_flight_lines.fetch_sub(piece.lines as u64, Relaxed);
                 self.credit(piece.lines, piece.len());
@@ -493,6 +551,26 @@ impl Sender {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn post_bodies_halve_after_a_timeout_and_grow_back_after_answers() {
+        let mut p = PostSize::new(4096);
+        assert_eq!(p.limit(), 4096);
+        p.timed_out(3000);
+        assert_eq!(p.limit(), 1500, "half of what timed out");
+        p.timed_out(1);
+        assert_eq!(p.limit(), 1, "never below one byte: one line at a time");
+        for _ in 0..PostSize::GROW_AFTER - 1 {
+            p.answered();
+        }
+        assert_eq!(p.limit(), 1);
+        p.answered();
+        assert_eq!(p.limit(), 2);
+        for _ in 0..20 * PostSize::GROW_AFTER {
+            p.answered();
+        }
+        assert_eq!(p.limit(), 4096, "back to pool_buffersize, not beyond");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_dead_destination_is_redialled_with_capped_backoff_and_keeps_its_lines() {

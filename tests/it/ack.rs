@@ -26,7 +26,8 @@ fn lines(tag: &str) -> Vec<String> {
 
 fn relay_config(sink: std::net::SocketAddr) -> String {
     format!(
-        "[default]\nmax_pool_connections = 1\nwrite_timeout = 300\nreconnect_backoff_max = 200\n\
+        "[default]\ninternal_health_server_listen = \"127.0.0.1:0\"\n\
+         max_pool_connections = 1\nwrite_timeout = 300\nreconnect_backoff_max = 200\n\
          out_queue_lines = 20000\nheartbeat_time_delay = \"200ms\"\nheartbeat_time_timeout = \"100ms\"\n\
          failed_heartbeat_count = 2\n\
          [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n\
@@ -97,6 +98,21 @@ async fn a_sink_that_never_reads_has_exactly_what_its_kernel_acknowledged_counte
         !section.backend.members()[0][0].up
     })
     .await;
+    // /metrics and /stats show it
+    let admin = relay.admin_addr().expect("admin server");
+    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.expect("GET");
+    let metrics = metrics.text().await.expect("body");
+    assert_eq!(
+        crate::metric_value(&metrics, "consthash_destination_stalled_connections{"),
+        Some(1)
+    );
+    assert!(crate::metric_value(&metrics, "consthash_lines_in_flight{").is_some_and(|n| n > 0));
+    let stats = reqwest::get(format!("http://{admin}/relay/stats")).await.expect("GET");
+    let stats: serde_json::Value = serde_json::from_str(&stats.text().await.expect("body")).expect("json");
+    assert_eq!(
+        stats["servers_stalled"],
+        serde_json::json!([format!("tcp://{}", sink.addr)])
+    );
     let held = sink.held_lines();
     assert_eq!(
         held.len() as u64,
@@ -179,5 +195,43 @@ async fn a_peer_that_resets_gets_what_it_never_acknowledged_again_on_the_next_co
         dest.stats.dropped_total(),
         dest.stats.resent_lines.load(Relaxed)
     );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_http_sink_gets_smaller_posts_instead_of_the_same_one_again_and_again() {
+    // 64 KiB POSTs (one listener read each) to a sink reading 256 KB/s take 250 ms: longer than write_timeout
+    let sink = Sink::slow_http(256_000).await;
+    let relay = start(&format!(
+        "[default]\nmax_pool_connections = 1\nwrite_timeout = 100\nreconnect_backoff_max = 100\n\
+         pool_buffersize = 1000000\n\
+         [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\n[[relay.servers]]\n\
+         servers = [\"{}\"]\n",
+        sink.url()
+    ))
+    .await;
+    let sent_lines: Vec<String> = (0..20_000)
+        .map(|i| format!("slow.k{} {i} 1700000000", i % 97))
+        .collect();
+    send_tcp(tcp_addr(&relay, "relay"), &sent_lines).await;
+    let section = relay.section("relay").expect("section").clone();
+    let dest = section.backend.destinations()[0].clone();
+    wait_until("every line answered by the sink", LONG, || {
+        dest.stats.sent_lines.load(Relaxed) as usize == sent_lines.len()
+    })
+    .await;
+    let got = sink.lines();
+    let distinct: HashSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), sent_lines.len(), "every line arrived");
+    let duplicates = (got.len() - distinct.len()) as u64;
+    assert!(
+        duplicates <= dest.stats.resent_lines.load(Relaxed),
+        "a line arrives twice only when a POST timed out after the sink had it: {duplicates} duplicates"
+    );
+    assert!(
+        dest.stats.write_failures.load(Relaxed) > 0,
+        "the first large POSTs timed out"
+    );
+    assert_books(&section, &dest);
     relay.shutdown().await;
 }

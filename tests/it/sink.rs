@@ -100,6 +100,16 @@ impl Sink {
     }
 
     pub async fn http() -> Sink {
+        Sink::http_reading(None).await
+    }
+
+    /// An HTTP sink that reads request bodies at about `bytes_per_sec` and records a body's lines only once it
+    /// has all of it (a POST given up by its client records nothing).
+    pub async fn slow_http(bytes_per_sec: u64) -> Sink {
+        Sink::http_reading(Some(bytes_per_sec)).await
+    }
+
+    async fn http_reading(rate: Option<u64>) -> Sink {
         use hyper::service::service_fn;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -116,13 +126,20 @@ impl Sink {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let ls = ls.clone();
                         async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            record(&ls, &body);
+                            let mut body = req.into_body();
+                            let mut got = Vec::new();
+                            while let Some(frame) = body.frame().await {
+                                let Ok(data) = frame.map(|f| f.into_data().unwrap_or_default()) else {
+                                    got.clear();
+                                    break;
+                                };
+                                if let Some(rate) = rate {
+                                    let pause = data.len() as u64 * 1_000_000 / rate;
+                                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+                                }
+                                got.extend_from_slice(&data);
+                            }
+                            record(&ls, &got);
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                         }
                     });
