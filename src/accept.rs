@@ -41,6 +41,9 @@ pub const KEEPALIVE_PROBES: u32 = 3;
 /// [`HTTP_BODY_IDLE_TIMEOUT`] of the previous one.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HTTP_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most request bytes hyper buffers per connection, so the most body bytes one frame hands over: the piece
+/// of `max_read_buffer_size` an HTTP request reserves before reading on (a request head must fit in it too).
+pub const HTTP_READ_PIECE: usize = 64 * 1024;
 /// How long an open HTTP request may still run once shutdown began (a client that never finishes its request
 /// must not hold the process).
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -128,6 +131,7 @@ pub async fn serve_http<H, F>(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                .max_buf_size(HTTP_READ_PIECE)
                 .serve_connection(TokioIo::new(sock), svc);
             tokio::pin!(conn);
             let result = tokio::select! {

@@ -239,6 +239,20 @@ impl ReadHold {
 
     /// Reserves room for the next read of at most `chunk` bytes; returns how many bytes it may read (> 0).
     pub async fn reserve(&mut self, chunk: usize) -> usize {
+        self.reserve_at_least(chunk, 1).await
+    }
+
+    /// Reserves room for a read that may bring up to `piece` bytes (an HTTP body frame, whose size is known only
+    /// once it is read): waits until the whole piece fits (or the budget is empty, when it is smaller than a piece);
+    /// a request in the middle of a line may take a piece beyond the budget, as a stream may read
+    /// [`MID_LINE_READ`], so that half lines holding the whole budget cannot stop every reader for good.
+    pub async fn reserve_piece(&mut self, piece: usize) -> usize {
+        let piece = piece.min(self.section.max_read_buffer_size.max(1));
+        let at_least = if self.held > 0 { 1 } else { piece };
+        self.reserve_at_least(piece, at_least).await
+    }
+
+    async fn reserve_at_least(&mut self, chunk: usize, at_least: usize) -> usize {
         let counter = &self.section.stats.read_buffer_bytes;
         loop {
             let drained = self.section.read_buffer_drained.notified();
@@ -253,7 +267,7 @@ impl ReadHold {
                     room
                 };
                 let r = allowed.min(chunk as u64);
-                if r == 0 {
+                if r == 0 || r < at_least as u64 {
                     break;
                 }
                 match counter.compare_exchange_weak(used, used + r, Relaxed, Relaxed) {
@@ -273,13 +287,6 @@ impl ReadHold {
         self.section.release_read(std::mem::take(&mut self.reserved));
     }
 
-    /// Waits for room in the budget, unless this stream is in the middle of a line.
-    pub async fn room(&self) {
-        if self.held == 0 {
-            self.section.wait_read_room().await;
-        }
-    }
-
     /// `n` bytes were read (within what was reserved, if anything was).
     pub fn read(&mut self, n: usize) {
         match std::mem::take(&mut self.reserved) {
@@ -289,6 +296,10 @@ impl ReadHold {
                 self.section.stats.bytes_read.fetch_add(n as u64, Relaxed);
                 if reserved > n {
                     self.section.release_read(reserved - n);
+                } else {
+                    // a frame larger than its reservation (a half line's allowance): the rest counts too
+                    let over = (n - reserved) as u64;
+                    self.section.stats.read_buffer_bytes.fetch_add(over, Relaxed);
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! The HTTP listener: any method on the configured path (a path ending in `/` matches its subtree, otherwise the
 //! exact path); the body is read as lines *as it streams in*, with the same input back-pressure as a TCP
-//! connection, so memory stays bounded by `max_read_buffer_size` whatever the body size; the answer is
+//! connection: each body frame (at most [`HTTP_READ_PIECE`] bytes) is read only once that much of the section's
+//! `max_read_buffer_size` is reserved, so memory stays bounded by it whatever the body size and the number of
+//! requests (a request in the middle of a line may take one piece beyond it); the answer is
 //! `200 lines processed N` (N = valid lines). A body larger than `max_body_size` (when set) is answered `413`, a
 //! malformed one (bad chunked framing) `400`, one that stalls for [`HTTP_BODY_IDLE_TIMEOUT`] `408`; the lines of
 //! such a body that arrived whole before the problem are routed, and the answer says how many.
@@ -14,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept::{self, HTTP_BODY_IDLE_TIMEOUT};
+use crate::accept::{self, HTTP_BODY_IDLE_TIMEOUT, HTTP_READ_PIECE};
 use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
@@ -59,6 +61,8 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
     let (mut size, mut valid) = (0usize, 0u64);
     let mut hold = ReadHold::new(section.clone());
     let refused = loop {
+        // room for the largest frame first: the bytes read are within the budget before they exist
+        hold.reserve_piece(HTTP_READ_PIECE).await;
         let data = match tokio::time::timeout(HTTP_BODY_IDLE_TIMEOUT, body.frame()).await {
             Err(_) => {
                 break Some((
@@ -70,7 +74,10 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
             Ok(Some(Err(e))) => break Some((StatusCode::BAD_REQUEST, format!("malformed body: {e}"))),
             Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(d) => d,
-                Err(_) => continue, // trailers
+                Err(_) => {
+                    hold.unreserve(); // trailers
+                    continue;
+                }
             },
         };
         size += data.len();
@@ -81,7 +88,6 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
                 format!("body larger than max_body_size ({limit} bytes)"),
             ));
         }
-        hold.room().await;
         hold.read(data.len());
         if buf.is_empty() {
             buf = BytesMut::from(data); // no copy when hyper hands over the only reference

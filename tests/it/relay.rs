@@ -939,3 +939,56 @@ async fn a_slow_sink_that_keeps_reading_gets_every_line_once() {
     relay.shutdown().await;
     sink.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_http_bodies_read_no_further_than_the_budget_allows() {
+    use tokio::io::AsyncWriteExt;
+    // a sink that holds everything: the queue fills, routing waits, the bodies' bytes pile up in the budget
+    let sink = crate::sink::HoldingSink::new().await;
+    let relay = start(&format!(
+        "[default]\nout_queue_lines = 100\nwrite_timeout = \"60s\"\nshutdown_timeout = 1\n\
+         [relay]\nlisten = \"http://127.0.0.1:0/in\"\nmsg_type = \"graphite\"\nmax_read_buffer_size = 200000\n\
+         [[relay.servers]]\nservers = [\"tcp://{}\"]\n",
+        sink.addr
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    let section = relay.section("relay").expect("section").clone();
+    const CLIENTS: usize = 10;
+    let body: String = (0..100_000)
+        .map(|i| format!("body.k{} {i} 1700000000\n", i % 97))
+        .collect();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let body = body.clone();
+        clients.push(tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let head = format!(
+                "POST /in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            c.write_all(head.as_bytes()).await.expect("head");
+            let _ = c.write_all(body.as_bytes()).await;
+        }));
+    }
+    wait_until("the bodies fill the budget", LONG, || {
+        section.stats.read_buffer_bytes.load(Relaxed) >= 200_000
+    })
+    .await;
+    // the most held while the requests push on (every request may be in the middle of a line)
+    let mut most = 0;
+    for _ in 0..100 {
+        most = most.max(section.stats.read_buffer_bytes.load(Relaxed));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bound = 200_000 + (CLIENTS * consthash::accept::HTTP_READ_PIECE) as u64;
+    assert!(
+        most <= bound,
+        "held {most} bytes, more than the budget and one piece per request ({bound})"
+    );
+    for c in clients {
+        c.abort();
+    }
+    drop(sink);
+    relay.shutdown().await;
+}
