@@ -174,7 +174,13 @@ struct Link {
 
 /// Runs one pooled sender until the queue is closed and empty, or until `stop` (the shutdown deadline).
 pub async fn run(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken) {
+    run_aged(dest, http, stop, MAX_CONNECTION_AGE).await;
+}
+
+/// [`run`] with connections retired (or, stalled, given up) at `max_age`.
+async fn run_aged(dest: Arc<Destination>, http: reqwest::Client, stop: CancellationToken, max_age: Duration) {
     let mut sender = Sender {
+        max_age,
         backoff: Backoff::new(dest.config.reconnect_backoff_max),
         post_size: PostSize::new(dest.config.pool_buffersize),
         dest,
@@ -274,6 +280,8 @@ struct Sender {
     http: reqwest::Client,
     link: Option<Link>,
     post_size: PostSize,
+    /// [`MAX_CONNECTION_AGE`] (shorter in tests).
+    max_age: Duration,
     backoff: Backoff,
     fail_log: RateLimit,
 }
@@ -429,7 +437,7 @@ impl Sender {
                 in_flight = link.unacked.lines(), "connection stalled: the peer takes no bytes"
             );
         }
-        let (stalled, old) = (link.stalled, link.dialled.elapsed() >= MAX_CONNECTION_AGE);
+        let (stalled, old) = (link.stalled, link.dialled.elapsed() >= self.max_age);
         self.dest.stats.in_flight_lines.fetch_sub(acked.lines as u64, Relaxed);
         self.credit(acked.lines, acked.bytes);
         if closed {
@@ -509,7 +517,7 @@ impl Sender {
 
     async fn connect(&mut self) -> io::Result<()> {
         if let Some(link) = &self.link {
-            if link.dialled.elapsed() < MAX_CONNECTION_AGE {
+            if link.dialled.elapsed() < self.max_age {
                 if link.conn.peer_closed() {
                     self.look(false)?;
                     return Err(io::Error::new(
@@ -570,6 +578,67 @@ mod tests {
             p.answered();
         }
         assert_eq!(p.limit(), 4096, "back to pool_buffersize, not beyond");
+    }
+
+    fn destination(extra: &str, port: u16) -> Arc<Destination> {
+        let cfg = crate::config::load_main(
+            &format!(
+                "[default]\n[s]\nmsg_type = 'graphite'\n{extra}\n\
+                 [[s.servers]]\nservers = ['tcp://127.0.0.1:{port}']\n"
+            ),
+            "t.toml",
+        )
+        .expect("config");
+        let s = &cfg.sections[0];
+        Arc::new(Destination::new("s", s.rings[0].servers[0].clone(), s.outgoing))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_connection_is_given_up_at_its_age_limit_and_its_lines_resent() {
+        // a peer that accepts and never reads (a vanished host looks the same: nothing is acknowledged)
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = accepted.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                held.lock().expect("lock").push(c);
+            }
+        });
+        let dest = destination(
+            "write_timeout = 100\nmax_pool_connections = 1\nout_queue_lines = 10000000",
+            port,
+        );
+        for _ in 0..1000 {
+            let lines = Bytes::from("stalled.key 1 1700000000\n".repeat(1000));
+            dest.queue.try_push(Batch::from_lines(lines)).expect("room");
+        }
+        let stop = CancellationToken::new();
+        let sender = tokio::spawn(run_aged(
+            dest.clone(),
+            reqwest::Client::new(),
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while accepted.lock().expect("lock").len() < 2 {
+            assert!(Instant::now() < deadline, "the stalled connection was never given up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(dest.stats.stalls.load(Relaxed) >= 1);
+        assert!(
+            dest.stats.resent_lines.load(Relaxed) > 0,
+            "its unacknowledged lines were queued again"
+        );
+        stop.cancel();
+        sender.await.expect("sender ends");
+        let books = dest.stats.sent_lines.load(Relaxed) + dest.queue.depth().0 as u64;
+        assert_eq!(
+            books, 1_000_000,
+            "after the stop, every line is sent or back in the queue"
+        );
+        assert_eq!(dest.stats.in_flight_lines.load(Relaxed), 0);
+        assert_eq!(dest.stats.stalled_connections.load(Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]
