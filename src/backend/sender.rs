@@ -95,16 +95,18 @@ impl Conn {
         }
     }
 
-    /// Bytes written that the peer has not taken: `None` when the count cannot be trusted. A unix peer that
-    /// closed frees its unread messages, so its count is read before asking whether it closed, and dropped if so;
-    /// TCP's count stays exact after a close or reset (bytes acknowledged stay acknowledged).
-    fn outstanding(&self) -> (Option<usize>, bool) {
+    /// Bytes written that the peer has not taken (`None` when the count cannot be trusted), and whether the peer
+    /// closed. A unix peer that closed frees its unread messages, so its count is read before asking whether it
+    /// closed, and dropped if so; TCP's count stays exact after a close or reset (acknowledged stays
+    /// acknowledged), so right after a successful write (`wrote`) a TCP connection is not asked: a closed peer
+    /// shows at the next write or the next idle look.
+    fn outstanding(&self, wrote: bool) -> (Option<usize>, bool) {
         let (n, unix) = match self {
             Conn::Tcp(s) => (outq::outstanding(s), false),
             Conn::Unix(s) => (outq::outstanding(s), true),
             _ => return (Some(0), false),
         };
-        let closed = self.peer_closed();
+        let closed = (unix || !wrote) && self.peer_closed();
         (n.ok().filter(|_| !(unix && closed)), closed)
     }
 
@@ -416,7 +418,7 @@ impl Sender {
     /// when the destination was purged, and when a stalled connection is older than [`MAX_CONNECTION_AGE`].
     fn look(&mut self, wrote: bool) -> io::Result<()> {
         let Some(link) = self.link.as_mut() else { return Ok(()) };
-        let (outstanding, closed) = link.conn.outstanding();
+        let (outstanding, closed) = link.conn.outstanding(wrote);
         let acked = match outstanding {
             Some(n) => link.unacked.acknowledged(n),
             None => Acked::default(),
