@@ -70,6 +70,8 @@ impl DropReason {
 pub struct SectionStats {
     /// Every framed line (valid or not).
     pub all_lines: AtomicU64,
+    /// Datagrams the kernel dropped because a UDP listener's receive buffer was full (read from the kernel).
+    pub kernel_drops: AtomicU64,
     /// Lines the splitter accepted.
     pub valid_lines: AtomicU64,
     /// Invalid lines by [`InvalidReason::index`].
@@ -222,6 +224,14 @@ pub const SECTION_STATS: &[Stat<SectionStats>] = &[
         by_proto: false,
         selfstat: &[],
         read: |s| s.rejected_lines.load(Relaxed),
+    },
+    Stat {
+        kind: Kind::Counter,
+        metric: "consthash_udp_kernel_drops_total",
+        help: "Datagrams the kernel dropped before a UDP listener read them (its receive buffer was full).",
+        by_proto: false,
+        selfstat: &["incoming.udp.kerneldrops"],
+        read: |s| s.kernel_drops.load(Relaxed),
     },
     Stat {
         kind: Kind::Counter,

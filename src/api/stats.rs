@@ -224,6 +224,7 @@ impl History {
             .map(|d| d.stats.in_flight_lines.load(Relaxed))
             .sum();
         m.insert("in_flight_lines".into(), in_flight.into());
+        m.insert("udp_kernel_drops".into(), s.stats.kernel_drops.load(Relaxed).into());
         m.insert("servers_checking".into(), checking.into());
         m.insert(
             "current_read_buffer_size".into(),

@@ -73,6 +73,12 @@ pub async fn start(
         Listen::Udp(addr) => {
             let s = udp::bind(addr, read_buffer_size).await?;
             let bound = s.local_addr()?;
+            match udp::KernelDrops::of(&s) {
+                Ok(drops) => {
+                    tracker.spawn(udp::watch_kernel_drops(drops, section.clone(), stop.clone()));
+                }
+                Err(e) => tracing::warn!(%bound, error = %e, "cannot read the kernel's UDP drop counter"),
+            }
             tracker.spawn(udp::run(s, section, stop.clone()));
             Bound::Udp(bound)
         }

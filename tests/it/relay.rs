@@ -992,3 +992,51 @@ async fn concurrent_http_bodies_read_no_further_than_the_budget_allows() {
     drop(sink);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_the_kernel_drops_before_a_udp_listener_reads_them_are_counted() {
+    let sink = Sink::tcp().await;
+    // the smallest receive buffer the kernel grants: a burst overflows it
+    let relay = start(&format!(
+        "[default]\ninternal_health_server_listen = \"127.0.0.1:0\"\n\
+         [relay]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nread_buffer_size = 1024\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    const DATAGRAMS: u64 = 200_000;
+    tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for i in 0..DATAGRAMS {
+            s.send_to(format!("burst.k{} {i} 1700000000\n", i % 100).as_bytes(), addr)
+                .expect("send");
+        }
+    })
+    .await
+    .expect("sender");
+    let section = relay.section("relay").expect("section").clone();
+    let (received, dropped) = (
+        || section.stats.all_lines.load(Relaxed),
+        || section.stats.kernel_drops.load(Relaxed),
+    );
+    wait_until(
+        "every datagram received or counted as dropped by the kernel",
+        LONG,
+        || received() + dropped() == DATAGRAMS,
+    )
+    .await;
+    assert!(dropped() > 0, "the burst overflowed the receive buffer");
+    let admin = relay.admin_addr().expect("admin");
+    let body = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        crate::metric_value(&body, "consthash_udp_kernel_drops_total{"),
+        Some(dropped())
+    );
+    relay.shutdown().await;
+}
