@@ -1040,3 +1040,55 @@ async fn datagrams_the_kernel_drops_before_a_udp_listener_reads_them_are_counted
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_listener_receives_on_several_sockets_and_every_datagram_is_read_or_counted() {
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nudp_receive_sockets = 3\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    // three sockets share the port (SO_REUSEPORT), as the kernel lists them
+    let port = format!(":{:04X} ", addr.port());
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let sockets = table
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| format!("{a} ").ends_with(&port))
+        })
+        .count();
+    assert_eq!(sockets, 3, "receive sockets on port {}", addr.port());
+    // many senders (the kernel spreads them over the sockets by address), three lines per datagram
+    const SENDERS: u64 = 8;
+    const DATAGRAMS: u64 = 5_000;
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        senders.push(tokio::task::spawn_blocking(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            for i in 0..DATAGRAMS {
+                let d =
+                    format!("multi.s{s}.a {i} 1700000000\nmulti.s{s}.b {i} 1700000000\nmulti.s{s}.c {i} 1700000000");
+                sock.send_to(d.as_bytes(), addr).expect("send");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let section = relay.section("relay").expect("section").clone();
+    let sent = SENDERS * DATAGRAMS;
+    wait_until("every datagram read or counted as dropped by the kernel", LONG, || {
+        section.stats.all_lines.load(Relaxed) + 3 * section.stats.kernel_drops.load(Relaxed) == 3 * sent
+    })
+    .await;
+    let read = section.stats.all_lines.load(Relaxed);
+    wait_until("what was read reaches the sink", LONG, || sink.count() as u64 == read).await;
+    let distinct: HashSet<String> = sink.lines().into_iter().collect();
+    assert_eq!(distinct.len() as u64, read, "each line read once");
+    relay.shutdown().await;
+}
