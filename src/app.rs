@@ -328,13 +328,19 @@ impl Relay {
     async fn start_listeners(&mut self, config: &Config) -> Result<(), StartError> {
         for (i, s) in config.sections.iter().enumerate() {
             let section = self.sections[i].0.clone();
-            let bound = listener::start(&s.listen, section, &s.input, &self.listeners, &self.stop_listeners)
-                .await
-                .map_err(|source| StartError::Listen {
-                    section: s.name.clone(),
-                    listen: s.listen.url(),
-                    source,
-                })?;
+            let bound = listener::start(
+                &s.listen,
+                section,
+                s.input.read_buffer_size,
+                &self.listeners,
+                &self.stop_listeners,
+            )
+            .await
+            .map_err(|source| StartError::Listen {
+                section: s.name.clone(),
+                listen: s.listen.url(),
+                source,
+            })?;
             tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
             self.sections[i].1 = bound;
         }

@@ -133,8 +133,6 @@ pub struct InputConfig {
     pub max_body_size: usize,
     /// Most connections a tcp, unix or http listener serves at once; further clients wait in the backlog.
     pub max_connections: usize,
-    /// Receive sockets of a UDP listener (`SO_REUSEPORT`, each read by its own task); 0 = one per worker thread.
-    pub udp_receive_sockets: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,7 +529,6 @@ impl InputConfig {
             max_connections: t
                 .usize_in(d, "max_connections", 1..=usize::MAX)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            udp_receive_sockets: t.usize_in(d, "udp_receive_sockets", 0..=1024).unwrap_or(0),
         }
     }
 }
@@ -1220,7 +1217,6 @@ servers = ["tcp://h:1"]
              "relay.toml: b.listen: address udp://127.0.0.1:8125 is already used by section a"),
             (&format!("[default]\nnum_procs=20000\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.num_procs: must be at most 1024, found 20000"),
             (&format!("[default]\n[a]\nmsg_type='graphite'\nhasher_vnodes=10000000\n{ok_ring}"), "relay.toml: a.hasher_vnodes: must be at most 10000, found 10000000"),
-            (&format!("[default]\n[a]\nmsg_type='statsd'\nudp_receive_sockets=5000\n{ok_ring}"), "relay.toml: a.udp_receive_sockets: must be at most 1024, found 5000"),
             ("[default]\n[a]\nlisten='tcp://0.0.0.0:2003'\nmsg_type='graphite'\n[[a.servers]]\nservers=['tcp://h:1', 'tcp://127.0.0.1:2003']\n",
              "relay.toml: a.servers[0].servers[1]: tcp://127.0.0.1:2003 is this section's own listener: every line would loop (send it to another section)"),
             (&format!("[default]\nsending_method='fast'\n[a]\nmsg_type='graphite'\n{ok_ring}"), "relay.toml: default.sending_method: unknown sending_method \"fast\", expected bufferedpool, pool or single"),

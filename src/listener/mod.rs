@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{InputConfig, Listen};
+use crate::config::Listen;
 use crate::section::Section;
 
 /// Size of one read from a stream socket.
@@ -47,7 +47,7 @@ impl Bound {
 pub async fn start(
     listen: &Listen,
     section: Arc<Section>,
-    input: &InputConfig,
+    read_buffer_size: usize,
     tracker: &TaskTracker,
     stop: &CancellationToken,
 ) -> io::Result<Bound> {
@@ -71,22 +71,15 @@ pub async fn start(
             Bound::Unix(path.clone())
         }
         Listen::Udp(addr) => {
-            let sockets = match input.udp_receive_sockets {
-                0 => tokio::runtime::Handle::current().metrics().num_workers(),
-                n => n,
-            };
-            let socks = udp::bind(addr, input.read_buffer_size, sockets).await?;
-            let bound = socks[0].local_addr()?;
-            let drops: io::Result<Vec<_>> = socks.iter().map(udp::KernelDrops::of).collect();
-            match drops {
+            let s = udp::bind(addr, read_buffer_size).await?;
+            let bound = s.local_addr()?;
+            match udp::KernelDrops::of(&s) {
                 Ok(drops) => {
                     tracker.spawn(udp::watch_kernel_drops(drops, section.clone(), stop.clone()));
                 }
                 Err(e) => tracing::warn!(%bound, error = %e, "cannot read the kernel's UDP drop counter"),
             }
-            for s in socks {
-                tracker.spawn(udp::run(s, section.clone(), stop.clone()));
-            }
+            tracker.spawn(udp::run(s, section, stop.clone()));
             Bound::Udp(bound)
         }
         Listen::Http { addr, path } => {
