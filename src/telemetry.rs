@@ -364,7 +364,7 @@ impl RateLimit {
         self.allow_at(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
     }
 
-    fn allow_at(&self, now: u64) -> Option<u64> {
+    pub fn allow_at(&self, now: u64) -> Option<u64> {
         let last = self.last_sec.load(Relaxed);
         if now > last && self.last_sec.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
             Some(self.suppressed.swap(0, Relaxed))

@@ -7,7 +7,9 @@
 //! A destination whose connections make no progress (nothing written, nothing acknowledged) for `write_timeout` is
 //! *stalled*: down as well, and failing its health checks, until its peer takes bytes again.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,6 +38,8 @@ pub struct Destination {
     /// Set when the destination was removed through the API: its queue is closed and dropped.
     purged: AtomicBool,
     drop_log: RateLimit,
+    /// "send failed" warnings, at most one a second per kind of error, shared by the pool's connections.
+    send_failures: Mutex<Vec<(io::ErrorKind, RateLimit)>>,
     epoch: Instant,
     /// When a connection last made progress: milliseconds since `epoch`.
     progress_ms: AtomicU64,
@@ -53,9 +57,30 @@ impl Destination {
             health_down: AtomicBool::new(false),
             purged: AtomicBool::new(false),
             drop_log: RateLimit::default(),
+            send_failures: Mutex::default(),
             epoch: Instant::now(),
             progress_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a "send failed" warning for an error of `kind` may be logged now (`Some(suppressed since the last
+    /// one)`): at most one a second per destination and kind of error, whatever the pool size.
+    pub fn send_failure_log(&self, kind: io::ErrorKind) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.send_failure_log_at(kind, now)
+    }
+
+    fn send_failure_log_at(&self, kind: io::ErrorKind, now: u64) -> Option<u64> {
+        let mut limits = self.send_failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, limit)) = limits.iter().find(|(k, _)| *k == kind) {
+            return limit.allow_at(now);
+        }
+        let limit = RateLimit::default();
+        let allowed = limit.allow_at(now);
+        limits.push((kind, limit));
+        allowed
     }
 
     /// A connection wrote bytes or had bytes acknowledged.
@@ -212,6 +237,27 @@ mod tests {
         pushing.await;
         assert_eq!(d.queue.depth().0, 1);
         assert_eq!(d.stats.dropped_total(), 2);
+    }
+
+    #[test]
+    fn send_failure_warnings_are_limited_per_destination_and_kind_of_error() {
+        let d = destination(1000);
+        let refused = io::ErrorKind::ConnectionRefused;
+        assert_eq!(d.send_failure_log_at(refused, 100), Some(0));
+        // the other connections of the pool failing the same way in the same second: suppressed, counted
+        for _ in 0..9 {
+            assert_eq!(d.send_failure_log_at(refused, 100), None);
+        }
+        assert_eq!(
+            d.send_failure_log_at(io::ErrorKind::TimedOut, 100),
+            Some(0),
+            "another reason has its own limit"
+        );
+        assert_eq!(
+            d.send_failure_log_at(refused, 101),
+            Some(9),
+            "next second, with what was suppressed"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,7 +37,7 @@ use super::destination::Destination;
 use super::unacked::{Acked, Unacked};
 use crate::config::{SendingMethod, Target};
 use crate::line::Batch;
-use crate::telemetry::{DropReason, RateLimit};
+use crate::telemetry::DropReason;
 
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
@@ -188,7 +188,6 @@ async fn run_aged(dest: Arc<Destination>, http: reqwest::Client, stop: Cancellat
         dest,
         http,
         link: None,
-        fail_log: RateLimit::default(),
     };
     loop {
         let awaiting = sender.link.as_ref().is_some_and(|l| !l.unacked.is_empty());
@@ -285,7 +284,6 @@ struct Sender {
     /// [`MAX_CONNECTION_AGE`] (shorter in tests).
     max_age: Duration,
     backoff: Backoff,
-    fail_log: RateLimit,
 }
 
 impl Sender {
@@ -512,7 +510,7 @@ impl Sender {
         self.dest.stats.write_failures.fetch_add(1, Relaxed);
         self.give_back(pending);
         self.close_link();
-        if let Some(suppressed) = self.fail_log.allow() {
+        if let Some(suppressed) = self.dest.send_failure_log(e.kind()) {
             tracing::warn!(section = %self.dest.section, server = %self.dest.url.raw, error = %e, suppressed, "send failed");
         }
     }
