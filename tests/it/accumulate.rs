@@ -64,23 +64,10 @@ async fn prereg_rejects_and_redirects_before_anything_else() {
     assert_eq!(section.stats.redirected_lines.load(Relaxed), 600);
 
     let base = format!("http://{}", relay.admin_addr().expect("admin"));
-    let stats: Value = serde_json::from_str(
-        &reqwest::get(format!("{base}/stats"))
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body"),
-    )
-    .expect("JSON");
+    let stats: Value = serde_json::from_str(&crate::get_body(format!("{base}/stats")).await).expect("JSON");
     assert_eq!(stats["in"]["rejected_lines_count"], 600);
     assert_eq!(stats["in"]["redirected_lines_count"], 600);
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
+    let metrics = crate::get_body(format!("{base}/metrics")).await;
     assert!(
         metrics.contains("consthash_lines_rejected_total{section=\"in\"} 600"),
         "{metrics}"
@@ -306,12 +293,7 @@ async fn an_accumulator_holds_at_most_max_keys_and_counts_what_it_drops() {
     let base = format!("http://{}", relay.admin_addr().expect("admin"));
     let deadline = std::time::Instant::now() + LONG;
     let body = loop {
-        let body = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body");
+        let body = crate::get_body(format!("{base}/metrics")).await;
         if metric_value(&body, "consthash_accumulator_max_keys_dropped_total{") == Some(7) {
             break body;
         }

@@ -100,15 +100,14 @@ async fn a_sink_that_never_reads_has_exactly_what_its_kernel_acknowledged_counte
     .await;
     // /metrics and /stats show it
     let admin = relay.admin_addr().expect("admin server");
-    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.expect("GET");
-    let metrics = metrics.text().await.expect("body");
+    let metrics = crate::get_body(format!("http://{admin}/metrics")).await;
     assert_eq!(
         crate::metric_value(&metrics, "consthash_destination_stalled_connections{"),
         Some(1)
     );
     assert!(crate::metric_value(&metrics, "consthash_lines_in_flight{").is_some_and(|n| n > 0));
-    let stats = reqwest::get(format!("http://{admin}/relay/stats")).await.expect("GET");
-    let stats: serde_json::Value = serde_json::from_str(&stats.text().await.expect("body")).expect("json");
+    let stats: serde_json::Value =
+        serde_json::from_str(&crate::get_body(format!("http://{admin}/relay/stats")).await).expect("json");
     assert_eq!(
         stats["servers_stalled"],
         serde_json::json!([format!("tcp://{}", sink.addr)])

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rustix::process::Signal;
 
 use crate::binary::{free_port, wait_listening, Running, BIN};
-use crate::sink::{Sink, StuckSink};
+use crate::sink::{HoldingSink, Sink};
 use crate::{flood, metric_value, wait_until};
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -227,7 +227,7 @@ fn a_listen_address_in_use_stops_the_start_with_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_cuts_a_long_shutdown_short() {
     // a sink that never reads, so that the shutdown would wait shutdown_timeout for the queue
-    let stuck = StuckSink::new().await;
+    let stuck = HoldingSink::new().await;
     let (port, admin) = (free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("relay.toml");

@@ -63,6 +63,12 @@ pub fn flood(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The body of a GET of `url` (panics when the request fails).
+pub async fn get_body(url: impl reqwest::IntoUrl) -> String {
+    let r = reqwest::get(url).await.expect("GET");
+    r.text().await.expect("body")
+}
+
 /// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -76,12 +76,7 @@ async fn a_reader_over_a_store_it_cannot_read_answers_json_errors_and_counts_the
     assert_eq!(call("DELETE", &format!("{r}/paths")).await.0, 405);
 
     let admin = relay.admin_addr().expect("admin");
-    let body = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
+    let body = crate::get_body(format!("http://{admin}/metrics")).await;
     let value = |family: &str| metric_value(&body, &format!("{family}{{group=\"g\"}}"));
     assert_eq!(value("consthash_reader_requests_total"), Some(10), "{body}");
     assert_eq!(value("consthash_reader_store_errors_total"), Some(4));

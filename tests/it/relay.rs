@@ -662,7 +662,7 @@ async fn shutdown_finishes_in_time_with_an_unfinished_http_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_time_while_a_reader_waits_for_a_full_queue() {
     // the kernel buffers toward a sink that never reads fill, then the queue, then the reader waits
-    let stuck = crate::sink::StuckSink::new().await;
+    let stuck = crate::sink::HoldingSink::new().await;
     let stuck_addr = stuck.addr;
     let relay = start(&format!(
         "[default]\nshutdown_timeout = 1\nout_queue_lines = 100\nmax_pool_connections = 1\nwrite_timeout = \"60s\"\n\
@@ -1028,12 +1028,7 @@ async fn datagrams_the_kernel_drops_before_a_udp_listener_reads_them_are_counted
     .await;
     assert!(dropped() > 0, "the burst overflowed the receive buffer");
     let admin = relay.admin_addr().expect("admin");
-    let body = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
+    let body = crate::get_body(format!("http://{admin}/metrics")).await;
     assert_eq!(
         crate::metric_value(&body, "consthash_udp_kernel_drops_total{"),
         Some(dropped())

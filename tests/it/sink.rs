@@ -237,36 +237,10 @@ async fn read_lines<S: tokio::io::AsyncRead + Unpin>(s: S, lines: Arc<Mutex<Vec<
     }
 }
 
-/// A TCP sink that accepts connections and never reads them: the kernel buffers toward it fill up, then the
-/// relay's queue. Stops when dropped.
-pub struct StuckSink {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl StuckSink {
-    pub async fn new() -> StuckSink {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((c, _)) = l.accept().await {
-                held.push(c);
-            }
-        });
-        StuckSink { addr, task }
-    }
-}
-
-impl Drop for StuckSink {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A TCP sink that accepts connections and does not read them until released: its kernel acknowledges what fits
-/// in its receive buffers and then nothing, so what the relay counts as sent must be exactly what those buffers
-/// hold ([`HoldingSink::held_lines`] peeks at them without taking anything).
+/// in its receive buffers and then nothing (the buffers toward it fill, then the relay's queue), so what the relay
+/// counts as sent must be exactly what those buffers hold ([`HoldingSink::held_lines`] peeks at them without
+/// taking anything). Stops accepting when dropped.
 pub struct HoldingSink {
     pub addr: SocketAddr,
     held: Arc<Mutex<Vec<std::net::TcpStream>>>,
@@ -349,5 +323,11 @@ impl HoldingSink {
             lines,
             tasks,
         }
+    }
+}
+
+impl Drop for HoldingSink {
+    fn drop(&mut self) {
+        self.accept.abort();
     }
 }
