@@ -351,6 +351,11 @@ pub const DEST_STATS: &[Stat<DestStats>] = &[
     },
 ];
 
+/// Whole seconds of the wall clock, the unit of [`RateLimit::allow_at`].
+pub fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// At most one message per second; counts what it suppressed.
 #[derive(Debug, Default)]
 pub struct RateLimit {
@@ -361,7 +366,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// `Some(suppressed since the last message)` when a message may be logged now.
     pub fn allow(&self) -> Option<u64> {
-        self.allow_at(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        self.allow_at(unix_secs())
     }
 
     pub fn allow_at(&self, now: u64) -> Option<u64> {

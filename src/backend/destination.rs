@@ -66,10 +66,7 @@ impl Destination {
     /// Whether a "send failed" warning for an error of `kind` may be logged now (`Some(suppressed since the last
     /// one)`): at most one a second per destination and kind of error, whatever the pool size.
     pub fn send_failure_log(&self, kind: io::ErrorKind) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.send_failure_log_at(kind, now)
+        self.send_failure_log_at(kind, crate::telemetry::unix_secs())
     }
 
     fn send_failure_log_at(&self, kind: io::ErrorKind, now: u64) -> Option<u64> {

@@ -486,10 +486,9 @@ impl Sender {
         if link.stalled {
             self.dest.connection_unstalled();
         }
-        let unacked = link.unacked.take();
-        let lines: usize = unacked.iter().map(|b| b.lines).sum();
-        self.dest.stats.resent_lines.fetch_add(lines as u64, Relaxed);
-        self.give_back(unacked.into());
+        let lines = link.unacked.lines() as u64;
+        self.dest.stats.resent_lines.fetch_add(lines, Relaxed);
+        self.give_back(link.unacked.take());
     }
 
     /// Returns lines in flight to the head of the queue (oldest first), or counts them as purged.
@@ -518,14 +517,12 @@ impl Sender {
     async fn connect(&mut self) -> io::Result<()> {
         if let Some(link) = &self.link {
             if link.dialled.elapsed() < self.max_age {
-                if link.conn.peer_closed() {
-                    self.look(false)?;
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "peer closed the connection",
-                    ));
-                }
-                return Ok(());
+                // a closed peer: `look` counts what it acknowledged before closing, then fails
+                return if link.conn.peer_closed() {
+                    self.look(false)
+                } else {
+                    Ok(())
+                };
             }
             self.retire().await;
         }

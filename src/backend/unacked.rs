@@ -78,9 +78,9 @@ impl Unacked {
     }
 
     /// Every batch not acknowledged, oldest first, for the queue; the connection is done with.
-    pub fn take(&mut self) -> Vec<Batch> {
+    pub fn take(&mut self) -> VecDeque<Batch> {
         self.lines = 0;
-        self.batches.drain(..).collect()
+        std::mem::take(&mut self.batches)
     }
 
     /// Lines waiting for their acknowledgement.
