@@ -209,20 +209,14 @@ impl History {
         m.insert("listening".into(), s.listening.clone().into());
         m.insert("servers_up".into(), up.into());
         m.insert("servers_down".into(), down.into());
-        let stalled: Vec<String> = s
-            .backend
-            .destinations()
-            .iter()
-            .filter(|d| d.is_stalled())
-            .map(|d| d.url.raw.clone())
-            .collect();
+        let (mut stalled, mut in_flight) = (Vec::new(), 0u64);
+        for d in s.backend.destinations().iter() {
+            if d.is_stalled() {
+                stalled.push(d.url.raw.clone());
+            }
+            in_flight += d.stats.in_flight_lines.load(Relaxed);
+        }
         m.insert("servers_stalled".into(), stalled.into());
-        let in_flight: u64 = s
-            .backend
-            .destinations()
-            .iter()
-            .map(|d| d.stats.in_flight_lines.load(Relaxed))
-            .sum();
         m.insert("in_flight_lines".into(), in_flight.into());
         m.insert("udp_kernel_drops".into(), s.stats.kernel_drops.load(Relaxed).into());
         m.insert("servers_checking".into(), checking.into());

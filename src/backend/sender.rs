@@ -354,7 +354,6 @@ impl Sender {
                     }
                 }
                 let piece = pending.pop_front().expect("not empty");
-                self.dest.stats.in_flight_lines.fetch_sub(piece.lines as u64, Relaxed);
                 self.credit(piece.lines, piece.len());
             }
             self.backoff.succeeded();
@@ -438,7 +437,6 @@ impl Sender {
             );
         }
         let (stalled, old) = (link.stalled, link.dialled.elapsed() >= self.max_age);
-        self.dest.stats.in_flight_lines.fetch_sub(acked.lines as u64, Relaxed);
         self.credit(acked.lines, acked.bytes);
         if closed {
             return Err(io::Error::new(
@@ -455,8 +453,9 @@ impl Sender {
         Ok(())
     }
 
-    /// The peer has these lines.
+    /// The peer has these lines: they leave flight as sent.
     fn credit(&self, lines: usize, bytes: usize) {
+        self.dest.stats.in_flight_lines.fetch_sub(lines as u64, Relaxed);
         self.dest.stats.sent_lines.fetch_add(lines as u64, Relaxed);
         self.dest.stats.sent_bytes.fetch_add(bytes as u64, Relaxed);
     }
