@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use consthash::framing::{Framed, StreamFramer};
-use consthash::splitter::{RegexSplitter, Splitter};
+use consthash::framing::{Framed, Framing, StreamFramer};
+use consthash::splitter::{GraphiteNames, RegexSplitter, Splitter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const LINES: usize = 20_000;
@@ -36,8 +36,8 @@ fn bench_frame_and_split(c: &mut Criterion) {
     )
     .expect("has Key");
     let cases = [
-        ("graphite", Splitter::Graphite, input("graphite")),
-        ("graphite_rewrite", Splitter::Graphite, input("graphite_rewrite")),
+        ("graphite", Splitter::Graphite(GraphiteNames::Consthash), input("graphite")),
+        ("graphite_rewrite", Splitter::Graphite(GraphiteNames::Consthash), input("graphite_rewrite")),
         ("statsd", Splitter::Statsd, input("statsd")),
         ("regex", Splitter::Regex(regex), input("regex")),
     ];
@@ -45,7 +45,7 @@ fn bench_frame_and_split(c: &mut Criterion) {
     group.throughput(Throughput::Elements(LINES as u64));
     for (name, splitter, data) in cases {
         let mut scratch = splitter.scratch();
-        let mut framer = StreamFramer::new(65_536);
+        let mut framer = StreamFramer::new(Framing::new(65_536));
         let mut buf = BytesMut::with_capacity(data.len());
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -24,6 +24,7 @@ use crate::api::{self, stats::History, AdminState, SectionView};
 use crate::backend::{Backend, Runtime};
 use crate::clock::Clock;
 use crate::config::{AccTarget, ApiConfig, Bin, Config, Format, PreRegConfig, WriterConfig};
+use crate::framing::Framing;
 use crate::line::Batch;
 use crate::listener::{self, Bound};
 use crate::prereg::PreReg;
@@ -31,7 +32,7 @@ use crate::reader::{self, server::AccessLog, Reader, ReaderStats};
 use crate::router::Router;
 use crate::section::{AccumulatorInput, Section};
 use crate::selfstats;
-use crate::splitter::Splitter;
+use crate::splitter::{GraphiteNames, Splitter};
 use crate::writer;
 
 /// Why the relay could not start (after a valid config: sockets, mostly).
@@ -169,11 +170,15 @@ pub struct PendingAccumulator {
     pub output: Option<usize>,
 }
 
-/// The splitter that re-splits an accumulator's output lines.
-fn output_splitter(format: Format) -> Splitter {
-    match format {
-        Format::Graphite => Splitter::Graphite,
-        Format::Statsd => Splitter::Statsd,
+/// The splitter that re-splits an accumulator's output lines: the target section's own when it reads that format
+/// (so its name rules apply), else the default one.
+fn output_splitter(format: Format, target: &Section) -> Splitter {
+    match (format, &target.splitter) {
+        (Format::Graphite, s @ Splitter::Graphite(_)) | (Format::Statsd, s @ (Splitter::Statsd | Splitter::StatsdProxy)) => {
+            s.clone()
+        }
+        (Format::Graphite, _) => Splitter::Graphite(GraphiteNames::Consthash),
+        (Format::Statsd, _) => Splitter::Statsd,
     }
 }
 
@@ -267,8 +272,11 @@ impl Relay {
         let task = AccumulatorTask {
             acc: p.acc.clone(),
             input: p.input,
-            max_line_length: target.as_ref().map_or(usize::MAX, |s| s.max_line_length),
-            output: target.map(|s| Router::bypass(s, output_splitter(cfg.output_format))),
+            framing: target.as_ref().map_or(Framing::new(usize::MAX), |s| s.framing),
+            output: target.map(|s| {
+                let splitter = output_splitter(cfg.output_format, &s);
+                Router::bypass(s, splitter)
+            }),
             bins: Bins::new(&cfg.times),
             writers,
         };

@@ -1,7 +1,7 @@
 //! Newline framing shared by every listener (spec §5.2).
 //!
-//! Invariants: lines are split on `\n` only; each line is trimmed of spaces, tabs, `\r` and `\n` at both ends;
-//! empty lines are skipped silently; a line longer than `max_line_length` is reported once as [`Framed::TooLong`]
+//! Invariants: lines are split on `\n` only; each line is trimmed of spaces, tabs, `\r` and `\n` at both ends
+//! (unless the section's splitter forwards lines untrimmed, as proxy.js does); empty lines are skipped silently; a line longer than `max_line_length` is reported once as [`Framed::TooLong`]
 //! and its bytes are discarded up to the next `\n` (even when it spans several reads). The result does not depend
 //! on how the input was chunked.
 
@@ -14,6 +14,24 @@ pub enum Framed<'a> {
     TooLong,
 }
 
+/// How a section's input is cut into lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// Longer lines are reported and discarded.
+    pub max_line_length: usize,
+    /// Trim whitespace at both ends of each line ([`trim`]).
+    pub trim: bool,
+}
+
+impl Framing {
+    pub fn new(max_line_length: usize) -> Framing {
+        Framing {
+            max_line_length,
+            trim: true,
+        }
+    }
+}
+
 /// Trims spaces, tabs, `\r` and `\n` at both ends.
 pub fn trim(line: &[u8]) -> &[u8] {
     let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
@@ -23,18 +41,18 @@ pub fn trim(line: &[u8]) -> &[u8] {
 }
 
 /// Splits a complete buffer (a datagram, an HTTP body) into lines; the last segment is a line too.
-pub fn frame_all(buf: &[u8], max_line_length: usize, mut on: impl FnMut(Framed<'_>)) {
+pub fn frame_all(buf: &[u8], framing: Framing, mut on: impl FnMut(Framed<'_>)) {
     for raw in buf.split(|b| *b == b'\n') {
-        emit(raw, max_line_length, &mut on);
+        emit(raw, framing, &mut on);
     }
 }
 
-fn emit(raw: &[u8], max_line_length: usize, on: &mut impl FnMut(Framed<'_>)) {
-    if raw.len() > max_line_length {
+fn emit(raw: &[u8], framing: Framing, on: &mut impl FnMut(Framed<'_>)) {
+    if raw.len() > framing.max_line_length {
         on(Framed::TooLong);
         return;
     }
-    let line = trim(raw);
+    let line = if framing.trim { trim(raw) } else { raw };
     if !line.is_empty() {
         on(Framed::Line(line));
     }
@@ -43,15 +61,15 @@ fn emit(raw: &[u8], max_line_length: usize, on: &mut impl FnMut(Framed<'_>)) {
 /// Framing state of one stream (a TCP or unix connection, an HTTP body read in pieces).
 #[derive(Debug)]
 pub struct StreamFramer {
-    max_line_length: usize,
+    framing: Framing,
     /// Inside an overlong line that was already reported: drop bytes up to the next `\n`.
     discarding: bool,
 }
 
 impl StreamFramer {
-    pub fn new(max_line_length: usize) -> StreamFramer {
+    pub fn new(framing: Framing) -> StreamFramer {
         StreamFramer {
-            max_line_length,
+            framing,
             discarding: false,
         }
     }
@@ -64,7 +82,7 @@ impl StreamFramer {
             if self.discarding {
                 self.discarding = false;
             } else {
-                emit(&buf[start..nl], self.max_line_length, &mut on);
+                emit(&buf[start..nl], self.framing, &mut on);
             }
             start = nl + 1;
         }
@@ -72,9 +90,9 @@ impl StreamFramer {
         if self.discarding {
             start = buf.len();
         } else if eof {
-            emit(rest, self.max_line_length, &mut on);
+            emit(rest, self.framing, &mut on);
             start = buf.len();
-        } else if rest.len() > self.max_line_length {
+        } else if rest.len() > self.framing.max_line_length {
             on(Framed::TooLong);
             self.discarding = true;
             start = buf.len();
@@ -92,7 +110,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn collect_stream(chunks: &[&[u8]], max: usize) -> Vec<Result<Vec<u8>, ()>> {
-        let mut framer = StreamFramer::new(max);
+        let mut framer = StreamFramer::new(Framing::new(max));
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         let n = chunks.len();
@@ -136,10 +154,10 @@ mod tests {
     #[test]
     fn datagram_framing_processes_last_segment() {
         let mut out = Vec::new();
-        frame_all(b"a:1|c\nb:2|c\r\n\nc:3|c", 100, |f| out.push(format!("{f:?}")));
+        frame_all(b"a:1|c\nb:2|c\r\n\nc:3|c", Framing::new(100), |f| out.push(format!("{f:?}")));
         assert_eq!(out.len(), 3);
         let mut n = 0;
-        frame_all(b"waytoolong\nok", 4, |f| {
+        frame_all(b"waytoolong\nok", Framing::new(4), |f| {
             n += 1;
             if n == 1 {
                 assert_eq!(f, Framed::TooLong)
@@ -148,6 +166,18 @@ mod tests {
             }
         });
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn untrimmed_framing_keeps_whitespace_and_skips_only_empty_lines() {
+        let mut out = Vec::new();
+        let framing = Framing {
+            max_line_length: 100,
+            trim: false,
+        };
+        frame_all(b"  a:1|c \n\n   \nb:2|c\r\n", framing, |f| out.push(format!("{f:?}")));
+        let want = [b"  a:1|c ".as_slice(), b"   ", b"b:2|c\r"].map(|l| format!("{:?}", Framed::Line(l)));
+        assert_eq!(out, want);
     }
 
     proptest! {

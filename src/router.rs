@@ -47,7 +47,7 @@ impl Out {
 struct Counts {
     all: u64,
     valid: u64,
-    invalid: [u64; 4],
+    invalid: [u64; InvalidReason::LABELS.len()],
     copies: u64,
     no_server: u64,
     rejected: u64,

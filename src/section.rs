@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::backend::Backend;
 use crate::config::{MsgType, SectionConfig};
+use crate::framing::Framing;
 use crate::line::{Batch, WhenFull};
 use crate::prereg::PreReg;
+use crate::ring::RingKind;
 use crate::splitter::{RegexSplitter, Splitter};
 use crate::telemetry::{RateLimit, SectionStats};
 
@@ -35,7 +37,7 @@ pub struct Section {
     /// The input of the section's accumulator: where the lines that stay in the section go when it has one.
     pub accumulator: Option<AccumulatorInput>,
     pub stats: SectionStats,
-    pub max_line_length: usize,
+    pub framing: Framing,
     /// Input back-pressure threshold (spec §5.3).
     pub max_read_buffer_size: usize,
     /// Largest HTTP body (0 = no limit).
@@ -53,7 +55,8 @@ pub struct Section {
 /// The splitter of a section's `msg_type`.
 fn splitter_of(cfg: &SectionConfig) -> Splitter {
     match cfg.msg_type {
-        MsgType::Graphite => Splitter::Graphite,
+        MsgType::Graphite => Splitter::Graphite(cfg.graphite_names),
+        MsgType::Statsd if cfg.hashing.ring_spec.kind == RingKind::StatsdHashring => Splitter::StatsdProxy,
         MsgType::Statsd => Splitter::Statsd,
         MsgType::Regex => Splitter::Regex(
             cfg.msg_regex
@@ -89,10 +92,15 @@ impl Section {
             redirected_to: routes.iter().map(|_| Default::default()).collect(),
             ..SectionStats::default()
         };
+        let splitter = splitter_of(cfg);
         Section {
             name: cfg.name.clone(),
             listening: cfg.listening(),
-            splitter: splitter_of(cfg),
+            framing: Framing {
+                max_line_length: cfg.input.max_line_length,
+                trim: splitter.trims(),
+            },
+            splitter,
             index,
             backend: backends[index].clone(),
             backends,
@@ -100,7 +108,6 @@ impl Section {
             prereg,
             accumulator,
             stats,
-            max_line_length: cfg.input.max_line_length,
             max_read_buffer_size: cfg.input.max_read_buffer_size,
             max_body_size: cfg.input.max_body_size,
             connections: Arc::new(tokio::sync::Semaphore::new(

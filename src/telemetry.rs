@@ -21,7 +21,13 @@ pub enum InvalidReason {
 }
 
 impl InvalidReason {
-    pub const LABELS: [&'static str; 4] = ["too_long", "invalid_statsd", "regex_not_matched", "regex_no_key"];
+    pub const LABELS: [&'static str; 5] = [
+        "too_long",
+        "invalid_statsd",
+        "regex_not_matched",
+        "regex_no_key",
+        "no_value",
+    ];
 
     pub fn index(self) -> usize {
         use crate::splitter::SplitError::*;
@@ -30,6 +36,7 @@ impl InvalidReason {
             InvalidReason::Split(NoColon) => 1,
             InvalidReason::Split(RegexNotMatched) => 2,
             InvalidReason::Split(RegexNoKey) => 3,
+            InvalidReason::Split(NoValue) => 4,
         }
     }
 
@@ -75,7 +82,7 @@ pub struct SectionStats {
     /// Lines the splitter accepted.
     pub valid_lines: AtomicU64,
     /// Invalid lines by [`InvalidReason::index`].
-    pub invalid_lines: [AtomicU64; 4],
+    pub invalid_lines: [AtomicU64; InvalidReason::LABELS.len()],
     /// One per (ring × destination) copy handed to a destination.
     pub worker_lines: AtomicU64,
     /// Lines that had no destination because a ring was empty.

@@ -13,8 +13,8 @@ use bytes::BytesMut;
 use consthash::accumulator::graphite::GraphiteState;
 use consthash::accumulator::statsd::StatsdState;
 use consthash::config::{load_main, load_prereg, StatsdOptions};
-use consthash::framing::{frame_all, Framed, StreamFramer};
-use consthash::splitter::Splitter;
+use consthash::framing::{frame_all, Framed, Framing, StreamFramer};
+use consthash::splitter::{GraphiteNames, Splitter};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -55,7 +55,7 @@ fn line_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 fn framed(buf: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {
     let mut out = Vec::new();
-    frame_all(buf, max, |f| {
+    frame_all(buf, Framing::new(max), |f| {
         out.push(match f {
             Framed::Line(l) => Some(l.to_vec()),
             Framed::TooLong => None,
@@ -74,7 +74,7 @@ proptest! {
         max in 1usize..40,
     ) {
         let whole = framed(&data, max);
-        let mut framer = StreamFramer::new(max);
+        let mut framer = StreamFramer::new(Framing::new(max));
         let (mut buf, mut got) = (BytesMut::new(), Vec::new());
         let mut rest = &data[..];
         for c in cuts {
@@ -100,9 +100,16 @@ proptest! {
             regex::bytes::Regex::new(r"^(?P<Key>[^ :]+)[ :]").expect("compiles"),
         )
         .expect("has Key");
-        for splitter in [Splitter::Graphite, Splitter::Statsd, Splitter::Regex(regex)] {
+        for splitter in [
+            Splitter::Graphite(GraphiteNames::Consthash),
+            Splitter::Graphite(GraphiteNames::Carbon),
+            Splitter::Graphite(GraphiteNames::CRelay),
+            Splitter::Statsd,
+            Splitter::StatsdProxy,
+            Splitter::Regex(regex),
+        ] {
             let mut scratch = splitter.scratch();
-            frame_all(&data, 1024, |f| {
+            frame_all(&data, Framing::new(1024), |f| {
                 if let Framed::Line(line) = f {
                     if let Ok(split) = splitter.split(line, &mut scratch) {
                         let (l, k) = (split.line, split.key);
@@ -119,7 +126,7 @@ proptest! {
     fn accumulators_fold_anything_and_flush(data in line_bytes()) {
         let mut statsd = StatsdState::new(&StatsdOptions::default(), false);
         let mut graphite = GraphiteState::new(false);
-        frame_all(&data, 1024, |f| {
+        frame_all(&data, Framing::new(1024), |f| {
             if let Framed::Line(line) = f {
                 statsd.add(line);
                 let _ = graphite.add(line);

@@ -17,7 +17,7 @@ use super::bins::Bins;
 use super::{StatRepr, State};
 use crate::clock::{tick_secs, Clock};
 use crate::config::AccumulatorConfig;
-use crate::framing::frame_all;
+use crate::framing::{frame_all, Framing};
 use crate::line::{Batch, WhenFull};
 use crate::router::Router;
 use crate::telemetry::RateLimit;
@@ -92,7 +92,7 @@ pub struct AccumulatorTask {
     pub input: mpsc::Receiver<Batch>,
     /// The bypass router into the accumulator's backend section; `None` for `BLACKHOLE`.
     pub output: Option<Router>,
-    pub max_line_length: usize,
+    pub framing: Framing,
     pub bins: Bins,
     /// One queue per bin; empty without writers (then bins do nothing).
     pub writers: Vec<WriterQueue>,
@@ -211,7 +211,7 @@ impl AccumulatorTask {
         self.acc.stats.output_lines.fetch_add(lines as u64, Relaxed);
         self.acc.stats.records.fetch_add(records.len() as u64, Relaxed);
         if let Some(router) = &mut self.output {
-            frame_all(&out, self.max_line_length, |f| router.route(f));
+            frame_all(&out, self.framing, |f| router.route(f));
             router.flush(WhenFull::Wait).await;
         }
         if !self.writers.is_empty() {
@@ -280,7 +280,7 @@ mod tests {
             acc: acc.clone(),
             input: rx,
             output: None,
-            max_line_length: 65536,
+            framing: Framing::new(65536),
             bins,
             writers,
         };

@@ -258,11 +258,14 @@ async fn index(state: &AdminState) -> Resp {
     }
 }
 
-/// `/hashcheck`: per section, the destinations of every ring for `key` and the key's ring position (§7.6).
-pub fn hashcheck<'a>(sections: impl IntoIterator<Item = &'a Section>, key: &[u8]) -> Value {
+/// `/hashcheck`: per section, the name it forwards for metric `name` and the key it hashes (its name rules,
+/// §7.8), the destinations of every ring for that key and the key's ring position (§7.6).
+pub fn hashcheck<'a>(sections: impl IntoIterator<Item = &'a Section>, name: &[u8]) -> Value {
     let mut m = Map::new();
     let mut ids = Vec::new();
     for s in sections {
+        let check = s.splitter.apply_names(name);
+        let key = &check.key[..];
         let set = s.backend.load();
         let (mut to, mut hv) = (Vec::new(), Vec::new());
         for ring in &set.rings {
@@ -277,6 +280,7 @@ pub fn hashcheck<'a>(sections: impl IntoIterator<Item = &'a Section>, key: &[u8]
             s.name.clone(),
             json!({
                 "to_servers": if all_empty { Value::Null } else { Value::Array(to) },
+                "name": String::from_utf8_lossy(&check.name),
                 "hash_key": String::from_utf8_lossy(key),
                 "hash_value": hv,
             }),

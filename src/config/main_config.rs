@@ -16,6 +16,7 @@ use super::url::{trim_url, DestUrl, IpCidr, Listen};
 use super::value::{parse_toml, top_level_order, type_error, Diag, IntUnit, Tbl};
 use super::ConfigErrors;
 use crate::ring::{default_hashkey, validate_hashkey, Elter, HasherAlgo, RingKind, RingSpec};
+use crate::splitter::GraphiteNames;
 
 /// The validated main config.
 #[derive(Clone, Debug)]
@@ -67,6 +68,8 @@ pub struct SectionConfig {
     pub msg_type: MsgType,
     /// Set for `msg_type = "regex"`; has a group named `Key`.
     pub msg_regex: Option<regex::bytes::Regex>,
+    /// How a graphite section's names are rewritten and hashed (§7.8); the ring kind's default when not written.
+    pub graphite_names: GraphiteNames,
     /// One per `[[<name>.servers]]` block, in file order; never empty.
     pub rings: Vec<RingConfig>,
     pub hashing: HashingConfig,
@@ -551,6 +554,7 @@ impl SectionConfig {
         let msg_regex = read_msg_regex(d, sec, msg_type);
         let inh = Inherited::read(d, sec.inheriting(def));
         let rings = read_rings(d, sec, &inh.hashing.ring_spec.kind);
+        let graphite_names = read_graphite_names(d, sec, msg_type, &inh.hashing.ring_spec.kind);
         let health = inh.health;
         if health.heartbeat_time_delay < 2 * health.heartbeat_time_timeout {
             d.error(
@@ -577,6 +581,7 @@ impl SectionConfig {
             listen: listen?,
             msg_type: msg_type?,
             msg_regex,
+            graphite_names,
             rings,
             hashing: inh.hashing,
             num_dupe_replicas,
@@ -629,6 +634,23 @@ fn read_msg_type(d: &mut Diag, sec: Tbl) -> Option<MsgType> {
             None
         }
     }
+}
+
+fn read_graphite_names(d: &mut Diag, sec: Tbl, msg_type: Option<MsgType>, kind: &RingKind) -> GraphiteNames {
+    let default = GraphiteNames::default_for(kind);
+    let Some(s) = sec.str(d, "graphite_names") else {
+        return default;
+    };
+    if msg_type.is_some() && msg_type != Some(MsgType::Graphite) {
+        d.warn(&sec.path_of("graphite_names"), "ignored unless msg_type = \"graphite\"");
+    }
+    GraphiteNames::parse(&s).unwrap_or_else(|| {
+        d.error(
+            &sec.path_of("graphite_names"),
+            format!("unknown graphite_names \"{s}\", expected consthash, carbon or c-relay"),
+        );
+        default
+    })
 }
 
 fn read_msg_regex(d: &mut Diag, sec: Tbl, msg_type: Option<MsgType>) -> Option<regex::bytes::Regex> {

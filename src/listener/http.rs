@@ -56,7 +56,7 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
     }
     let mut body = req.into_body();
     let mut router = Router::new(section.clone());
-    let mut framer = StreamFramer::new(section.max_line_length);
+    let mut framer = StreamFramer::new(section.framing);
     let mut buf = BytesMut::new();
     let (mut size, mut valid) = (0usize, 0u64);
     let mut hold = ReadHold::new(section.clone());

@@ -92,7 +92,7 @@ pub async fn read_stream<S: StreamSocket>(sock: S, section: Arc<Section>, stop: 
     section.stats.connections.fetch_add(1, Relaxed);
     section.stats.connections_open.fetch_add(1, Relaxed);
     let mut router = Router::new(section.clone());
-    let mut framer = StreamFramer::new(section.max_line_length);
+    let mut framer = StreamFramer::new(section.framing);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut hold = ReadHold::new(section.clone());
     loop {

@@ -122,14 +122,14 @@ pub async fn run(sock: UdpSocket, section: Arc<Section>, stop: CancellationToken
             }
         };
         section.hold_read(n);
-        frame_all(&buf[..n], section.max_line_length, |f| router.route(f));
+        frame_all(&buf[..n], section.framing, |f| router.route(f));
         // Drain whatever else is already waiting before handing batches over: fewer, larger batches.
         let mut more = 0;
         while more < 64 {
             match sock.try_recv(&mut buf) {
                 Ok(m) => {
                     section.hold_read(m);
-                    frame_all(&buf[..m], section.max_line_length, |f| router.route(f));
+                    frame_all(&buf[..m], section.framing, |f| router.route(f));
                     section.release_read(m);
                     more += 1;
                 }

@@ -1,98 +1,375 @@
-//! graphite: `key value time`. The line is rewritten in one left-to-right pass (replacements are not re-scanned):
-//! `..` → `.`, each of `,*(){}` → `_`, two spaces → one space. The key is the text before the first space.
+//! graphite: `name value time`. The name is placed and forwarded as the relay being replaced would see it
+//! ([`GraphiteNames`], spec §6 and §7.8). In every mode fields are separated by any run of spaces and tabs and
+//! forwarded separated by one space, and the key is a slice of the forwarded line.
+//!
+//! Each mode is one left-to-right pass over the line that writes into a scratch buffer only from the first byte it
+//! changes ([`Rewrite`]): a line that needs no change is forwarded as it came, without a copy.
 
-use super::Split;
+use super::{Split, SplitError};
+use crate::ring::RingKind;
 
-/// Bytes replaced by `_`; `.` and ` ` only matter when doubled.
-const fn byte_class() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    let specials = b",*(){}";
-    while i < specials.len() {
-        t[specials[i] as usize] = 1;
-        i += 1;
-    }
-    t[b'.' as usize] = 2;
-    t[b' ' as usize] = 2;
-    t
+/// How a graphite section rewrites, forwards and hashes metric names (`graphite_names`, spec §7.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphiteNames {
+    /// The Go relay's rewrite: `..` → `.` (pairwise, not re-scanned), each of `,*(){}` → `_`.
+    Consthash,
+    /// carbon-relay: the name is forwarded as it was written.
+    Carbon,
+    /// carbon-c-relay's daemon: the name is cleansed (below) and forwarded cleansed; a tagged name
+    /// (`name;tag=value…`) is hashed on the part before its first `;`.
+    ///
+    /// Measured on the live daemon (carbon-c-relay 3.7.3): leading spaces, tabs and dots are skipped; in the name
+    /// (up to the first `;` or whitespace) a run of dots becomes one dot, a dot before the first whitespace is
+    /// dropped, and every byte outside `[0-9A-Za-z-_:#.;]` becomes `_` (each byte of a UTF-8 sequence). The tags
+    /// keep every byte but collapse runs of dots, drop a dot or whitespace right after a `;`. After the first
+    /// whitespace, runs of dots collapse and a dot right after that whitespace is dropped. A line that is only an
+    /// untagged name is not forwarded.
+    CRelay,
 }
-static CLASS: [u8; 256] = byte_class();
 
-/// One cheap pass: most lines need no rewrite and are forwarded as they are.
-fn needs_rewrite(line: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &b in line {
-        match CLASS[b as usize] {
-            0 => {}
-            1 => return true,
-            _ if b == prev => return true,
-            _ => {}
+impl GraphiteNames {
+    pub fn parse(s: &str) -> Option<GraphiteNames> {
+        Some(match s {
+            "consthash" => GraphiteNames::Consthash,
+            "carbon" => GraphiteNames::Carbon,
+            "c-relay" => GraphiteNames::CRelay,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphiteNames::Consthash => "consthash",
+            GraphiteNames::Carbon => "carbon",
+            GraphiteNames::CRelay => "c-relay",
         }
-        prev = b;
     }
-    false
+
+    /// The names of the relay a ring kind replaces (§7.8).
+    pub fn default_for(kind: &RingKind) -> GraphiteNames {
+        match kind {
+            RingKind::ConstHash | RingKind::StatsdHashring => GraphiteNames::Consthash,
+            RingKind::CarbonCh { .. } => GraphiteNames::Carbon,
+            RingKind::CarbonChCRelay | RingKind::Fnv1aCh | RingKind::JumpFnv1aCh => GraphiteNames::CRelay,
+        }
+    }
 }
 
-/// The single-pass rewrite into `out` (cleared first).
-fn rewrite(line: &[u8], out: &mut Vec<u8>) {
-    out.clear();
+/// The forwarded line of one pass: the input itself while every byte is kept, the scratch buffer from the first
+/// byte that is changed or dropped. Every method takes the index `i` of the input byte being decided.
+struct Rewrite<'a> {
+    src: &'a [u8],
+    out: &'a mut Vec<u8>,
+    copied: bool,
+}
+
+impl<'a> Rewrite<'a> {
+    fn new(src: &'a [u8], out: &'a mut Vec<u8>) -> Rewrite<'a> {
+        Rewrite {
+            src,
+            out,
+            copied: false,
+        }
+    }
+
+    /// Leaves the input for the buffer: what was kept so far is `src[..i]`.
+    fn diverge(&mut self, i: usize) {
+        if !self.copied {
+            self.out.clear();
+            self.out.extend_from_slice(&self.src[..i]);
+            self.copied = true;
+        }
+    }
+
+    fn keep(&mut self, i: usize) {
+        if self.copied {
+            self.out.push(self.src[i]);
+        }
+    }
+
+    fn put(&mut self, i: usize, b: u8) {
+        if self.copied || self.src[i] != b {
+            self.diverge(i);
+            self.out.push(b);
+        }
+    }
+
+    fn skip(&mut self, i: usize) {
+        self.diverge(i);
+    }
+
+    /// Drops the last byte written.
+    fn pop(&mut self, i: usize) {
+        self.diverge(i);
+        self.out.pop();
+    }
+
+    /// The last byte written before input byte `i`.
+    fn last(&self, i: usize) -> Option<u8> {
+        if self.copied {
+            self.out.last().copied()
+        } else {
+            i.checked_sub(1).map(|p| self.src[p])
+        }
+    }
+
+    /// A field separator: the first of a run of spaces and tabs becomes one space, the rest are dropped.
+    fn space(&mut self, i: usize) {
+        if self.last(i) == Some(b' ') {
+            self.skip(i);
+        } else {
+            self.put(i, b' ');
+        }
+    }
+
+    fn finish(self) -> &'a [u8] {
+        if self.copied {
+            self.out
+        } else {
+            self.src
+        }
+    }
+}
+
+fn is_space(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The Go relay's rewrite (§6), with any whitespace run as one separator.
+fn consthash<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let mut w = Rewrite::new(line, scratch);
     let mut i = 0;
     while i < line.len() {
-        let b = line[i];
-        match b {
-            b'.' | b' ' if line.get(i + 1) == Some(&b) => {
-                out.push(b);
-                i += 2;
-            }
-            b',' | b'*' | b'(' | b')' | b'{' | b'}' => {
-                out.push(b'_');
+        match line[i] {
+            b'.' if line.get(i + 1) == Some(&b'.') => {
+                w.keep(i);
+                w.skip(i + 1);
                 i += 1;
             }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
+            b',' | b'*' | b'(' | b')' | b'{' | b'}' => w.put(i, b'_'),
+            b' ' | b'\t' => w.space(i),
+            _ => w.keep(i),
+        }
+        i += 1;
+    }
+    w.finish()
+}
+
+/// carbon-relay: names unchanged, fields separated by one space.
+fn carbon<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let mut w = Rewrite::new(line, scratch);
+    for (i, &b) in line.iter().enumerate() {
+        if is_space(b) {
+            w.space(i);
+        } else {
+            w.keep(i);
         }
     }
+    w.finish()
+}
+
+/// Where the c-relay pass is in the line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Name,
+    Tags,
+    /// After the first whitespace; `fresh` until a byte is written after it.
+    Rest { fresh: bool },
+}
+
+/// carbon-c-relay's daemon cleansing (see [`GraphiteNames::CRelay`]); `None` for a line it does not forward.
+fn crelay<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    let mut w = Rewrite::new(line, scratch);
+    let mut part = Part::Name;
+    for (i, &b) in line.iter().enumerate() {
+        let last = w.last(i);
+        match part {
+            Part::Name => match b {
+                b' ' | b'\t' if last.is_none() => w.skip(i),
+                b' ' | b'\t' => {
+                    if last == Some(b'.') {
+                        w.pop(i);
+                    }
+                    w.put(i, b' ');
+                    part = Part::Rest { fresh: true };
+                }
+                b'.' if last.is_none() || last == Some(b'.') => w.skip(i),
+                b';' => {
+                    w.keep(i);
+                    part = Part::Tags;
+                }
+                b'.' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' | b':' | b'#' => w.keep(i),
+                _ => w.put(i, b'_'),
+            },
+            Part::Tags => match b {
+                b' ' | b'\t' | b'.' if last == Some(b';') => w.skip(i),
+                b'.' if last == Some(b'.') => w.skip(i),
+                b' ' | b'\t' => {
+                    w.put(i, b' ');
+                    part = Part::Rest { fresh: true };
+                }
+                _ => w.keep(i),
+            },
+            Part::Rest { fresh } => match b {
+                b' ' | b'\t' => w.space(i),
+                b'.' if fresh || last == Some(b'.') => w.skip(i),
+                _ => {
+                    w.keep(i);
+                    part = Part::Rest { fresh: false };
+                }
+            },
+        }
+    }
+    (part != Part::Name).then(|| w.finish())
 }
 
 // Kept out of line on purpose: inlined into `Splitter::split` (as a change of the crate's layout once let it be)
 // it framed and split graphite lines 20 % slower in `benches/pipeline.rs` (perf showed the inlined copy).
 #[inline(never)]
-pub(super) fn split<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Split<'a> {
-    let line: &'a [u8] = if needs_rewrite(line) {
-        rewrite(line, scratch);
-        scratch
-    } else {
-        line
+pub(super) fn split<'a>(
+    names: GraphiteNames,
+    line: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Split<'a>, SplitError> {
+    let (line, key_end) = match names {
+        GraphiteNames::Consthash => {
+            let line = consthash(line, scratch);
+            (line, memchr::memchr(b' ', line))
+        }
+        GraphiteNames::Carbon => {
+            let line = carbon(line, scratch);
+            (line, memchr::memchr(b' ', line))
+        }
+        GraphiteNames::CRelay => {
+            let line = crelay(line, scratch).ok_or(SplitError::NoValue)?;
+            (line, memchr::memchr2(b' ', b';', line))
+        }
     };
-    let key = match memchr::memchr(b' ', line) {
-        Some(sp) => &line[..sp],
-        None => line,
-    };
-    Split { key, line }
+    let key = &line[..key_end.unwrap_or(line.len())];
+    Ok(Split { key, line })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn spec_vectors() {
-        let cases: &[(&str, &str, &str)] = &[
-            ("moo.goo.org 123 123123", "moo.goo.org", "moo.goo.org 123 123123"),
-            ("a.b.c 1 2", "a.b.c", "a.b.c 1 2"),
-            ("a..b...c 1 2", "a.b..c", "a.b..c 1 2"),
-            ("a,b(c){d}*e 1 2", "a_b_c__d__e", "a_b_c__d__e 1 2"),
-            ("a  b 1", "a", "a b 1"),
-            ("a   b 1", "a", "a  b 1"),
-            ("justone", "justone", "justone"),
-            ("tab\tsep 1 2", "tab\tsep", "tab\tsep 1 2"),
-        ];
+    fn check(names: GraphiteNames, cases: &[(&[u8], &[u8], &[u8])]) {
         let mut scratch = Vec::new();
         for (input, key, line) in cases {
-            let s = split(input.as_bytes(), &mut scratch);
-            assert_eq!((s.key, s.line), (key.as_bytes(), line.as_bytes()), "input {input:?}");
+            let s = split(names, input, &mut scratch).expect("valid");
+            assert_eq!(
+                (s.key, s.line),
+                (*key, *line),
+                "{} names, input {:?}",
+                names.name(),
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn consthash_spec_vectors() {
+        check(
+            GraphiteNames::Consthash,
+            &[
+                (b"moo.goo.org 123 123123", b"moo.goo.org", b"moo.goo.org 123 123123"),
+                (b"a.b.c 1 2", b"a.b.c", b"a.b.c 1 2"),
+                (b"a..b...c 1 2", b"a.b..c", b"a.b..c 1 2"),
+                (b"a,b(c){d}*e 1 2", b"a_b_c__d__e", b"a_b_c__d__e 1 2"),
+                (b"a  b 1", b"a", b"a b 1"),
+                (b"a   b 1", b"a", b"a b 1"),
+                (b"justone", b"justone", b"justone"),
+                (b"tab\tsep 1 2", b"tab", b"tab sep 1 2"),
+                (b"a.b\t1\t2", b"a.b", b"a.b 1 2"),
+                (b"a.b \t 1\t\t2", b"a.b", b"a.b 1 2"),
+                (b"d.u;h=w 1 2", b"d.u;h=w", b"d.u;h=w 1 2"),
+            ],
+        );
+    }
+
+    #[test]
+    fn carbon_forwards_names_unchanged() {
+        check(
+            GraphiteNames::Carbon,
+            &[
+                (b"a..b,c(d) 1 2", b"a..b,c(d)", b"a..b,c(d) 1 2"),
+                (b"tab\tsep\t1  2", b"tab", b"tab sep 1 2"),
+                (b"d.u;h=w;dc=a 1 2", b"d.u;h=w;dc=a", b"d.u;h=w;dc=a 1 2"),
+                ("m\u{fc}nchen.t 1 2".as_bytes(), "m\u{fc}nchen.t".as_bytes(), "m\u{fc}nchen.t 1 2".as_bytes()),
+                (b".lead.trail. 1 2", b".lead.trail.", b".lead.trail. 1 2"),
+                (b"justone", b"justone", b"justone"),
+            ],
+        );
+    }
+
+    /// Input → forwarded line pairs read from the live carbon-c-relay 3.7.3 daemon (`cluster … carbon_ch`,
+    /// `match * send to …`), by feeding it these lines over TCP and reading what its servers received.
+    #[test]
+    fn crelay_vectors_from_the_live_daemon() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (b"plain.name 1 1700000000", b"plain.name", b"plain.name 1 1700000000"),
+            (b"tab.sep\t2\t1700000000", b"tab.sep", b"tab.sep 2 1700000000"),
+            (b"disk.used;host=web01;dc=ams 3 1", b"disk.used", b"disk.used;host=web01;dc=ams 3 1"),
+            (b"a..b.c 4 1", b"a.b.c", b"a.b.c 4 1"),
+            (b"a...b 1 1", b"a.b", b"a.b 1 1"),
+            (b".lead.dot 5 1", b"lead.dot", b"lead.dot 5 1"),
+            (b"trail.dot. 6 1", b"trail.dot", b"trail.dot 6 1"),
+            (b"paren(x) 7 1", b"paren_x_", b"paren_x_ 7 1"),
+            (b"a,b*c{d} 8 1", b"a_b_c_d_", b"a_b_c_d_ 8 1"),
+            ("m\u{fc}nchen.temp 9 1".as_bytes(), b"m__nchen.temp", b"m__nchen.temp 9 1"),
+            (b"sp  two 10 1", b"sp", b"sp two 10 1"),
+            (b"a/b@c!d 12 1", b"a_b_c_d", b"a_b_c_d 12 1"),
+            (b"tag;x=a/b 13 1", b"tag", b"tag;x=a/b 13 1"),
+            (b"q:w#e-r_t 14 1", b"q:w#e-r_t", b"q:w#e-r_t 14 1"),
+            (b"x=y 1 1", b"x_y", b"x_y 1 1"),
+            (b"x\x00y 1 2", b"x_y", b"x_y 1 2"),
+            (b"x\x0by 1 2", b"x_y", b"x_y 1 2"),
+            (b"x\xc3\xa9 1 2", b"x__", b"x__ 1 2"),
+            (b"t;k=x\x0by 1 2", b"t", b"t;k=x\x0by 1 2"),
+            (b"x;a=\xc3\xa9 1 2", b"x", b"x;a=\xc3\xa9 1 2"),
+            (b"x;a=b..c 1 1", b"x", b"x;a=b.c 1 1"),
+            (b"x;a=..b 1 1", b"x", b"x;a=.b 1 1"),
+            (b"x.;.a 1 2", b"x.", b"x.;a 1 2"),
+            (b"x..;a=b 1 1", b"x.", b"x.;a=b 1 1"),
+            (b"x;a=b.  1 1", b"x", b"x;a=b. 1 1"),
+            (b"x; 1 1", b"x", b"x;1 1"),
+            (b";a=1 1 1", b"", b";a=1 1 1"),
+            (b"x ;a=b 1 1", b"x", b"x ;a=b 1 1"),
+            (b"x;a=b c 1 2", b"x", b"x;a=b c 1 2"),
+            (b"a. b 1 1", b"a", b"a b 1 1"),
+            (b"a .b 1 1", b"a", b"a b 1 1"),
+            (b".  a 1 1", b"a", b"a 1 1"),
+            (b"x .1 2", b"x", b"x 1 2"),
+            (b"x 1 ..2", b"x", b"x 1 .2"),
+            (b"x 1..5 17", b"x", b"x 1.5 17"),
+            (b"x 1. 2", b"x", b"x 1. 2"),
+            (b"x\t 1\t 2", b"x", b"x 1 2"),
+            (b"x 1", b"x", b"x 1"),
+            (b"x 1 2 3 4", b"x", b"x 1 2 3 4"),
+            (b"s;t=1", b"s", b"s;t=1"),
+            (b"x;", b"x", b"x;"),
+            (b"_x 1 2", b"_x", b"_x 1 2"),
+            (b"-x 1 2", b"-x", b"-x 1 2"),
+        ];
+        check(GraphiteNames::CRelay, cases);
+        let mut scratch = Vec::new();
+        for dropped in [&b"single"[..], b"x.y.", b"...", b"a..b"] {
+            assert_eq!(
+                split(GraphiteNames::CRelay, dropped, &mut scratch),
+                Err(SplitError::NoValue),
+                "{:?}",
+                String::from_utf8_lossy(dropped)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unchanged_line_is_not_copied() {
+        let mut scratch = Vec::new();
+        for names in [GraphiteNames::Consthash, GraphiteNames::Carbon, GraphiteNames::CRelay] {
+            let line = b"a.b;c=d 1 2";
+            let s = split(names, line, &mut scratch).expect("valid");
+            assert_eq!(s.line.as_ptr(), line.as_ptr(), "{} names", names.name());
         }
     }
 }

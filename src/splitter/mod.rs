@@ -8,6 +8,7 @@ mod graphite;
 mod regex;
 mod statsd;
 
+pub use self::graphite::GraphiteNames;
 pub use self::regex::RegexSplitter;
 
 /// Why a line was rejected by its splitter (counted per listener as an invalid line).
@@ -19,6 +20,8 @@ pub enum SplitError {
     RegexNotMatched,
     /// regex: the `Key` group is empty or did not participate.
     RegexNoKey,
+    /// graphite with c-relay names: the line is only an untagged name (the daemon does not forward it).
+    NoValue,
 }
 
 impl SplitError {
@@ -28,6 +31,7 @@ impl SplitError {
             SplitError::NoColon => "invalid_statsd",
             SplitError::RegexNotMatched => "regex_not_matched",
             SplitError::RegexNoKey => "regex_no_key",
+            SplitError::NoValue => "no_value",
         }
     }
 
@@ -37,6 +41,7 @@ impl SplitError {
             SplitError::NoColon => "Invalid Statsd line",
             SplitError::RegexNotMatched => "Regex not matched",
             SplitError::RegexNoKey => "Invalid Regex (cannot find key)",
+            SplitError::NoValue => "Invalid graphite line (no value)",
         }
     }
 }
@@ -48,11 +53,21 @@ pub struct Split<'a> {
     pub line: &'a [u8],
 }
 
-/// The splitter of a section (`msg_type`).
+/// What a section forwards and hashes for one metric name ([`Splitter::apply_names`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NameCheck {
+    pub name: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// The splitter of a section (`msg_type`, and for graphite its `graphite_names`).
 #[derive(Clone, Debug)]
 pub enum Splitter {
-    Graphite,
+    Graphite(GraphiteNames),
     Statsd,
+    /// statsd in front of a statsd proxy.js ring (`statsd_hashring`), as proxy.js splits: lines are not trimmed
+    /// and a line without `:` is forwarded, hashed on the whole line.
+    StatsdProxy,
     Regex(RegexSplitter),
 }
 
@@ -74,11 +89,49 @@ impl Splitter {
         }
     }
 
-    /// Splits one framed (trimmed, non-empty) line.
+    /// Whether lines are trimmed of whitespace before splitting (spec §5.2); proxy.js does not trim.
+    pub fn trims(&self) -> bool {
+        !matches!(self, Splitter::StatsdProxy)
+    }
+
+    /// What the section does with metric `name` (for `hashcheck`): the name it forwards and the key it hashes,
+    /// found by splitting the line a client would send for it. A regex section's key is the name itself.
+    pub fn apply_names(&self, name: &[u8]) -> NameCheck {
+        let suffix: &[u8] = match self {
+            Splitter::Graphite(_) => b" 1 0",
+            Splitter::Statsd | Splitter::StatsdProxy => b":1|c",
+            Splitter::Regex(_) => {
+                return NameCheck {
+                    name: name.to_vec(),
+                    key: name.to_vec(),
+                }
+            }
+        };
+        let line = [name, suffix].concat();
+        let mut scratch = self.scratch();
+        // With a value (graphite) or a `:` (statsd) after the name, these splitters accept every line.
+        let Ok(split) = self.split(&line, &mut scratch) else {
+            return NameCheck {
+                name: name.to_vec(),
+                key: name.to_vec(),
+            };
+        };
+        let forwarded = match self {
+            Splitter::Graphite(_) => split.line.split(|b| *b == b' ').next().unwrap_or_default(),
+            _ => &split.line[..split.line.len() - suffix.len()],
+        };
+        NameCheck {
+            name: forwarded.to_vec(),
+            key: split.key.to_vec(),
+        }
+    }
+
+    /// Splits one framed (non-empty, and trimmed unless [`Splitter::trims`] is false) line.
     pub fn split<'a>(&self, line: &'a [u8], scratch: &'a mut Scratch) -> Result<Split<'a>, SplitError> {
         match self {
-            Splitter::Graphite => Ok(graphite::split(line, &mut scratch.line)),
+            Splitter::Graphite(names) => graphite::split(*names, line, &mut scratch.line),
             Splitter::Statsd => statsd::split(line),
+            Splitter::StatsdProxy => Ok(statsd::split_as_proxy(line)),
             Splitter::Regex(r) => {
                 let caps = scratch.captures.get_or_insert_with(|| r.capture_locations());
                 r.split(line, caps)

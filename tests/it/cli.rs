@@ -196,6 +196,42 @@ fn hashcheck_prints_the_placement_without_starting_anything() {
 }
 
 #[test]
+fn hashcheck_answers_with_each_sections_name_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    let section = |name: &str, algo: &str| {
+        format!(
+            "[{name}]\nlisten = \"tcp://127.0.0.1:{}\"\nmsg_type = \"graphite\"\nhasher_algo = \"{algo}\"\n\
+             [[{name}.servers]]\nservers = [\"tcp://127.0.0.1:6002\", \"tcp://127.0.0.1:6003\", \"tcp://127.0.0.1:6004\"]\n",
+            free_port()
+        )
+    };
+    let text = format!(
+        "[default]\n{}{}{}",
+        section("go", "crc32"),
+        section("cr", "jump_fnv1a_ch"),
+        section("carbon", "carbon_ch")
+    );
+    std::fs::write(&path, text).expect("write");
+    let names = ["disk.used;host=web01;dc=ams", "disk.used", "a..b(c)"];
+    let mut args = vec!["hashcheck", "--config", path.to_str().expect("utf-8 path")];
+    args.extend(names);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let docs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    // c-relay names: a tagged name is hashed on its untagged part, so it goes where that part goes.
+    assert_eq!(docs[0]["cr"]["name"], names[0]);
+    assert_eq!(docs[0]["cr"]["hash_key"], "disk.used");
+    assert_eq!(docs[0]["cr"]["to_servers"], docs[1]["cr"]["to_servers"]);
+    assert_eq!(docs[2]["cr"]["name"], "a.b_c_");
+    // The Go relay's rewrite hashes the whole (tagged) name; carbon forwards names as written.
+    assert_eq!(docs[0]["go"]["hash_key"], names[0]);
+    assert_eq!(docs[2]["go"]["name"], "a.b_c_");
+    assert_eq!(docs[2]["carbon"]["name"], "a..b(c)");
+    assert_eq!(docs[2]["carbon"]["hash_key"], "a..b(c)");
+}
+
+#[test]
 fn a_listen_address_in_use_stops_the_start_with_exit_2() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let port = held.local_addr().expect("addr").port();
