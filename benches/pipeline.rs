@@ -16,6 +16,7 @@ fn input(kind: &str) -> Vec<u8> {
         let line = match kind {
             "graphite" => format!("servers.host-{:04}.cpu.core{}.user {} 1700000000\n", i % 997, i % 8, i),
             "graphite_rewrite" => format!("servers.host-{:04}..cpu,core{}.user {} 1700000000\n", i % 997, i % 8, i),
+            "graphite_tagged" => format!("disk.used;host=web{:04};dc=ams {} 1700000000\n", i % 997, i),
             "statsd" => format!("statdtest.k{}.house:{}|ms|@0.5\n", i % 100_000, i),
             _ => format!(
                 "<13>Nov 18 01:22:36 web-{}-frontend mfp-nginx: 190.172.234.165 - momo {i}\n",
@@ -36,9 +37,33 @@ fn bench_frame_and_split(c: &mut Criterion) {
     )
     .expect("has Key");
     let cases = [
-        ("graphite", Splitter::Graphite(GraphiteNames::Consthash), input("graphite")),
-        ("graphite_rewrite", Splitter::Graphite(GraphiteNames::Consthash), input("graphite_rewrite")),
+        (
+            "graphite",
+            Splitter::Graphite(GraphiteNames::Consthash),
+            input("graphite"),
+        ),
+        (
+            "graphite_rewrite",
+            Splitter::Graphite(GraphiteNames::Consthash),
+            input("graphite_rewrite"),
+        ),
+        (
+            "graphite_carbon",
+            Splitter::Graphite(GraphiteNames::Carbon),
+            input("graphite"),
+        ),
+        (
+            "graphite_c_relay",
+            Splitter::Graphite(GraphiteNames::CRelay),
+            input("graphite"),
+        ),
+        (
+            "graphite_c_relay_tagged",
+            Splitter::Graphite(GraphiteNames::CRelay),
+            input("graphite_tagged"),
+        ),
         ("statsd", Splitter::Statsd, input("statsd")),
+        ("statsd_proxy", Splitter::StatsdProxy, input("statsd")),
         ("regex", Splitter::Regex(regex), input("regex")),
     ];
     let mut group = c.benchmark_group("frame_and_split");

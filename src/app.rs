@@ -174,9 +174,8 @@ pub struct PendingAccumulator {
 /// (so its name rules apply), else the default one.
 fn output_splitter(format: Format, target: &Section) -> Splitter {
     match (format, &target.splitter) {
-        (Format::Graphite, s @ Splitter::Graphite(_)) | (Format::Statsd, s @ (Splitter::Statsd | Splitter::StatsdProxy)) => {
-            s.clone()
-        }
+        (Format::Graphite, s @ Splitter::Graphite(_))
+        | (Format::Statsd, s @ (Splitter::Statsd | Splitter::StatsdProxy)) => s.clone(),
         (Format::Graphite, _) => Splitter::Graphite(GraphiteNames::Consthash),
         (Format::Statsd, _) => Splitter::Statsd,
     }

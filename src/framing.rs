@@ -154,7 +154,9 @@ mod tests {
     #[test]
     fn datagram_framing_processes_last_segment() {
         let mut out = Vec::new();
-        frame_all(b"a:1|c\nb:2|c\r\n\nc:3|c", Framing::new(100), |f| out.push(format!("{f:?}")));
+        frame_all(b"a:1|c\nb:2|c\r\n\nc:3|c", Framing::new(100), |f| {
+            out.push(format!("{f:?}"))
+        });
         assert_eq!(out.len(), 3);
         let mut n = 0;
         frame_all(b"waytoolong\nok", Framing::new(4), |f| {

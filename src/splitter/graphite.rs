@@ -174,7 +174,9 @@ enum Part {
     Name,
     Tags,
     /// After the first whitespace; `fresh` until a byte is written after it.
-    Rest { fresh: bool },
+    Rest {
+        fresh: bool,
+    },
 }
 
 /// carbon-c-relay's daemon cleansing (see [`GraphiteNames::CRelay`]); `None` for a line it does not forward.
@@ -182,28 +184,32 @@ fn crelay<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     let mut w = Rewrite::new(line, scratch);
     let mut part = Part::Name;
     for (i, &b) in line.iter().enumerate() {
-        let last = w.last(i);
+        // `w.last(i)` only in guards: their patterns rule out the common bytes first.
         match part {
             Part::Name => match b {
-                b' ' | b'\t' if last.is_none() => w.skip(i),
+                b'.' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' | b':' | b'#'
+                    if b != b'.' || !matches!(w.last(i), None | Some(b'.')) =>
+                {
+                    w.keep(i)
+                }
+                b'.' => w.skip(i),
+                b' ' | b'\t' if w.last(i).is_none() => w.skip(i),
                 b' ' | b'\t' => {
-                    if last == Some(b'.') {
+                    if w.last(i) == Some(b'.') {
                         w.pop(i);
                     }
                     w.put(i, b' ');
                     part = Part::Rest { fresh: true };
                 }
-                b'.' if last.is_none() || last == Some(b'.') => w.skip(i),
                 b';' => {
                     w.keep(i);
                     part = Part::Tags;
                 }
-                b'.' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' | b':' | b'#' => w.keep(i),
                 _ => w.put(i, b'_'),
             },
             Part::Tags => match b {
-                b' ' | b'\t' | b'.' if last == Some(b';') => w.skip(i),
-                b'.' if last == Some(b'.') => w.skip(i),
+                b' ' | b'\t' | b'.' if w.last(i) == Some(b';') => w.skip(i),
+                b'.' if w.last(i) == Some(b'.') => w.skip(i),
                 b' ' | b'\t' => {
                     w.put(i, b' ');
                     part = Part::Rest { fresh: true };
@@ -212,7 +218,7 @@ fn crelay<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
             },
             Part::Rest { fresh } => match b {
                 b' ' | b'\t' => w.space(i),
-                b'.' if fresh || last == Some(b'.') => w.skip(i),
+                b'.' if fresh || w.last(i) == Some(b'.') => w.skip(i),
                 _ => {
                     w.keep(i);
                     part = Part::Rest { fresh: false };
@@ -295,7 +301,11 @@ mod tests {
                 (b"a..b,c(d) 1 2", b"a..b,c(d)", b"a..b,c(d) 1 2"),
                 (b"tab\tsep\t1  2", b"tab", b"tab sep 1 2"),
                 (b"d.u;h=w;dc=a 1 2", b"d.u;h=w;dc=a", b"d.u;h=w;dc=a 1 2"),
-                ("m\u{fc}nchen.t 1 2".as_bytes(), "m\u{fc}nchen.t".as_bytes(), "m\u{fc}nchen.t 1 2".as_bytes()),
+                (
+                    "m\u{fc}nchen.t 1 2".as_bytes(),
+                    "m\u{fc}nchen.t".as_bytes(),
+                    "m\u{fc}nchen.t 1 2".as_bytes(),
+                ),
                 (b".lead.trail. 1 2", b".lead.trail.", b".lead.trail. 1 2"),
                 (b"justone", b"justone", b"justone"),
             ],
@@ -309,14 +319,22 @@ mod tests {
         let cases: &[(&[u8], &[u8], &[u8])] = &[
             (b"plain.name 1 1700000000", b"plain.name", b"plain.name 1 1700000000"),
             (b"tab.sep\t2\t1700000000", b"tab.sep", b"tab.sep 2 1700000000"),
-            (b"disk.used;host=web01;dc=ams 3 1", b"disk.used", b"disk.used;host=web01;dc=ams 3 1"),
+            (
+                b"disk.used;host=web01;dc=ams 3 1",
+                b"disk.used",
+                b"disk.used;host=web01;dc=ams 3 1",
+            ),
             (b"a..b.c 4 1", b"a.b.c", b"a.b.c 4 1"),
             (b"a...b 1 1", b"a.b", b"a.b 1 1"),
             (b".lead.dot 5 1", b"lead.dot", b"lead.dot 5 1"),
             (b"trail.dot. 6 1", b"trail.dot", b"trail.dot 6 1"),
             (b"paren(x) 7 1", b"paren_x_", b"paren_x_ 7 1"),
             (b"a,b*c{d} 8 1", b"a_b_c_d_", b"a_b_c_d_ 8 1"),
-            ("m\u{fc}nchen.temp 9 1".as_bytes(), b"m__nchen.temp", b"m__nchen.temp 9 1"),
+            (
+                "m\u{fc}nchen.temp 9 1".as_bytes(),
+                b"m__nchen.temp",
+                b"m__nchen.temp 9 1",
+            ),
             (b"sp  two 10 1", b"sp", b"sp two 10 1"),
             (b"a/b@c!d 12 1", b"a_b_c_d", b"a_b_c_d 12 1"),
             (b"tag;x=a/b 13 1", b"tag", b"tag;x=a/b 13 1"),

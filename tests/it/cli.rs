@@ -202,7 +202,7 @@ fn hashcheck_answers_with_each_sections_name_rules() {
     let section = |name: &str, algo: &str| {
         format!(
             "[{name}]\nlisten = \"tcp://127.0.0.1:{}\"\nmsg_type = \"graphite\"\nhasher_algo = \"{algo}\"\n\
-             [[{name}.servers]]\nservers = [\"tcp://127.0.0.1:6002\", \"tcp://127.0.0.1:6003\", \"tcp://127.0.0.1:6004\"]\n",
+             [[{name}.servers]]\nservers = [\"tcp://127.0.0.2:6002\", \"tcp://127.0.0.3:6002\", \"tcp://127.0.0.4:6002\"]\n",
             free_port()
         )
     };
