@@ -205,7 +205,8 @@ fn names(g: &mut Gen) -> Vec<(&'static str, String)> {
             _ => format!("..{a}..{b}.."),
         };
         out.push(("dots", dotted));
-        out.push(("long", format!("{a}.{}.{n}", g.word().repeat(80))));
+        let w = g.word();
+        out.push(("long", format!("{a}.{}.{n}", w.repeat(600 / w.len() + 1 + n))));
     }
     out
 }

@@ -2,8 +2,9 @@
 //! ([`GraphiteNames`], spec §6 and §7.8). In every mode fields are separated by any run of spaces and tabs and
 //! forwarded separated by one space, and the key is a slice of the forwarded line.
 //!
-//! Each mode is one left-to-right pass over the line that writes into a scratch buffer only from the first byte it
-//! changes ([`Rewrite`]): a line that needs no change is forwarded as it came, without a copy.
+//! Each mode has a fast check (a table lookup per byte) that most lines pass: they are forwarded as they came,
+//! without a copy. The others get the mode's rewrite, one left-to-right pass into a scratch buffer ([`Rewrite`]).
+//! A property test holds each check to its rewrite: a line the check passes is one the rewrite leaves unchanged.
 
 use super::{Split, SplitError};
 use crate::ring::RingKind;
@@ -73,6 +74,7 @@ impl<'a> Rewrite<'a> {
     }
 
     /// Leaves the input for the buffer: what was kept so far is `src[..i]`.
+    #[inline]
     fn diverge(&mut self, i: usize) {
         if !self.copied {
             self.out.clear();
@@ -81,12 +83,14 @@ impl<'a> Rewrite<'a> {
         }
     }
 
+    #[inline]
     fn keep(&mut self, i: usize) {
         if self.copied {
             self.out.push(self.src[i]);
         }
     }
 
+    #[inline]
     fn put(&mut self, i: usize, b: u8) {
         if self.copied || self.src[i] != b {
             self.diverge(i);
@@ -94,17 +98,20 @@ impl<'a> Rewrite<'a> {
         }
     }
 
+    #[inline]
     fn skip(&mut self, i: usize) {
         self.diverge(i);
     }
 
     /// Drops the last byte written.
+    #[inline]
     fn pop(&mut self, i: usize) {
         self.diverge(i);
         self.out.pop();
     }
 
     /// The last byte written before input byte `i`.
+    #[inline]
     fn last(&self, i: usize) -> Option<u8> {
         if self.copied {
             self.out.last().copied()
@@ -114,6 +121,7 @@ impl<'a> Rewrite<'a> {
     }
 
     /// A field separator: the first of a run of spaces and tabs becomes one space, the rest are dropped.
+    #[inline]
     fn space(&mut self, i: usize) {
         if self.last(i) == Some(b' ') {
             self.skip(i);
@@ -133,6 +141,125 @@ impl<'a> Rewrite<'a> {
 
 fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
+}
+
+/// Byte classes of the fast checks: `CHANGED` bytes are always rewritten, `DOUBLED` ones when repeated.
+const KEPT: u8 = 0;
+const CHANGED: u8 = 1;
+const DOUBLED: u8 = 2;
+
+const fn classes(changed: &[u8], doubled: &[u8]) -> [u8; 256] {
+    let mut t = [KEPT; 256];
+    let mut i = 0;
+    while i < changed.len() {
+        t[changed[i] as usize] = CHANGED;
+        i += 1;
+    }
+    i = 0;
+    while i < doubled.len() {
+        t[doubled[i] as usize] = DOUBLED;
+        i += 1;
+    }
+    t
+}
+
+static CONSTHASH_CLASSES: [u8; 256] = classes(b",*(){}\t", b". ");
+static CARBON_CLASSES: [u8; 256] = classes(b"\t", b" ");
+
+/// Whether a line has a byte of class `CHANGED`, or a `DOUBLED` byte twice in a row.
+fn has_change(line: &[u8], classes: &[u8; 256]) -> bool {
+    let mut prev = 0u8;
+    for &b in line {
+        match classes[b as usize] {
+            KEPT => {}
+            CHANGED => return true,
+            _ if b == prev => return true,
+            _ => {}
+        }
+        prev = b;
+    }
+    false
+}
+
+/// c-relay's byte classes for its fast check: bytes kept in a name, and the bytes its cleansing looks at.
+const NAME: u8 = 0;
+const DOT: u8 = 1;
+const SPACE: u8 = 2;
+const SEMI: u8 = 3;
+const TAB: u8 = 4;
+const OTHER: u8 = 5;
+
+const fn crelay_classes() -> [u8; 256] {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'.' => DOT,
+            b' ' => SPACE,
+            b';' => SEMI,
+            b'\t' => TAB,
+            _ if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b':' | b'#') => NAME,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    t
+}
+static CRELAY_CLASSES: [u8; 256] = crelay_classes();
+
+/// The fast check of c-relay names: whether the daemon forwards the line exactly as it came (see [`crelay`]).
+fn crelay_unchanged(line: &[u8]) -> bool {
+    let mut part = Part::Name;
+    let mut prev = SPACE; // as if after whitespace: a leading dot or space is dropped
+    let mut i = 0;
+    while i < line.len() {
+        // Runs of name bytes (most of a line) are kept in every part.
+        let c = CRELAY_CLASSES[line[i] as usize];
+        i += 1;
+        if c == NAME {
+            while i < line.len() && CRELAY_CLASSES[line[i] as usize] == NAME {
+                i += 1;
+            }
+            if part == (Part::Rest { fresh: true }) {
+                part = Part::Rest { fresh: false };
+            }
+            prev = NAME;
+            continue;
+        }
+        let kept = match (part, c) {
+            (_, TAB) => false,
+            (Part::Name, DOT) => prev == NAME,
+            (Part::Name, SPACE) => {
+                part = Part::Rest { fresh: true };
+                prev == NAME
+            }
+            (Part::Name, SEMI) => {
+                part = Part::Tags;
+                true
+            }
+            (Part::Name, _) => false,
+            (Part::Tags, DOT) => prev != DOT && prev != SEMI,
+            (Part::Tags, SPACE) => {
+                part = Part::Rest { fresh: true };
+                prev != SEMI
+            }
+            (Part::Tags, _) => true,
+            (Part::Rest { fresh: true }, DOT | SPACE) => false,
+            (Part::Rest { .. }, DOT | SPACE) => prev != c,
+            (Part::Rest { .. }, _) => true,
+        };
+        if !kept {
+            return false;
+        }
+        if let Part::Rest { fresh: true } = part {
+            if c != SPACE {
+                part = Part::Rest { fresh: false };
+            }
+        }
+        prev = c;
+    }
+    part != Part::Name
 }
 
 /// The Go relay's rewrite (§6), with any whitespace run as one separator.
@@ -239,15 +366,27 @@ pub(super) fn split<'a>(
 ) -> Result<Split<'a>, SplitError> {
     let (line, key_end) = match names {
         GraphiteNames::Consthash => {
-            let line = consthash(line, scratch);
+            let line = if has_change(line, &CONSTHASH_CLASSES) {
+                consthash(line, scratch)
+            } else {
+                line
+            };
             (line, memchr::memchr(b' ', line))
         }
         GraphiteNames::Carbon => {
-            let line = carbon(line, scratch);
+            let line = if has_change(line, &CARBON_CLASSES) {
+                carbon(line, scratch)
+            } else {
+                line
+            };
             (line, memchr::memchr(b' ', line))
         }
         GraphiteNames::CRelay => {
-            let line = crelay(line, scratch).ok_or(SplitError::NoValue)?;
+            let line = if crelay_unchanged(line) {
+                line
+            } else {
+                crelay(line, scratch).ok_or(SplitError::NoValue)?
+            };
             (line, memchr::memchr2(b' ', b';', line))
         }
     };
@@ -378,6 +517,20 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(dropped)
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// A line a fast check passes is one its rewrite leaves as it is, and the other way round.
+        #[test]
+        fn each_fast_check_agrees_with_its_rewrite(
+            line in proptest::collection::vec(proptest::sample::select(b"ab.; \t,(_=\xc3".to_vec()), 1..14),
+        ) {
+            let mut scratch = Vec::new();
+            let unchanged = |out: Option<&[u8]>| out == Some(&line[..]);
+            proptest::prop_assert_eq!(!has_change(&line, &CONSTHASH_CLASSES), unchanged(Some(consthash(&line, &mut scratch))));
+            proptest::prop_assert_eq!(!has_change(&line, &CARBON_CLASSES), unchanged(Some(carbon(&line, &mut scratch))));
+            proptest::prop_assert_eq!(crelay_unchanged(&line), unchanged(crelay(&line, &mut scratch)));
         }
     }
 
