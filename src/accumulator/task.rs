@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -44,6 +45,8 @@ pub struct Accumulator {
     pub stats: AccumulatorStats,
     /// Unix ms of the last base flush (0 before the first).
     last_flush_ms: AtomicU64,
+    /// How long the last base flush took, from taking the state to its lines routed, in µs.
+    last_flush_us: AtomicU64,
     pub clock: Clock,
     /// Per bin, then the indexer: its queue and counters, once the writers started.
     pub writer_stats: OnceLock<Vec<QueueStatus>>,
@@ -59,6 +62,7 @@ impl Accumulator {
             config,
             stats: AccumulatorStats::default(),
             last_flush_ms: AtomicU64::new(0),
+            last_flush_us: AtomicU64::new(0),
             clock,
             writer_stats: OnceLock::new(),
             max_keys_log: RateLimit::default(),
@@ -83,6 +87,11 @@ impl Accumulator {
     /// Unix ms of the last base flush, `None` before the first.
     pub fn last_flush_ms(&self) -> Option<u64> {
         Some(self.last_flush_ms.load(Relaxed)).filter(|&ms| ms != 0)
+    }
+
+    /// How long the last base flush took (zero before the first).
+    pub fn last_flush_duration(&self) -> Duration {
+        Duration::from_micros(self.last_flush_us.load(Relaxed))
     }
 }
 
@@ -176,6 +185,7 @@ impl AccumulatorTask {
     /// ingestion: without `keep_keys` a fresh state takes the batches that arrive meanwhile; with `keep_keys` the
     /// state comes back after the flush, and arriving batches wait in the (bounded) input channel.
     async fn base_flush(&mut self, tick: i64, log: &RateLimit) {
+        let started = std::time::Instant::now();
         let cfg = self.acc.config.clone();
         let keep = cfg.keep_keys;
         let fresh = State::new(&cfg);
@@ -214,6 +224,8 @@ impl AccumulatorTask {
             frame_all(&out, self.framing, |f| router.route(f));
             router.flush(WhenFull::Wait).await;
         }
+        let took = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+        self.acc.last_flush_us.store(took.max(1), Relaxed);
         if !self.writers.is_empty() {
             self.bins.merge(&records);
         }

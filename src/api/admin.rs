@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -144,6 +144,19 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
             }
         }
         "/servers" => return json_resp(&endpoints(state)),
+        "/overview" => return json_resp(&super::status::overview(state)),
+        "/" | "/index.html" if state.index_dir.is_none() => {
+            let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", super::status::PAGE);
+            // The page's own inline script and styles, and requests to this server only.
+            r.headers_mut().insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                     form-action 'none'; frame-ancestors 'none'",
+                ),
+            );
+            return r;
+        }
         "/metrics" => {
             let body = super::metrics::render(&state.sections, &state.readers, state.started.elapsed());
             return respond(StatusCode::OK, "text/plain; version=0.0.4", body);

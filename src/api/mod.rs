@@ -2,7 +2,9 @@
 //!
 //! | path | method | answer |
 //! |---|---|---|
-//! | `/`, unknown paths | GET | `<internal_health_server_path>/index.html`, 404 if unset or missing |
+//! | `/` | GET | the status page ([`status`]), or `<internal_health_server_path>/index.html` when set |
+//! | `/overview` | GET | what the status page shows: per section totals, members with state, queue and drops, accumulator, writers |
+//! | unknown paths | GET | `<internal_health_server_path>/index.html`; 404 if unset or missing |
 //! | `/ops/status`, `/ping`, `/status` | GET | `200 ok` |
 //! | `/stats` (`?jsonp=cb`) | GET | `{"<section>": ServerStats}` |
 //! | `/hashcheck?key=K` | GET | per section: `to_servers`, `hash_key`, `hash_value` |
@@ -23,5 +25,6 @@ mod admin;
 pub mod guard;
 pub mod metrics;
 pub mod stats;
+pub mod status;
 
 pub use self::admin::{hashcheck, serve, AdminState, SectionView};

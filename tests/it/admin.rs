@@ -378,6 +378,61 @@ async fn web_pages_cannot_read_the_stats_or_change_the_rings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_is_built_in_and_overview_counts_what_its_members_got() {
+    let (a, b) = (Sink::tcp().await, Sink::tcp().await);
+    let (relay, base) = api_relay("", &[&a, &b]).await;
+    let page = reqwest::get(format!("{base}/")).await.expect("GET /");
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let body = page.text().await.expect("body");
+    assert!(
+        body.len() < 200 * 1024 && body.contains("/overview"),
+        "{} bytes",
+        body.len()
+    );
+    let outside = body.replace("http://www.w3.org/2000/svg", "");
+    assert!(
+        !outside.contains("http://") && !outside.contains("https://"),
+        "the page links nothing outside"
+    );
+    assert_eq!(get(&format!("{base}/no/such/page")).await.0, 404);
+
+    send_tcp(tcp_addr(&relay, "relay"), &lines(300, "ov")).await;
+    wait_until("delivered", LONG, || a.count() + b.count() >= 300).await;
+    // A line counts as sent once the sink's kernel acknowledged it: shortly after the sink read it.
+    let deadline = tokio::time::Instant::now() + LONG;
+    let o = loop {
+        let o: Value = serde_json::from_str(&get(&format!("{base}/overview")).await.1).expect("JSON");
+        if o["sections"][0]["totals"]["sent"] == 300 {
+            break o;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sent never reached 300: {o}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let s = &o["sections"][0];
+    assert_eq!(s["name"], "relay");
+    assert_eq!(s["totals"]["received"], 300);
+    let members = s["rings"][0].as_array().expect("members");
+    let got = |url: &str| members.iter().find(|m| m["url"] == url).expect("member")["sent"].clone();
+    assert_eq!(members.len(), 2);
+    assert!(members
+        .iter()
+        .all(|m| m["state"] == "up" && m["queued"] == 0 && m["dropped"] == 0));
+    assert_eq!(got(&a.url()), a.count() as u64);
+    assert_eq!(got(&b.url()), b.count() as u64);
+    assert!(s["accumulator"].is_null());
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_endpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<h1>consthash</h1>").expect("index");

@@ -9,6 +9,7 @@ mod cli;
 mod reader;
 mod relay;
 mod sink;
+mod status_page;
 
 use std::time::Duration;
 
