@@ -365,17 +365,13 @@ pub(super) fn split<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Result<Split<'a>, SplitError> {
     let (line, key_end) = match names {
-        GraphiteNames::Consthash => {
-            let line = if has_change(line, &CONSTHASH_CLASSES) {
-                consthash(line, scratch)
-            } else {
-                line
+        GraphiteNames::Consthash | GraphiteNames::Carbon => {
+            let (classes, rewrite): (_, for<'l> fn(&'l [u8], &'l mut Vec<u8>) -> &'l [u8]) = match names {
+                GraphiteNames::Consthash => (&CONSTHASH_CLASSES, consthash),
+                _ => (&CARBON_CLASSES, carbon),
             };
-            (line, memchr::memchr(b' ', line))
-        }
-        GraphiteNames::Carbon => {
-            let line = if has_change(line, &CARBON_CLASSES) {
-                carbon(line, scratch)
+            let line = if has_change(line, classes) {
+                rewrite(line, scratch)
             } else {
                 line
             };
