@@ -28,7 +28,7 @@ use crate::section::Section;
 const ADMIN_CONNECTIONS: usize = 256;
 
 /// Synthetic keys used to estimate how much of the key space a dry-run change moves.
-const DRY_RUN_SAMPLE: usize = 100_000;
+pub(super) const DRY_RUN_SAMPLE: usize = 100_000;
 
 /// One section as the admin server reports it.
 pub struct SectionView {
@@ -145,6 +145,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
         }
         "/servers" => return json_resp(&endpoints(state)),
         "/overview" => return json_resp(&super::status::overview(state)),
+        "/placement" => return json_resp(&super::status::placement(state)),
         "/" | "/index.html" if state.index_dir.is_none() => {
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", super::status::PAGE);
             // The page's own inline script and styles, and requests to this server only.

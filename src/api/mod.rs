@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `/` | GET | the status page ([`status`]), or `<internal_health_server_path>/index.html` when set |
 //! | `/overview` | GET | what the status page shows: per section totals, members with state, queue and drops, accumulator, writers |
+//! | `/placement` | GET | per section: replica factor; per ring member: health, share of the key space as first and further replica |
 //! | unknown paths | GET | `<internal_health_server_path>/index.html`; 404 if unset or missing |
 //! | `/ops/status`, `/ping`, `/status` | GET | `200 ok` |
 //! | `/stats` (`?jsonp=cb`) | GET | `{"<section>": ServerStats}` |

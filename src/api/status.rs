@@ -2,12 +2,16 @@
 //! `/overview` JSON it refreshes itself from: per section its totals, ring members with their state, queue and
 //! drops, its accumulator and writers. The page computes rates from successive totals, so it needs no history
 //! here; it talks to nothing but this server.
+//!
+//! `/placement` is the cluster view of the rings: per section the replica factor and, per ring member, its health
+//! and the share of the key space it owns as first and as further replica, estimated over a fixed set of synthetic
+//! keys, so that nodes with the same member list answer the same.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{json, Value};
 
-use super::admin::{AdminState, SectionView};
+use super::admin::{AdminState, SectionView, DRY_RUN_SAMPLE};
 use super::stats::{writers, Totals};
 
 /// The page: one self-contained HTML file (styles and script inline, no external requests).
@@ -87,4 +91,62 @@ fn section(v: &SectionView) -> Value {
         "accumulator": accumulator,
         "writers": v.accumulator.as_ref().map_or_else(|| Value::from(Vec::<Value>::new()), |a| writers(a)),
     })
+}
+
+/// The keys `/placement` estimates shares over (the same on every node).
+fn sample_keys() -> impl Iterator<Item = Vec<u8>> {
+    (0..DRY_RUN_SAMPLE).map(|i| format!("consthash.placement.key{i}").into_bytes())
+}
+
+/// `/placement`.
+pub fn placement(state: &AdminState) -> Value {
+    let mut sections = serde_json::Map::new();
+    for v in &state.sections {
+        let s = &v.section;
+        let set = s.backend.load();
+        let dests = s.backend.destinations();
+        let members = s.backend.members();
+        let mut ids = Vec::new();
+        let rings: Vec<Value> = set
+            .rings
+            .iter()
+            .zip(&members)
+            .map(|(ring, members)| {
+                // Keys whose first (and further) replica each destination is.
+                let (mut first, mut further) = (vec![0u64; dests.len()], vec![0u64; dests.len()]);
+                for key in sample_keys() {
+                    ring.get_n(&key, set.replicas, &mut ids);
+                    for (i, &id) in ids.iter().enumerate() {
+                        let counts = if i == 0 { &mut first } else { &mut further };
+                        counts[id as usize] += 1;
+                    }
+                }
+                let share = |n: u64| n as f64 / DRY_RUN_SAMPLE as f64;
+                let list: Vec<Value> = members
+                    .iter()
+                    .map(|m| {
+                        let d = m.dest as usize;
+                        json!({
+                            "url": dests[d].url.raw,
+                            "hashkey": m.hashkey,
+                            "up": m.up,
+                            "first": share(first[d]),
+                            "further": share(further[d]),
+                        })
+                    })
+                    .collect();
+                Value::from(list)
+            })
+            .collect();
+        sections.insert(
+            s.name.clone(),
+            json!({
+                "ring_kind": s.backend.spec().kind.name(),
+                "replica_factor": set.replicas,
+                "sample": DRY_RUN_SAMPLE,
+                "rings": rings,
+            }),
+        );
+    }
+    Value::Object(sections)
 }

@@ -433,6 +433,79 @@ async fn the_status_page_is_built_in_and_overview_counts_what_its_members_got() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_is_the_same_on_relays_with_the_same_members_and_follows_health() {
+    let sinks = [
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+        Sink::tcp().await,
+    ];
+    let config = format!(
+        "[default]\ninternal_health_server_listen = \"127.0.0.1:0\"\nheartbeat_time_delay = \"1s\"\n\
+         heartbeat_time_timeout = \"200ms\"\nfailed_heartbeat_count = 1\nserver_down_policy = \"remove_node\"\n\
+         [relay]\nlisten = \"tcp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nhasher_algo = \"jump_fnv1a_ch\"\n\
+         num_dupe_replicas = 2\n[[relay.servers]]\nservers = [{}]\n",
+        urls(&sinks.iter().collect::<Vec<_>>())
+    );
+    let (one, two) = (start(&config).await, start(&config).await);
+    let placement = |relay: &consthash::app::Relay| {
+        let url = format!("http://{}/placement", relay.admin_addr().expect("admin"));
+        async move { serde_json::from_str::<Value>(&get(&url).await.1).expect("JSON") }
+    };
+    let p = placement(&one).await;
+    assert_eq!(p, placement(&two).await, "the same member list, the same answer");
+    let s = &p["relay"];
+    assert_eq!(s["replica_factor"], 2);
+    let members = s["rings"][0].as_array().expect("members");
+    assert_eq!(members.len(), 4);
+    let sum = |k: &str, ms: &[Value]| ms.iter().map(|m| m[k].as_f64().expect("share")).sum::<f64>();
+    assert!((sum("first", members) - 1.0).abs() < 1e-9, "{s}");
+    assert!((sum("further", members) - 1.0).abs() < 1e-9, "{s}");
+    for m in members {
+        assert_eq!(m["up"], true);
+        let first = m["first"].as_f64().expect("share");
+        assert!((0.2..0.3).contains(&first), "jump spreads evenly: {m}");
+    }
+    // A dead member is out of the ring (remove_node): no share; the others own the whole key space.
+    let mut sinks = Vec::from(sinks);
+    let stopping = sinks.remove(2);
+    let dead = stopping.url();
+    let _stopped = stopping.stop().await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    let p = loop {
+        let p = placement(&one).await;
+        let all_down = p["relay"]["rings"][0]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["up"] == false);
+        if p["relay"]["rings"][0]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["url"] == dead && m["up"] == false)
+            && !all_down
+        {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead member never went down: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let members = p["relay"]["rings"][0].as_array().expect("members");
+    let gone = members.iter().find(|m| m["url"] == dead).expect("still listed");
+    assert_eq!(
+        (gone["first"].as_f64(), gone["further"].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
+    assert!((sum("first", members) - 1.0).abs() < 1e-9, "{p}");
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_endpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<h1>consthash</h1>").expect("index");
