@@ -356,6 +356,9 @@ fn crelay<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     (part != Part::Name).then(|| w.finish())
 }
 
+/// A mode's rewrite of a line into the scratch buffer.
+type Rewriter = for<'l> fn(&'l [u8], &'l mut Vec<u8>) -> &'l [u8];
+
 // Kept out of line on purpose: inlined into `Splitter::split` (as a change of the crate's layout once let it be)
 // it framed and split graphite lines 20 % slower in `benches/pipeline.rs` (perf showed the inlined copy).
 #[inline(never)]
@@ -366,7 +369,7 @@ pub(super) fn split<'a>(
 ) -> Result<Split<'a>, SplitError> {
     let (line, key_end) = match names {
         GraphiteNames::Consthash | GraphiteNames::Carbon => {
-            let (classes, rewrite): (_, for<'l> fn(&'l [u8], &'l mut Vec<u8>) -> &'l [u8]) = match names {
+            let (classes, rewrite): (_, Rewriter) = match names {
                 GraphiteNames::Consthash => (&CONSTHASH_CLASSES, consthash),
                 _ => (&CARBON_CLASSES, carbon),
             };
