@@ -6,6 +6,7 @@ mod ack;
 mod admin;
 mod binary;
 mod cli;
+mod cluster;
 mod reader;
 mod relay;
 mod sink;
