@@ -15,24 +15,24 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout_at;
 
 use crate::accumulator::bins::Bins;
+use crate::accumulator::task::Output;
 use crate::accumulator::{Accumulator, AccumulatorTask};
-use crate::api::{self, stats::History, AdminState, SectionView};
+use crate::api::{self, stats::History, AdminState, ReloadRequest, SectionView};
 use crate::backend::{Backend, Runtime};
 use crate::clock::Clock;
-use crate::config::{AccTarget, ApiConfig, Bin, Config, Format, PreRegConfig, WriterConfig};
-use crate::framing::Framing;
+use crate::config::{
+    AccTarget, AccumulatorConfig, ApiConfig, Bin, Config, InputConfig, Listen, PreRegConfig, WriterConfig,
+};
 use crate::line::Batch;
-use crate::listener::{self, Bound};
+use crate::listener::{self, Bound, Socket};
 use crate::prereg::PreReg;
 use crate::reader::{self, server::AccessLog, Reader, ReaderStats};
-use crate::router::Router;
-use crate::section::{AccumulatorInput, Section};
+use crate::section::{AccumulatorInput, Section, Sections};
 use crate::selfstats;
-use crate::splitter::{GraphiteNames, Splitter};
 use crate::writer;
 
 /// Why the relay could not start (after a valid config: sockets, mostly).
@@ -68,7 +68,7 @@ pub fn raise_nofile_limit() -> Result<(), (u64, std::io::Error)> {
 const STATS_TICK: Duration = Duration::from_secs(5);
 
 /// `stats_tick = true`: one INFO line of counters per section every `period`.
-async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: CancellationToken) {
+async fn log_stats_every(period: Duration, sections: Sections, stop: CancellationToken) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
@@ -76,7 +76,7 @@ async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: Ca
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        for s in &sections {
+        for s in sections.load().iter() {
             let dests = s.backend.destinations();
             let sent: u64 = dests.iter().map(|d| d.stats.sent_lines.load(Relaxed)).sum();
             let dropped: u64 = dests.iter().map(|d| d.stats.dropped_total()).sum();
@@ -99,12 +99,29 @@ async fn log_stats_every(period: Duration, sections: Vec<Arc<Section>>, stop: Ca
 
 /// The running relay.
 pub struct Relay {
+    /// The configuration running now.
+    config: Config,
     sections: Vec<(Arc<Section>, Bound)>,
     /// The accumulator of each section, by section index.
     accumulator_of: Vec<Option<Arc<Accumulator>>>,
+    /// The current generation of every section, for the accumulators' outputs, self-stats and the stats log.
+    registry: Sections,
+    /// The running listeners, by listen URL.
+    listening: Vec<Listening>,
+    /// The running accumulators.
+    accumulating: Vec<Accumulating>,
+    /// Backends of sections a reload removed (draining; counted at shutdown).
+    retired: Vec<Arc<Backend>>,
+    runtime: Runtime,
     admin: Option<SocketAddr>,
+    admin_state: Option<Arc<AdminState>>,
+    /// Where `POST /reload` asks for a reload; the caller of [`Relay::reload_request`] carries it out.
+    reload_requests: mpsc::Receiver<ReloadRequest>,
+    reload_sender: mpsc::Sender<ReloadRequest>,
     /// Each reader API's group, bound address and counters.
     readers: Vec<(String, SocketAddr, Arc<ReaderStats>)>,
+    /// The reader settings of every group as started (a reload does not restart readers).
+    reader_configs: Vec<String>,
     listeners: TaskTracker,
     stop_listeners: CancellationToken,
     senders: TaskTracker,
@@ -121,37 +138,104 @@ pub struct Relay {
     shutdown_timeout: Duration,
 }
 
+/// A running listener: its socket stays bound across reloads while a section listens on the same URL.
+struct Listening {
+    url: String,
+    /// Hands the loop the section generation it routes into.
+    section: watch::Sender<Arc<Section>>,
+    stop: CancellationToken,
+    bound: Bound,
+    /// What was fixed when it was bound.
+    input: InputConfig,
+}
+
+/// A running accumulator: kept by a reload while its group, section and configuration stay the same.
+struct Accumulating {
+    section: String,
+    acc: Arc<Accumulator>,
+    input: Arc<AccumulatorInput>,
+    /// Its task alone (closed once spawned), and its stop.
+    task: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// An accumulator prepared by [`Relay::apply`]: its writers run, its task does not yet.
+struct NewAccumulator {
+    section: String,
+    acc: Arc<Accumulator>,
+    input: Arc<AccumulatorInput>,
+    rx: mpsc::Receiver<Batch>,
+    writers: Vec<writer::WriterQueue>,
+}
+
 /// Builds the sections of `config` without starting anything (the relay, and `consthash hashcheck`).
 pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Built {
     let backends: Arc<[Arc<Backend>]> = config.sections.iter().map(|s| Arc::new(Backend::new(s))).collect();
-    let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
-    let mut built = Built {
-        sections: Vec::new(),
-        accumulators: Vec::new(),
-    };
-    for (i, s) in config.sections.iter().enumerate() {
-        let group = prereg.and_then(|p| p.group_for(&s.name));
-        let rules = group.map(|g| PreReg::new(g, i, index_of));
-        let mut input = None;
-        if let Some((g, cfg)) = group.and_then(|g| g.accumulator.as_ref().map(|a| (g, a))) {
-            let (tx, rx) = AccumulatorInput::new(&s.name);
+    let mut accumulators = Vec::new();
+    let sections = generation(
+        config,
+        prereg,
+        backends,
+        |section, group| {
+            let cfg = group.accumulator.as_ref()?;
+            let (tx, rx) = AccumulatorInput::new(&config.sections[section].name);
             let output = match &cfg.backend {
-                AccTarget::Section(name) => index_of(name),
+                AccTarget::Section(name) => config.sections.iter().position(|s| s.name == *name),
                 AccTarget::Blackhole => None,
             };
-            built.accumulators.push(PendingAccumulator {
-                acc: Accumulator::new(&g.name, cfg.clone(), Clock::new()),
-                section: i,
+            let input = Arc::new(tx);
+            accumulators.push(PendingAccumulator {
+                acc: Accumulator::new(&group.name, cfg.clone(), Clock::new()),
+                section,
                 input: rx,
                 output,
             });
-            input = Some(tx);
-        }
-        built
-            .sections
-            .push(Arc::new(Section::new(s, i, backends.clone(), rules, input)));
+            Some(input)
+        },
+        |_| None,
+    );
+    Built { sections, accumulators }
+}
+
+/// One generation of the sections of `config` over `backends` (every section's, by index): `input_of` gives the
+/// accumulator input of a section's group, `previous` the generation a section replaces.
+fn generation(
+    config: &Config,
+    prereg: Option<&PreRegConfig>,
+    backends: Arc<[Arc<Backend>]>,
+    mut input_of: impl FnMut(usize, &crate::config::Group) -> Option<Arc<AccumulatorInput>>,
+    previous: impl Fn(&str) -> Option<Arc<Section>>,
+) -> Vec<Arc<Section>> {
+    let index_of = |name: &str| config.sections.iter().position(|s| s.name == name);
+    let mut sections = Vec::new();
+    for (i, s) in config.sections.iter().enumerate() {
+        let group = prereg.and_then(|p| p.group_for(&s.name));
+        let rules = group.map(|g| PreReg::new(g, i, index_of));
+        let input = group.and_then(|g| input_of(i, g));
+        let before = previous(&s.name);
+        sections.push(Arc::new(Section::new(
+            s,
+            i,
+            backends.clone(),
+            rules,
+            input,
+            before.as_deref(),
+        )));
     }
-    built
+    sections
+}
+
+/// What a reader API depends on, per group that has one.
+fn reader_configs(prereg: Option<&PreRegConfig>) -> Vec<String> {
+    let groups = prereg.iter().flat_map(|p| &p.groups);
+    groups
+        .filter_map(|g| {
+            let a = g.accumulator.as_ref()?;
+            a.api
+                .as_ref()
+                .map(|api| format!("{} {api:?} {:?} {:?}", g.name, a.writer, a.times))
+        })
+        .collect()
 }
 
 /// The sections of a configuration and the accumulators still to start.
@@ -170,31 +254,45 @@ pub struct PendingAccumulator {
     pub output: Option<usize>,
 }
 
-/// The splitter that re-splits an accumulator's output lines: the target section's own when it reads that format
-/// (so its name rules apply), else the default one.
-fn output_splitter(format: Format, target: &Section) -> Splitter {
-    match (format, &target.splitter) {
-        (Format::Graphite, s @ Splitter::Graphite(_))
-        | (Format::Statsd, s @ (Splitter::Statsd | Splitter::StatsdProxy)) => s.clone(),
-        (Format::Graphite, _) => Splitter::Graphite(GraphiteNames::Consthash),
-        (Format::Statsd, _) => Splitter::Statsd,
-    }
-}
-
 impl Relay {
     /// Starts every section of `config` in the order of the module doc. A failure (a bind, a writer that cannot
     /// open) stops what was started.
     pub async fn start(config: &Config, prereg: Option<&PreRegConfig>) -> Result<Relay, StartError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(crate::backend::DIAL_TIMEOUT)
+            .build()?;
+        let (senders, stop_senders, stop_checks) =
+            (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
+        let (reload_sender, reload_requests) = mpsc::channel(1);
         let mut relay = Relay {
+            config: Config {
+                globals: config.globals.clone(),
+                sections: Vec::new(),
+                warnings: Vec::new(),
+            },
             sections: Vec::new(),
             accumulator_of: Vec::new(),
+            registry: Sections::default(),
+            listening: Vec::new(),
+            accumulating: Vec::new(),
+            retired: Vec::new(),
+            runtime: Runtime {
+                tracker: senders.clone(),
+                stop_senders: stop_senders.clone(),
+                stop_checks: stop_checks.clone(),
+                http,
+            },
             admin: None,
+            admin_state: None,
+            reload_requests,
+            reload_sender,
             readers: Vec::new(),
+            reader_configs: Vec::new(),
             listeners: TaskTracker::new(),
             stop_listeners: CancellationToken::new(),
-            senders: TaskTracker::new(),
-            stop_senders: CancellationToken::new(),
-            stop_checks: CancellationToken::new(),
+            senders,
+            stop_senders,
+            stop_checks,
             accumulators: TaskTracker::new(),
             stop_accumulators: CancellationToken::new(),
             stop_writers: CancellationToken::new(),
@@ -203,11 +301,18 @@ impl Relay {
             stop_services: CancellationToken::new(),
             shutdown_timeout: config.globals.shutdown_timeout,
         };
-        let Built { sections, accumulators } = build_sections(config, prereg);
-        // Known to the relay from here on, so that a failed start shuts every section down.
-        relay.sections = sections.iter().map(|s| (s.clone(), Bound::None)).collect();
-        match relay.start_all(config, accumulators).await {
-            Ok(()) => Ok(relay),
+        let started = match relay.apply(config, prereg).await {
+            Ok(_) => relay.start_readers(prereg).await,
+            Err(e) => Err(e),
+        };
+        match started.and(Ok(())) {
+            Ok(()) => match relay.start_services(config).await {
+                Ok(()) => Ok(relay),
+                Err(e) => {
+                    relay.shutdown().await;
+                    Err(e)
+                }
+            },
             Err(e) => {
                 relay.shutdown().await;
                 Err(e)
@@ -215,71 +320,295 @@ impl Relay {
         }
     }
 
-    async fn start_all(&mut self, config: &Config, accumulators: Vec<PendingAccumulator>) -> Result<(), StartError> {
-        self.start_backends()?;
-        self.accumulator_of = vec![None; self.sections.len()];
-        for p in accumulators {
-            self.accumulator_of[p.section] = Some(p.acc.clone());
-            self.start_accumulator(p).await?;
+    /// Replaces the running configuration with `config` (spec: reload without loss). Sections, rings, PreReg
+    /// rules and accumulators are rebuilt; a destination whose URL and outgoing settings remain keeps its queue
+    /// and connections, a removed one drains for `shutdown_timeout` and counts the rest as dropped; a listener
+    /// whose URL remains keeps its socket and connections (they take the new generation between two reads); an
+    /// accumulator whose group, section and settings remain keeps its state, a replaced one flushes everything it
+    /// holds. New sockets and writers are opened first: when one fails, nothing changed. Returns a summary.
+    pub async fn reload(&mut self, config: &Config, prereg: Option<&PreRegConfig>) -> Result<String, StartError> {
+        let mut notes = Vec::new();
+        let mut fixed = config.globals.clone();
+        fixed.shutdown_timeout = self.config.globals.shutdown_timeout;
+        if fixed != self.config.globals {
+            notes.push("[default] settings other than shutdown_timeout apply at the next restart".to_string());
         }
-        self.start_listeners(config).await?;
-        self.start_services(config).await
+        self.shutdown_timeout = config.globals.shutdown_timeout;
+        let readers_before = self.reader_configs.clone();
+        notes.extend(self.apply(config, prereg).await?);
+        if reader_configs(prereg) != readers_before {
+            notes.push("reader API ([<group>.accumulator.api]) changes apply at the next restart".to_string());
+        }
+        for n in &notes {
+            tracing::info!("reload: {n}");
+        }
+        Ok(notes.join("; "))
     }
 
-    /// The senders and health checks of every destination (they dial lazily).
-    fn start_backends(&self) -> Result<(), StartError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(crate::backend::DIAL_TIMEOUT)
-            .build()?;
-        let runtime = Runtime {
-            tracker: self.senders.clone(),
-            stop_senders: self.stop_senders.clone(),
-            stop_checks: self.stop_checks.clone(),
-            http,
-        };
-        for s in self.sections() {
-            s.backend.start(runtime.clone());
-        }
-        Ok(())
+    /// Waits for the next `POST /reload` of the admin server; the caller reloads and answers it.
+    pub async fn reload_request(&mut self) -> Option<ReloadRequest> {
+        self.reload_requests.recv().await
     }
 
-    /// An accumulator's writers (one per bin), then its task, whose output goes through a bypass router into the
-    /// accumulator's backend section.
-    async fn start_accumulator(&mut self, p: PendingAccumulator) -> Result<(), StartError> {
-        let cfg = &p.acc.config;
+    /// Brings the running relay to `config`: the start-up (from nothing) and every reload. See [`Relay::reload`].
+    async fn apply(&mut self, config: &Config, prereg: Option<&PreRegConfig>) -> Result<Vec<String>, StartError> {
+        let drain = config.globals.shutdown_timeout;
+        // 1. what can fail: the sockets of new listeners, the writers of new accumulators
+        let mut sockets: Vec<Option<(Socket, Bound)>> = Vec::new();
+        for s in &config.sections {
+            let url = s.listen.url();
+            if s.listen == Listen::BackendOnly || self.listening.iter().any(|l| l.url == url) {
+                sockets.push(None);
+                continue;
+            }
+            let failed = |source| StartError::Listen {
+                section: s.name.clone(),
+                listen: url.clone(),
+                source,
+            };
+            let sock = listener::bind(&s.listen, s.input.read_buffer_size)
+                .await
+                .map_err(failed)?;
+            let bound = sock.bound().map_err(failed)?;
+            sockets.push(Some((sock, bound)));
+        }
+        let mut kept: Vec<Option<Accumulating>> =
+            std::mem::take(&mut self.accumulating).into_iter().map(Some).collect();
+        let mut plans: Vec<Option<Result<Accumulating, NewAccumulator>>> = Vec::new();
+        for s in &config.sections {
+            let Some((group, cfg)) = prereg
+                .and_then(|p| p.group_for(&s.name))
+                .and_then(|g| g.accumulator.as_ref().map(|a| (g, a)))
+            else {
+                plans.push(None);
+                continue;
+            };
+            let same = kept.iter().position(|a| {
+                a.as_ref()
+                    .is_some_and(|a| a.section == s.name && a.acc.group == group.name && a.acc.config == *cfg)
+            });
+            if let Some(i) = same {
+                plans.push(kept[i].take().map(Ok));
+                continue;
+            }
+            match self.prepare_accumulator(&s.name, &group.name, cfg).await {
+                Ok(n) => plans.push(Some(Err(n))),
+                Err(e) => {
+                    // nothing changed: the running accumulators stay
+                    self.accumulating = kept
+                        .into_iter()
+                        .flatten()
+                        .chain(plans.into_iter().flatten().filter_map(Result::ok))
+                        .collect();
+                    return Err(e);
+                }
+            }
+        }
+        // 2. the backends: kept and reconfigured by name, new ones started, removed ones drained
+        let mut notes = Vec::new();
+        let old: Vec<Arc<Section>> = self.sections.iter().map(|(s, _)| s.clone()).collect();
+        let backends: Arc<[Arc<Backend>]> = config
+            .sections
+            .iter()
+            .map(|s| match old.iter().find(|o| o.name == s.name) {
+                Some(o) => {
+                    o.backend.reconfigure(s, drain);
+                    o.backend.clone()
+                }
+                None => {
+                    let b = Arc::new(Backend::new(s));
+                    b.start(self.runtime.clone());
+                    b
+                }
+            })
+            .collect();
+        for o in old.iter().filter(|o| config.section(&o.name).is_none()) {
+            o.backend.retire_all(drain);
+            self.retired.push(o.backend.clone());
+            notes.push(format!("section {} removed", o.name));
+        }
+        notes.extend(
+            config
+                .sections
+                .iter()
+                .filter(|s| !old.iter().any(|o| o.name == s.name) && !old.is_empty())
+                .map(|s| format!("section {} added", s.name)),
+        );
+        // 3. the new generation of every section
+        let sections = generation(
+            config,
+            prereg,
+            backends,
+            |i, _| match &plans[i] {
+                Some(Ok(a)) => Some(a.input.clone()),
+                Some(Err(n)) => Some(n.input.clone()),
+                None => None,
+            },
+            |name| old.iter().find(|o| o.name == name).cloned(),
+        );
+        drop(old);
+        self.registry.store(Arc::new(sections.clone()));
+        // 4. accumulators: kept ones go on, new ones start, replaced ones flush what they hold and end
+        let mut accumulator_of = Vec::new();
+        for plan in plans {
+            let running = match plan {
+                None => {
+                    accumulator_of.push(None);
+                    continue;
+                }
+                Some(Ok(a)) => a,
+                Some(Err(n)) => self.spawn_accumulator(n),
+            };
+            accumulator_of.push(Some(running.acc.clone()));
+            self.accumulating.push(running);
+        }
+        for a in kept.into_iter().flatten() {
+            notes.push(format!(
+                "accumulator of group {} replaced: its state is flushed",
+                a.acc.group
+            ));
+            let Accumulating { input, task, stop, .. } = a;
+            drop(input);
+            // it ends once no router holds its input any more; at the latest after the drain time
+            self.accumulators.spawn(async move {
+                if tokio::time::timeout(drain, task.wait()).await.is_err() {
+                    stop.cancel();
+                    task.wait().await;
+                }
+            });
+        }
+        // 5. listeners: kept ones take the new generation, new ones start, removed ones stop
+        let mut listening = Vec::new();
+        let mut bounds = Vec::new();
+        for ((s, section), sock) in config.sections.iter().zip(&sections).zip(sockets) {
+            let url = s.listen.url();
+            if let Some((sock, bound)) = sock {
+                let (tx, rx) = watch::channel(section.clone());
+                let stop = self.stop_listeners.child_token();
+                sock.spawn(rx, &self.listeners, &stop);
+                tracing::info!(section = %s.name, listen = %url, bound = ?bound, "listening");
+                bounds.push(bound.clone());
+                listening.push(Listening {
+                    url,
+                    section: tx,
+                    stop,
+                    bound,
+                    input: s.input,
+                });
+            } else if let Some(i) = self.listening.iter().position(|l| l.url == url) {
+                let l = self.listening.remove(i);
+                if (l.input.read_buffer_size, l.input.max_connections)
+                    != (s.input.read_buffer_size, s.input.max_connections)
+                {
+                    notes.push(format!(
+                        "[{}] read_buffer_size and max_connections of a running listener apply at the next restart",
+                        s.name
+                    ));
+                }
+                l.section.send_replace(section.clone());
+                bounds.push(l.bound.clone());
+                listening.push(l);
+            } else {
+                bounds.push(Bound::None);
+            }
+        }
+        for l in std::mem::take(&mut self.listening) {
+            notes.push(format!("listener {} closed", l.url));
+            l.stop.cancel();
+        }
+        self.listening = listening;
+        // 6. what the admin server shows
+        if let Some(state) = &self.admin_state {
+            let before = state.sections.load();
+            let views = config
+                .sections
+                .iter()
+                .zip(&sections)
+                .zip(&accumulator_of)
+                .zip(&bounds)
+                .map(|(((cfg, section), accumulator), bound)| SectionView {
+                    section: section.clone(),
+                    history: before.iter().find(|v| v.section.name == cfg.name).map_or_else(
+                        || Arc::new(History::new(cfg.internal_health_server_points)),
+                        |v| v.history.clone(),
+                    ),
+                    accumulator: accumulator.clone(),
+                    listen: cfg.listen.clone(),
+                    bound: bound.addr(),
+                })
+                .collect();
+            state.sections.store(Arc::new(views));
+        }
+        self.sections = sections.into_iter().zip(bounds).collect();
+        self.accumulator_of = accumulator_of;
+        self.config = config.clone();
+        self.reader_configs = reader_configs(prereg);
+        Ok(notes)
+    }
+
+    /// Opens the writers of a new accumulator (one per bin) and its input; the task starts in
+    /// [`Relay::spawn_accumulator`].
+    async fn prepare_accumulator(
+        &mut self,
+        section: &str,
+        group: &str,
+        cfg: &AccumulatorConfig,
+    ) -> Result<NewAccumulator, StartError> {
         let writers = match &cfg.writer {
-            Some(w) => writer::start(
-                &p.acc.group,
-                w,
-                &cfg.times,
-                cfg.max_keys,
-                &self.writers,
-                &self.stop_writers,
-            )
-            .await
-            .map_err(|e| StartError::Accumulator {
-                group: p.acc.group.clone(),
-                message: e.to_string(),
-            })?,
+            Some(w) => writer::start(group, w, &cfg.times, cfg.max_keys, &self.writers, &self.stop_writers)
+                .await
+                .map_err(|e| StartError::Accumulator {
+                    group: group.to_string(),
+                    message: e.to_string(),
+                })?,
             None => Vec::new(),
         };
-        let _ = p.acc.writer_stats.set(writer::statuses(&writers));
-        if let (Some(api), Some(w)) = (&cfg.api, &cfg.writer) {
-            self.start_reader(&p.acc.group, api, w, &cfg.times).await?;
-        }
-        let target = p.output.map(|i| self.sections[i].0.clone());
-        let task = AccumulatorTask {
-            acc: p.acc.clone(),
-            input: p.input,
-            framing: target.as_ref().map_or(Framing::new(usize::MAX), |s| s.framing),
-            output: target.map(|s| {
-                let splitter = output_splitter(cfg.output_format, &s);
-                Router::bypass(s, splitter)
-            }),
-            bins: Bins::new(&cfg.times),
+        let acc = Accumulator::new(group, cfg.clone(), Clock::new());
+        let _ = acc.writer_stats.set(writer::statuses(&writers));
+        let (input, rx) = AccumulatorInput::new(section);
+        Ok(NewAccumulator {
+            section: section.to_string(),
+            acc,
+            input: Arc::new(input),
+            rx,
             writers,
+        })
+    }
+
+    /// Starts an accumulator's task, whose output goes through a bypass router into the current generation of its
+    /// backend section.
+    fn spawn_accumulator(&self, n: NewAccumulator) -> Accumulating {
+        let cfg = &n.acc.config;
+        let task = AccumulatorTask {
+            acc: n.acc.clone(),
+            input: n.rx,
+            output: match &cfg.backend {
+                AccTarget::Section(target) => Some(Output::new(target, self.registry.clone(), cfg.output_format)),
+                AccTarget::Blackhole => None,
+            },
+            bins: Bins::new(&cfg.times),
+            writers: n.writers,
         };
-        self.accumulators.spawn(task.run(self.stop_accumulators.clone()));
+        let (tracker, stop) = (TaskTracker::new(), self.stop_accumulators.child_token());
+        self.accumulators.spawn(tracker.track_future(task.run(stop.clone())));
+        tracker.close();
+        Accumulating {
+            section: n.section,
+            acc: n.acc,
+            input: n.input,
+            task: tracker,
+            stop,
+        }
+    }
+
+    /// The reader APIs of the groups that have one (started once; see [`Relay::reload`]).
+    async fn start_readers(&mut self, prereg: Option<&PreRegConfig>) -> Result<(), StartError> {
+        for g in prereg.iter().flat_map(|p| &p.groups) {
+            let Some(cfg) = &g.accumulator else { continue };
+            if let (Some(api), Some(w)) = (&cfg.api, &cfg.writer) {
+                self.start_reader(&g.name, api, w, &cfg.times).await?;
+            }
+        }
         Ok(())
     }
 
@@ -332,31 +661,8 @@ impl Relay {
         self.readers.iter().find(|(g, _, _)| g == group).map(|(_, a, _)| *a)
     }
 
-    async fn start_listeners(&mut self, config: &Config) -> Result<(), StartError> {
-        for (i, s) in config.sections.iter().enumerate() {
-            let section = self.sections[i].0.clone();
-            let bound = listener::start(
-                &s.listen,
-                section,
-                s.input.read_buffer_size,
-                &self.listeners,
-                &self.stop_listeners,
-            )
-            .await
-            .map_err(|source| StartError::Listen {
-                section: s.name.clone(),
-                listen: s.listen.url(),
-                source,
-            })?;
-            tracing::info!(section = %s.name, listen = %s.listen.url(), bound = ?bound, "listening");
-            self.sections[i].1 = bound;
-        }
-        Ok(())
-    }
-
     /// The admin server, self-stats and the `stats_tick` log lines.
     async fn start_services(&mut self, config: &Config) -> Result<(), StartError> {
-        let all: Vec<Arc<Section>> = self.sections().cloned().collect();
         let g = &config.globals;
         if let Some(addr) = &g.internal_health_server_listen {
             let l = tokio::net::TcpListener::bind(addr.as_str())
@@ -371,43 +677,44 @@ impl Relay {
             let views = config
                 .sections
                 .iter()
-                .zip(&all)
+                .zip(&self.sections)
                 .zip(&self.accumulator_of)
-                .map(|((cfg, section), accumulator)| SectionView {
+                .map(|((cfg, (section, bound)), accumulator)| SectionView {
                     section: section.clone(),
-                    history: History::new(cfg.internal_health_server_points),
+                    history: Arc::new(History::new(cfg.internal_health_server_points)),
                     accumulator: accumulator.clone(),
                     listen: cfg.listen.clone(),
-                    bound: self.bound(&cfg.name).and_then(Bound::addr),
+                    bound: bound.addr(),
                 })
                 .collect();
-            let state = AdminState {
-                sections: views,
+            let state = Arc::new(AdminState {
+                sections: arc_swap::ArcSwap::from_pointee(views),
+                reload: Some(self.reload_sender.clone()),
                 started: std::time::Instant::now(),
                 index_dir: g.internal_health_server_path.clone(),
                 allow: g.internal_health_server_admin_allow.clone(),
                 hosts: api::guard::Hosts::new(&g.internal_health_server_hosts),
                 readers: self.readers.iter().map(|(g, _, s)| (g.clone(), s.clone())).collect(),
-            };
-            self.services.spawn(api::serve(
-                l,
-                Arc::new(state),
-                self.services.clone(),
-                self.stop_services.clone(),
-            ));
+            });
+            self.admin_state = Some(state.clone());
+            self.services
+                .spawn(api::serve(l, state, self.services.clone(), self.stop_services.clone()));
         }
         if let Some(server) = &g.statsd_server {
             self.services.spawn(selfstats::run(
                 server.clone(),
                 g.statsd_prefix.clone(),
                 g.statsd_interval,
-                all.clone(),
+                self.registry.clone(),
                 self.stop_services.clone(),
             ));
         }
         if g.stats_tick {
-            self.listeners
-                .spawn(log_stats_every(STATS_TICK, all, self.stop_listeners.clone()));
+            self.listeners.spawn(log_stats_every(
+                STATS_TICK,
+                self.registry.clone(),
+                self.stop_listeners.clone(),
+            ));
         }
         Ok(())
     }
@@ -461,8 +768,8 @@ impl Relay {
             self.stop_senders.cancel();
             self.senders.wait().await;
         }
-        for (s, _) in &self.sections {
-            s.backend.drop_remaining();
+        for b in self.backends() {
+            b.drop_remaining();
         }
         self.stop_services.cancel();
         self.services.close();
@@ -482,9 +789,14 @@ impl Relay {
 
     /// Closes every destination queue: pushes are refused (counted as dropped, `shutdown`), senders drain the rest.
     fn close_queues(&self) {
-        for (s, _) in &self.sections {
-            s.backend.close_queues();
+        for b in self.backends() {
+            b.close_queues();
         }
+    }
+
+    /// Every backend: the running sections' and those a reload removed.
+    fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.sections.iter().map(|(s, _)| &s.backend).chain(&self.retired)
     }
 }
 
@@ -506,9 +818,9 @@ mod tests {
         let built = super::build_sections(&config, Some(&prereg));
         let (s0, s1) = (&built.sections[0], &built.sections[1]);
         assert_eq!(s0.routes, [0, 7], "itself and its one redirect target");
-        assert_eq!(s0.stats.redirected_to.len(), 2);
+        assert_eq!(s0.redirected_to.len(), 2);
         assert_eq!(s1.routes, [1]);
-        assert_eq!(s1.stats.redirected_to.len(), 1);
+        assert_eq!(s1.redirected_to.len(), 1);
         assert!(
             std::sync::Arc::ptr_eq(&s0.backends, &s1.backends),
             "one backend list for all sections"

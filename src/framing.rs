@@ -74,6 +74,11 @@ impl StreamFramer {
         }
     }
 
+    /// Frames what comes next with `framing` (a reload's new section generation).
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+    }
+
     /// Calls `on` for every complete line in `buf` and removes what it consumed. A partial last line stays in
     /// `buf` for the next read, unless `eof` is set: then it is processed as a final line.
     pub fn drain(&mut self, buf: &mut BytesMut, eof: bool, mut on: impl FnMut(Framed<'_>)) {

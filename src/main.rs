@@ -1,5 +1,8 @@
 //! The `consthash` binary: command line, logging, process set-up, signals.
 //!
+//! SIGHUP (and the admin server's `POST /reload`) re-reads `--config` and `--prereg` and applies them
+//! ([`Relay::reload`]); an invalid configuration is refused with every error logged, and the running one stays.
+//!
 //! Exit codes: 0 after a clean shutdown or a valid `--check-config`; 1 for usage or configuration errors (every
 //! error printed, nothing started) and when a second SIGINT/SIGTERM cut the shutdown short; 2 when the relay could
 //! not start (e.g. a listen address is in use).
@@ -100,7 +103,7 @@ fn main() -> ExitCode {
         println!("configuration OK: {} section(s)", config.sections.len());
         return ExitCode::SUCCESS;
     }
-    run(config, prereg)
+    run(&args, config, prereg)
 }
 
 /// `consthash hashcheck`: one JSON document per key, as `/hashcheck?key=` answers.
@@ -139,7 +142,7 @@ fn load(args: &Args) -> Result<(Config, Option<PreRegConfig>), Vec<String>> {
     Ok((config, Some(prereg)))
 }
 
-fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
+fn run(args: &Args, config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
     if let Err((want, e)) = consthash::app::raise_nofile_limit() {
         tracing::warn!(want, error = %e, "could not raise RLIMIT_NOFILE");
     }
@@ -159,7 +162,16 @@ fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
         write_pid_file(p);
     }
     let code = rt.block_on(async move {
-        let relay = match Relay::start(&config, prereg.as_ref()).await {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return ExitCode::from(2);
+        };
+        let mut relay = match Relay::start(&config, prereg.as_ref()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}");
@@ -167,14 +179,27 @@ fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
             }
         };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "consthash started");
-        wait_for_signal().await;
+        loop {
+            tokio::select! {
+                biased; // a SIGHUP that came first is carried out before a SIGTERM ends the loop
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    let _ = reload(&mut relay, args).await;
+                }
+                Some(reply) = relay.reload_request() => {
+                    tracing::info!("POST /reload: reloading the configuration");
+                    let _ = reply.send(reload(&mut relay, args).await);
+                }
+                _ = stop(&mut int, &mut term) => break,
+            }
+        }
         tracing::info!("shutting down");
         tokio::select! {
             _ = relay.shutdown() => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
-            _ = wait_for_signal() => {
+            _ = stop(&mut int, &mut term) => {
                 tracing::error!("second signal: stopped before the shutdown finished (what was queued is lost)");
                 ExitCode::from(1)
             }
@@ -186,24 +211,43 @@ fn run(config: Config, prereg: Option<PreRegConfig>) -> ExitCode {
     code
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP is logged and ignored (no reload).
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
-    loop {
-        tokio::select! {
-            biased; // a SIGHUP that came first is logged before a SIGTERM ends the loop
-            _ = hup.recv() => tracing::warn!("SIGHUP received: ignored (no reload; restart to apply a new config)"),
-            _ = int.recv() => return,
-            _ = term.recv() => return,
+/// Re-reads both files and applies them; an invalid configuration is refused with every error logged, and the
+/// running one stays.
+async fn reload(relay: &mut Relay, args: &Args) -> Result<String, String> {
+    let (config, prereg) = match load(args) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!("reload refused: {e}");
+            }
+            tracing::error!(errors = errors.len(), "reload refused: the running configuration stays");
+            return Err(errors.join("\n"));
         }
+    };
+    for w in config
+        .warnings
+        .iter()
+        .chain(prereg.iter().flat_map(|p| p.warnings.iter()))
+    {
+        tracing::warn!("{w}");
+    }
+    match relay.reload(&config, prereg.as_ref()).await {
+        Ok(summary) => {
+            tracing::info!(sections = config.sections.len(), "configuration reloaded");
+            Ok(summary)
+        }
+        Err(e) => {
+            tracing::error!("reload refused: {e}; the running configuration stays");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// The next SIGINT or SIGTERM (SIGHUP reloads instead).
+async fn stop(int: &mut tokio::signal::unix::Signal, term: &mut tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -250,7 +250,7 @@ impl Router {
         s.accumulated_lines.fetch_add(c.accumulated, Relaxed);
         for (i, n) in c.redirected.iter().enumerate().filter(|(_, n)| **n > 0) {
             s.redirected_lines.fetch_add(*n, Relaxed);
-            if let Some(per) = s.redirected_to.get(i) {
+            if let Some(per) = self.section.redirected_to.get(i) {
                 per.fetch_add(*n, Relaxed);
             }
         }

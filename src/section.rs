@@ -2,12 +2,15 @@
 //! sections' backends for redirects, the input of its accumulator), its counters, and the input back-pressure of
 //! its listener (spec §5.3).
 //!
-//! A section is built once at start-up and never changes; membership changes happen inside its [`Backend`].
+//! A `Section` never changes once built; membership changes happen inside its [`Backend`]. A reload builds a new
+//! generation of every section: what must survive it (counters, the input budget, the connection limit, the
+//! sample of recent keys, a kept accumulator's input) is shared with the previous generation through `Arc`s, so
+//! a router or a connection still on the old generation and one on the new count into the same totals.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backend::Backend;
 use crate::config::{MsgType, SectionConfig};
@@ -35,21 +38,40 @@ pub struct Section {
     pub routes: Vec<usize>,
     pub prereg: Option<PreReg>,
     /// The input of the section's accumulator: where the lines that stay in the section go when it has one.
-    pub accumulator: Option<AccumulatorInput>,
-    pub stats: SectionStats,
+    pub accumulator: Option<Arc<AccumulatorInput>>,
+    /// Shared by every generation of the section.
+    pub stats: Arc<SectionStats>,
+    /// Lines redirected to each slot of `routes` (its own slot unused).
+    pub redirected_to: Vec<AtomicU64>,
     pub framing: Framing,
     /// Input back-pressure threshold (spec §5.3).
     pub max_read_buffer_size: usize,
     /// Largest HTTP body (0 = no limit).
     pub max_body_size: usize,
-    /// Connections its listener serves at once.
+    /// A permit per connection its listener serves (`max_connections` as the listener started).
     pub connections: Arc<tokio::sync::Semaphore>,
-    /// Woken when `stats.read_buffer_bytes` decreases.
-    pub read_buffer_drained: Notify,
+    /// Woken when `stats.read_buffer_bytes` decreases (shared by every generation of the section).
+    pub read_buffer_drained: Arc<Notify>,
     /// Rate limits of the router's warnings about invalid lines and lines without a server.
     pub(crate) invalid_log: RateLimit,
     pub(crate) no_server_log: RateLimit,
-    recent: Mutex<RecentKeys>,
+    recent: Arc<Mutex<RecentKeys>>,
+}
+
+/// Every section of the current generation, in config order (replaced whole by a reload): what the accumulators'
+/// outputs, self-stats and the stats log read.
+pub type Sections = Arc<arc_swap::ArcSwap<Vec<Arc<Section>>>>;
+
+/// The current generation of a section as a listener sees it; a reload sends the next one
+/// ([`next_generation`]).
+pub type SectionWatch = watch::Receiver<Arc<Section>>;
+
+/// Waits for the next generation of the section; never returns when no reload can come any more.
+pub async fn next_generation(w: &mut SectionWatch) -> Arc<Section> {
+    match w.changed().await {
+        Ok(()) => w.borrow_and_update().clone(),
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// The splitter of a section's `msg_type`.
@@ -78,20 +100,39 @@ struct RecentKeys {
 
 impl Section {
     /// The section of `cfg` at `index` among `backends` (every section's backend, by index), with its PreReg
-    /// rules and the input of its accumulator.
+    /// rules and the input of its accumulator. `previous` is the generation it replaces on a reload: its counters,
+    /// input budget, recent keys and (when `max_connections` is the same) connection limit carry over.
     pub fn new(
         cfg: &SectionConfig,
         index: usize,
         backends: Arc<[Arc<Backend>]>,
         prereg: Option<PreReg>,
-        accumulator: Option<AccumulatorInput>,
+        accumulator: Option<Arc<AccumulatorInput>>,
+        previous: Option<&Section>,
     ) -> Section {
         let mut routes = vec![index];
         routes.extend(prereg.iter().flat_map(PreReg::redirect_targets).filter(|t| *t != index));
-        let stats = SectionStats {
-            redirected_to: routes.iter().map(|_| Default::default()).collect(),
-            ..SectionStats::default()
+        // a redirect target keeps its count across a reload when it keeps its name
+        let carried = |target: usize| {
+            let name = &backends[target].name;
+            previous
+                .and_then(|p| {
+                    p.routes
+                        .iter()
+                        .position(|r| p.backends[*r].name == *name)
+                        .map(|i| &p.redirected_to[i])
+                })
+                .map_or(0, |n| n.load(Relaxed))
         };
+        let redirected_to = routes.iter().map(|t| AtomicU64::new(carried(*t))).collect();
+        // the listener's connection limit is fixed while it runs, like its socket
+        let connections = previous.map_or_else(
+            || {
+                let max = cfg.input.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS);
+                Arc::new(tokio::sync::Semaphore::new(max))
+            },
+            |p| p.connections.clone(),
+        );
         let splitter = splitter_of(cfg);
         Section {
             name: cfg.name.clone(),
@@ -107,16 +148,15 @@ impl Section {
             routes,
             prereg,
             accumulator,
-            stats,
+            stats: previous.map_or_else(Arc::default, |p| p.stats.clone()),
+            redirected_to,
             max_read_buffer_size: cfg.input.max_read_buffer_size,
             max_body_size: cfg.input.max_body_size,
-            connections: Arc::new(tokio::sync::Semaphore::new(
-                cfg.input.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
-            read_buffer_drained: Notify::new(),
+            connections,
+            read_buffer_drained: previous.map_or_else(Arc::default, |p| p.read_buffer_drained.clone()),
             invalid_log: RateLimit::default(),
             no_server_log: RateLimit::default(),
-            recent: Mutex::default(),
+            recent: previous.map_or_else(Arc::default, |p| p.recent.clone()),
         }
     }
 
@@ -227,7 +267,11 @@ impl AccumulatorInput {
 /// holds what each piece brings.
 #[derive(Debug)]
 pub struct ReadHold {
-    section: Arc<Section>,
+    /// What it holds counts in these totals (shared by every generation of the section, so a connection that
+    /// outlives a reload keeps no old generation alive).
+    stats: Arc<SectionStats>,
+    drained: Arc<Notify>,
+    max: usize,
     held: usize,
     reserved: usize,
 }
@@ -236,12 +280,19 @@ pub struct ReadHold {
 pub const MID_LINE_READ: usize = 4096;
 
 impl ReadHold {
-    pub fn new(section: Arc<Section>) -> ReadHold {
+    pub fn new(section: &Section) -> ReadHold {
         ReadHold {
-            section,
+            stats: section.stats.clone(),
+            drained: section.read_buffer_drained.clone(),
+            max: section.max_read_buffer_size,
             held: 0,
             reserved: 0,
         }
+    }
+
+    fn release(&self, n: usize) {
+        self.stats.read_buffer_bytes.fetch_sub(n as u64, Relaxed);
+        self.drained.notify_waiters();
     }
 
     /// Reserves room for the next read of at most `chunk` bytes; returns how many bytes it may read (> 0).
@@ -254,20 +305,20 @@ impl ReadHold {
     /// a request in the middle of a line may take a piece beyond the budget, as a stream may read
     /// [`MID_LINE_READ`], so that half lines holding the whole budget cannot stop every reader for good.
     pub async fn reserve_piece(&mut self, piece: usize) -> usize {
-        let piece = piece.min(self.section.max_read_buffer_size.max(1));
+        let piece = piece.min(self.max.max(1));
         let at_least = if self.held > 0 { 1 } else { piece };
         self.reserve_at_least(piece, at_least).await
     }
 
     async fn reserve_at_least(&mut self, chunk: usize, at_least: usize) -> usize {
-        let counter = &self.section.stats.read_buffer_bytes;
+        let counter = &self.stats.read_buffer_bytes;
         loop {
-            let drained = self.section.read_buffer_drained.notified();
+            let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
             let mut used = counter.load(Relaxed);
             loop {
-                let room = (self.section.max_read_buffer_size as u64).saturating_sub(used);
+                let room = (self.max as u64).saturating_sub(used);
                 let allowed = if self.held > 0 {
                     room.max(MID_LINE_READ as u64)
                 } else {
@@ -291,22 +342,26 @@ impl ReadHold {
 
     /// Gives back a reservation that was not read (the socket had nothing after all).
     pub fn unreserve(&mut self) {
-        self.section.release_read(std::mem::take(&mut self.reserved));
+        let reserved = std::mem::take(&mut self.reserved);
+        self.release(reserved);
     }
 
     /// `n` bytes were read (within what was reserved, if anything was).
     pub fn read(&mut self, n: usize) {
         match std::mem::take(&mut self.reserved) {
-            0 => self.section.hold_read(n),
+            0 => {
+                self.stats.bytes_read.fetch_add(n as u64, Relaxed);
+                self.stats.read_buffer_bytes.fetch_add(n as u64, Relaxed);
+            }
             // the reservation already counts: give back what the read did not use
             reserved => {
-                self.section.stats.bytes_read.fetch_add(n as u64, Relaxed);
+                self.stats.bytes_read.fetch_add(n as u64, Relaxed);
                 if reserved > n {
-                    self.section.release_read(reserved - n);
+                    self.release(reserved - n);
                 } else {
                     // a frame larger than its reservation (a half line's allowance): the rest counts too
                     let over = (n - reserved) as u64;
-                    self.section.stats.read_buffer_bytes.fetch_add(over, Relaxed);
+                    self.stats.read_buffer_bytes.fetch_add(over, Relaxed);
                 }
             }
         }
@@ -316,13 +371,13 @@ impl ReadHold {
     /// Everything was routed but `rest` bytes (a partial last line), which stay held.
     pub fn keep(&mut self, rest: usize) {
         let rest = rest.min(self.held);
-        self.section.release_read(self.held - rest);
+        self.release(self.held - rest);
         self.held = rest;
     }
 }
 
 impl Drop for ReadHold {
     fn drop(&mut self) {
-        self.section.release_read(self.held + self.reserved);
+        self.release(self.held + self.reserved);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::section::Section;
+use crate::section::{Section, Sections};
 use crate::telemetry::{DropReason, InvalidReason, Kind, DEST_STATS, SECTION_STATS};
 
 const DATAGRAM: usize = 1400;
@@ -114,13 +114,7 @@ pub fn lines(
 }
 
 /// Flushes every `interval` to `server` until `stop` (a last flush then).
-pub async fn run(
-    server: String,
-    prefix: String,
-    interval: Duration,
-    sections: Vec<Arc<Section>>,
-    stop: CancellationToken,
-) {
+pub async fn run(server: String, prefix: String, interval: Duration, sections: Sections, stop: CancellationToken) {
     let sock = match tokio::net::UdpSocket::bind("0.0.0.0:0").await {
         Ok(s) => s,
         Err(e) => {
@@ -136,7 +130,7 @@ pub async fn run(
             _ = tick.tick() => false,
             _ = stop.cancelled() => true,
         };
-        let (counters, gauges) = snapshot(&sections);
+        let (counters, gauges) = snapshot(&sections.load());
         let mut datagram = String::new();
         for line in lines(&prefix, &counters, &gauges, &last) {
             if !datagram.is_empty() && datagram.len() + line.len() + 1 > DATAGRAM {

@@ -90,8 +90,6 @@ pub struct SectionStats {
     /// Lines a PreReg rule rejected / redirected to another section.
     pub rejected_lines: AtomicU64,
     pub redirected_lines: AtomicU64,
-    /// Redirected lines by target slot (`Section::routes`).
-    pub redirected_to: Vec<AtomicU64>,
     /// Lines handed to the section's accumulator.
     pub accumulated_lines: AtomicU64,
     pub bytes_read: AtomicU64,

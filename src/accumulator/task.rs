@@ -17,10 +17,12 @@ use tokio_util::sync::CancellationToken;
 use super::bins::Bins;
 use super::{StatRepr, State};
 use crate::clock::{tick_secs, Clock};
-use crate::config::AccumulatorConfig;
+use crate::config::{AccumulatorConfig, Format};
 use crate::framing::{frame_all, Framing};
 use crate::line::{Batch, WhenFull};
 use crate::router::Router;
+use crate::section::{Section, Sections};
+use crate::splitter::{GraphiteNames, Splitter};
 use crate::telemetry::RateLimit;
 use crate::writer::{QueueStatus, WriterQueue};
 
@@ -95,13 +97,59 @@ impl Accumulator {
     }
 }
 
-/// The running accumulator: everything the task owns besides the shared part.
+/// Where an accumulator's output lines go: a bypass router into the current generation of its backend section
+/// (looked up by name at each flush, so that a reload that replaced the section is followed).
+pub struct Output {
+    target: String,
+    sections: Sections,
+    format: Format,
+    router: Option<Router>,
+    framing: Framing,
+}
+
+impl Output {
+    /// Output in `format` into the section named `target` of `sections`.
+    pub fn new(target: &str, sections: Sections, format: Format) -> Output {
+        Output {
+            target: target.to_string(),
+            sections,
+            format,
+            router: None,
+            framing: Framing::new(usize::MAX),
+        }
+    }
+
+    /// The router into the current generation of the target (rebuilt when a reload replaced it).
+    fn router(&mut self) -> Option<(&mut Router, Framing)> {
+        let current = self.sections.load().iter().find(|s| s.name == self.target).cloned();
+        if let Some(s) = current {
+            if !self.router.as_ref().is_some_and(|r| Arc::ptr_eq(r.section(), &s)) {
+                self.framing = s.framing;
+                self.router = Some(Router::bypass(s.clone(), output_splitter(self.format, &s)));
+            }
+        }
+        Some((self.router.as_mut()?, self.framing))
+    }
+}
+
+/// The splitter that re-splits an accumulator's output lines: the target section's own when it reads that format
+/// (so its name rules apply), else the default one.
+pub fn output_splitter(format: Format, target: &Section) -> Splitter {
+    match (format, &target.splitter) {
+        (Format::Graphite, s @ Splitter::Graphite(_))
+        | (Format::Statsd, s @ (Splitter::Statsd | Splitter::StatsdProxy)) => s.clone(),
+        (Format::Graphite, _) => Splitter::Graphite(GraphiteNames::Consthash),
+        (Format::Statsd, _) => Splitter::Statsd,
+    }
+}
+
+/// The running accumulator: everything the task owns besides the shared part. The task ends on `stop` or once
+/// every sender of its input is gone (a reload replaced it), after a final flush of everything pending.
 pub struct AccumulatorTask {
     pub acc: Arc<Accumulator>,
     pub input: mpsc::Receiver<Batch>,
-    /// The bypass router into the accumulator's backend section; `None` for `BLACKHOLE`.
-    pub output: Option<Router>,
-    pub framing: Framing,
+    /// Into the accumulator's backend section; `None` for `BLACKHOLE`.
+    pub output: Option<Output>,
     pub bins: Bins,
     /// One queue per bin; empty without writers (then bins do nothing).
     pub writers: Vec<WriterQueue>,
@@ -220,8 +268,8 @@ impl AccumulatorTask {
         self.acc.stats.flushes.fetch_add(1, Relaxed);
         self.acc.stats.output_lines.fetch_add(lines as u64, Relaxed);
         self.acc.stats.records.fetch_add(records.len() as u64, Relaxed);
-        if let Some(router) = &mut self.output {
-            frame_all(&out, self.framing, |f| router.route(f));
+        if let Some((router, framing)) = self.output.as_mut().and_then(Output::router) {
+            frame_all(&out, framing, |f| router.route(f));
             router.flush(WhenFull::Wait).await;
         }
         let took = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
@@ -292,7 +340,6 @@ mod tests {
             acc: acc.clone(),
             input: rx,
             output: None,
-            framing: Framing::new(65536),
             bins,
             writers,
         };

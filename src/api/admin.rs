@@ -15,6 +15,9 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+
 use super::guard::{cross_site, jsonp_callback_ok, Hosts};
 use super::stats::{accumulator_report, History, TICK};
 use crate::accumulator::Accumulator;
@@ -31,10 +34,11 @@ const ADMIN_CONNECTIONS: usize = 256;
 pub(super) const DRY_RUN_SAMPLE: usize = 100_000;
 
 /// One section as the admin server reports it.
+#[derive(Clone)]
 pub struct SectionView {
     pub section: Arc<Section>,
-    /// Its per-tick history (`*_list`, `current_*`).
-    pub history: History,
+    /// Its per-tick history (`*_list`, `current_*`), kept across reloads.
+    pub history: Arc<History>,
     /// Its accumulator, if it has one.
     pub accumulator: Option<Arc<Accumulator>>,
     /// Its listener as configured, and the address it is bound to (`None` for unix sockets and `backend_only`).
@@ -42,10 +46,16 @@ pub struct SectionView {
     pub bound: Option<SocketAddr>,
 }
 
+/// What `POST /reload` hands whoever carries reloads out: a reply channel for the result (a summary, or every
+/// error).
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
 /// What the admin server serves.
 pub struct AdminState {
-    /// In config order.
-    pub sections: Vec<SectionView>,
+    /// In config order; replaced whole by a reload.
+    pub sections: ArcSwap<Vec<SectionView>>,
+    /// Where `POST /reload` asks for one (`None`: this relay cannot reload, the answer is 501).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
     pub started: Instant,
     pub index_dir: Option<PathBuf>,
     pub allow: Vec<IpCidr>,
@@ -56,8 +66,13 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    fn view(&self, name: &str) -> Option<&SectionView> {
-        self.sections.iter().find(|v| v.section.name == name)
+    fn view(&self, name: &str) -> Option<SectionView> {
+        self.sections.load().iter().find(|v| v.section.name == name).cloned()
+    }
+
+    /// The sections as they are now.
+    pub fn views(&self) -> Arc<Vec<SectionView>> {
+        self.sections.load_full()
     }
 
     fn server_stats(&self, v: &SectionView) -> Value {
@@ -113,7 +128,7 @@ async fn advance_histories(state: Arc<AdminState>, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        for v in &state.sections {
+        for v in state.views().iter() {
             v.history.tick(&v.section);
         }
     }
@@ -139,13 +154,14 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
         "/stats" => return all_stats(state, &req),
         "/hashcheck" => {
             return match query(&req).get("key") {
-                Some(key) => json_resp(&hashcheck(state.sections.iter().map(|v| &*v.section), key.as_bytes())),
+                Some(key) => json_resp(&hashcheck(state.views().iter().map(|v| &*v.section), key.as_bytes())),
                 None => text(StatusCode::NOT_FOUND, "Please provide a 'key' to process"),
             }
         }
         "/servers" => return json_resp(&endpoints(state)),
         "/overview" => return json_resp(&super::status::overview(state)),
         "/placement" => return json_resp(&super::status::placement(state)),
+        "/reload" => return reload(state, req, peer.ip()).await,
         "/" | "/index.html" if state.index_dir.is_none() => {
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", super::status::PAGE);
             // The page's own inline script and styles, and requests to this server only.
@@ -159,7 +175,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
             return r;
         }
         "/metrics" => {
-            let body = super::metrics::render(&state.sections, &state.readers, state.started.elapsed());
+            let body = super::metrics::render(&state.views(), &state.readers, state.started.elapsed());
             return respond(StatusCode::OK, "text/plain; version=0.0.4", body);
         }
         _ => {}
@@ -167,7 +183,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (name, route) = match parts.as_slice() {
         [name] | [name, ""] => match state.view(name) {
-            Some(v) => return json_resp(&state.server_stats(v)),
+            Some(v) => return json_resp(&state.server_stats(&v)),
             None => return index(state).await,
         },
         [name, rest @ ..] => match SectionRoute::parse(rest) {
@@ -179,6 +195,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
     let Some(v) = state.view(name) else {
         return text(StatusCode::BAD_REQUEST, "Invalid server name");
     };
+    let v = &v;
     match route {
         SectionRoute::Stats => json_resp(&state.server_stats(v)),
         SectionRoute::Status if v.section.backend.load().rings.iter().any(|r| !r.is_empty()) => {
@@ -207,7 +224,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
 /// `/stats` (`?jsonp=cb` wraps it in a call).
 fn all_stats(state: &AdminState, req: &Request<Incoming>) -> Resp {
     let mut m = Map::new();
-    for v in &state.sections {
+    for v in state.views().iter() {
         m.insert(v.section.name.clone(), state.server_stats(v));
     }
     let body = Value::Object(m).to_string();
@@ -230,7 +247,7 @@ fn endpoints(state: &AdminState) -> Value {
         "/accumulator",
     ];
     let mut m = Map::new();
-    for v in &state.sections {
+    for v in state.views().iter() {
         let n = &v.section.name;
         m.insert(
             n.clone(),
@@ -320,20 +337,52 @@ struct Mutation {
 }
 
 /// Checks method, client and the common parameters of a ring change; `Err` is the refusal to send.
-async fn mutation(state: &AdminState, s: &Section, req: Request<Incoming>, ip: IpAddr) -> Result<Mutation, Resp> {
+/// Refuses a change request that is not a POST or PUT, comes from a client outside
+/// `internal_health_server_admin_allow`, or could have been sent by a web page.
+fn refuse_change(state: &AdminState, req: &Request<Incoming>, ip: IpAddr) -> Option<Resp> {
     if req.method() != Method::POST && req.method() != Method::PUT {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed: use POST or PUT");
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, PUT"));
-        return Err(r);
+        return Some(r);
     }
     if !allowed(state, ip) {
-        return Err(text(
+        return Some(text(
             StatusCode::FORBIDDEN,
-            format!("Forbidden: {ip} may not change the rings"),
+            format!("Forbidden: {ip} may not change the configuration"),
         ));
     }
-    if let Some(why) = cross_site(req.headers()) {
-        return Err(text(StatusCode::FORBIDDEN, format!("Forbidden: {why}")));
+    cross_site(req.headers()).map(|why| text(StatusCode::FORBIDDEN, format!("Forbidden: {why}")))
+}
+
+/// `POST /reload`: re-read `--config` and `--prereg` and apply them (what SIGHUP does); `200` with a summary,
+/// or `400` with every error while the running configuration stays.
+async fn reload(state: &AdminState, req: Request<Incoming>, ip: IpAddr) -> Resp {
+    if let Some(refused) = refuse_change(state, &req, ip) {
+        return refused;
+    }
+    let Some(requests) = &state.reload else {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this relay cannot reload (it was not started from files)",
+        );
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests.send(tx).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(Ok(summary)) => text(StatusCode::OK, format!("reloaded: {summary}\n")),
+        Ok(Err(errors)) => text(
+            StatusCode::BAD_REQUEST,
+            format!("reload refused, the running configuration stays:\n{errors}\n"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+async fn mutation(state: &AdminState, s: &Section, req: Request<Incoming>, ip: IpAddr) -> Result<Mutation, Resp> {
+    if let Some(refused) = refuse_change(state, &req, ip) {
+        return Err(refused);
     }
     let mut params = query(&req);
     let form = req

@@ -201,7 +201,7 @@ impl Family<'_> {
             "Lines a PreReg rule redirected to another section's rings.",
         );
         for s in sections(self.views) {
-            for (target, n) in s.routes.iter().zip(&s.stats.redirected_to).skip(1) {
+            for (target, n) in s.routes.iter().zip(&s.redirected_to).skip(1) {
                 if let Some(b) = s.backends.get(*target) {
                     let labels = [("section", s.name.as_str()), ("backend", b.name.as_str())];
                     self.sample(name, &labels, n.load(Relaxed));

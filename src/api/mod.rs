@@ -15,6 +15,7 @@
 //! | `/<s>/ops/status`, `/<s>/ping`, `/<s>/status` | GET | `200 ok`, or `503 all servers down` when no ring has members |
 //! | `/<s>/accumulator` | GET | the accumulator's state not yet flushed; `501 No accumulators defined` without one |
 //! | `/<s>/addserver`, `/<s>/purgeserver` | POST, PUT | live membership change (`dry_run=1`: what would move) |
+//! | `/reload` | POST, PUT | re-read `--config` and `--prereg` and apply them, as SIGHUP does (`400` with every error) |
 //!
 //! Every answer carries `Cache-Control: private, max-age=0, no-cache`. A request whose `Host` does not name this
 //! server is refused with 403, an invalid `jsonp` callback with 400 ([`guard`]). Mutations are refused with 405 for
@@ -28,4 +29,4 @@ pub mod metrics;
 pub mod stats;
 pub mod status;
 
-pub use self::admin::{hashcheck, serve, AdminState, SectionView};
+pub use self::admin::{hashcheck, serve, AdminState, ReloadRequest, SectionView};

@@ -19,7 +19,7 @@ pub const PAGE: &str = include_str!("status.html");
 
 /// `/overview`.
 pub fn overview(state: &AdminState) -> Value {
-    let sections: Vec<Value> = state.sections.iter().map(section).collect();
+    let sections: Vec<Value> = state.views().iter().map(section).collect();
     json!({
         "uptime_sec": state.started.elapsed().as_secs_f64(),
         "sections": sections,
@@ -101,7 +101,7 @@ fn sample_keys() -> impl Iterator<Item = Vec<u8>> {
 /// `/placement`.
 pub fn placement(state: &AdminState) -> Value {
     let mut sections = serde_json::Map::new();
-    for v in &state.sections {
+    for v in state.views().iter() {
         let s = &v.section;
         let set = s.backend.load();
         let dests = s.backend.destinations();

@@ -9,10 +9,12 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::health::Outage;
 use super::queue::{DestQueue, PushError};
@@ -37,12 +39,18 @@ pub struct Destination {
     health_down: AtomicBool,
     /// Set when the destination was removed through the API: its queue is closed and dropped.
     purged: AtomicBool,
+    /// Set when a reload removed it: it drains, and is never reused.
+    retired: AtomicBool,
     drop_log: RateLimit,
     /// "send failed" warnings, at most one a second per kind of error, shared by the pool's connections.
     send_failures: Mutex<Vec<(io::ErrorKind, RateLimit)>>,
     epoch: Instant,
     /// When a connection last made progress: milliseconds since `epoch`.
     progress_ms: AtomicU64,
+    /// Its pooled senders, and their hard stop (a child of the shutdown deadline's), so that a destination a
+    /// reload removed can be stopped alone.
+    pub(super) senders: TaskTracker,
+    pub(super) stop_senders: OnceLock<CancellationToken>,
 }
 
 impl Destination {
@@ -56,10 +64,13 @@ impl Destination {
             outage: Outage::default(),
             health_down: AtomicBool::new(false),
             purged: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             drop_log: RateLimit::default(),
             send_failures: Mutex::default(),
             epoch: Instant::now(),
             progress_ms: AtomicU64::new(0),
+            senders: TaskTracker::new(),
+            stop_senders: OnceLock::new(),
         }
     }
 
@@ -177,6 +188,16 @@ impl Destination {
 
     pub fn is_purged(&self) -> bool {
         self.purged.load(Relaxed)
+    }
+
+    /// A reload removed it from every ring: it drains what it holds, and a member added later gets a fresh one.
+    pub fn retire(&self) {
+        self.retired.store(true, Relaxed);
+    }
+
+    /// Neither purged nor retired: a ring member may use it.
+    pub fn is_live(&self) -> bool {
+        !self.purged.load(Relaxed) && !self.retired.load(Relaxed)
     }
 }
 

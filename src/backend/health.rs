@@ -135,12 +135,17 @@ impl HealthState {
 }
 
 /// Checks one member every `heartbeat_time_delay` until cancelled by the caller.
-pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, url: &DestUrl, http: &reqwest::Client) {
-    let p = backend.health;
+/// `up` is the member's state as its checks start (a reload keeps the state of a member that remains).
+pub(super) async fn run(backend: &Backend, ring: usize, dest: u32, up: bool, url: &DestUrl, http: &reqwest::Client) {
+    let p = backend.health();
     let Some(destination) = backend.destinations().get(dest as usize).cloned() else {
         return;
     };
     let mut state = HealthState::new(p.failed_heartbeat_count);
+    if !up {
+        state.up = false;
+        state.failures = state.threshold;
+    }
     loop {
         let result = check(url, p.heartbeat_time_timeout, http).await.and_then(|()| {
             if destination.is_stalled() {
@@ -232,7 +237,7 @@ mod tests {
         let url = backend.members()[0][0].check.clone();
         let checker = {
             let backend = backend.clone();
-            tokio::spawn(async move { run(&backend, 0, 0, &url, &http).await })
+            tokio::spawn(async move { run(&backend, 0, 0, true, &url, &http).await })
         };
         let members = || backend.load().rings[0].members();
         // Checks at 0 s, 10 s and 20 s fail; the third one takes the member out.

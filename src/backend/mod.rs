@@ -86,6 +86,28 @@ pub struct Runtime {
 struct State {
     rings: Vec<Vec<Member>>,
     dests: Vec<Arc<Destination>>,
+    settings: Settings,
+}
+
+/// A section's settings its backend applies (replaced by a reload).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Settings {
+    spec: RingSpec,
+    outgoing: OutgoingConfig,
+    health: HealthConfig,
+    /// `num_dupe_replicas`, at least 1.
+    replicas: usize,
+}
+
+impl Settings {
+    fn of(cfg: &SectionConfig) -> Settings {
+        Settings {
+            spec: cfg.hashing.ring_spec,
+            outgoing: cfg.outgoing,
+            health: cfg.health,
+            replicas: cfg.num_dupe_replicas.max(1),
+        }
+    }
 }
 
 /// Why a membership change was refused (the admin API answers 400 with these texts).
@@ -101,9 +123,6 @@ pub enum MembershipError {
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
-    spec: RingSpec,
-    outgoing: OutgoingConfig,
-    health: HealthConfig,
     snapshot: ArcSwap<RingSet>,
     state: Mutex<State>,
     runtime: OnceLock<Runtime>,
@@ -115,24 +134,15 @@ impl Backend {
         let mut state = State {
             rings: Vec::new(),
             dests: Vec::new(),
+            settings: Settings::of(cfg),
         };
         for ring in &cfg.rings {
-            let list = NewMember::of_ring(ring)
-                .map(|m| state.member(&cfg.name, &m, cfg.outgoing))
-                .collect();
+            let list = NewMember::of_ring(ring).map(|m| state.member(&cfg.name, &m)).collect();
             state.rings.push(list);
         }
-        let spec = cfg.hashing.ring_spec;
-        let snapshot = RingSet {
-            rings: build_rings(&spec, cfg.health.server_down_policy, &state.rings),
-            dests: state.dests.clone(),
-            replicas: cfg.num_dupe_replicas.max(1),
-        };
+        let snapshot = state.snapshot();
         Backend {
             name: cfg.name.clone(),
-            spec,
-            outgoing: cfg.outgoing,
-            health: cfg.health,
             snapshot: ArcSwap::from_pointee(snapshot),
             state: Mutex::new(state),
             runtime: OnceLock::new(),
@@ -149,8 +159,13 @@ impl Backend {
         self.snapshot.load_full()
     }
 
-    pub fn spec(&self) -> &RingSpec {
-        &self.spec
+    pub fn spec(&self) -> RingSpec {
+        self.state().settings.spec
+    }
+
+    /// The health-check settings its members' checks use.
+    pub fn health(&self) -> HealthConfig {
+        self.state().settings.health
     }
 
     /// Every destination ever created for this backend.
@@ -180,10 +195,10 @@ impl Backend {
     fn start_checks(self: &Arc<Self>, runtime: &Runtime, ring: usize, m: &Member) {
         let stop = m.stop_checks.clone();
         let global = runtime.stop_checks.clone();
-        let (backend, check, dest, http) = (self.clone(), m.check.clone(), m.dest, runtime.http.clone());
+        let (backend, check, dest, http, up) = (self.clone(), m.check.clone(), m.dest, runtime.http.clone(), m.up);
         runtime.tracker.spawn(async move {
             tokio::select! {
-                _ = health::run(&backend, ring, dest, &check, &http) => {}
+                _ = health::run(&backend, ring, dest, up, &check, &http) => {}
                 _ = stop.cancelled() => {}
                 _ = global.cancelled() => {}
             }
@@ -226,7 +241,7 @@ impl Backend {
             return Ok(false);
         }
         let known = state.dests.len();
-        let member = state.member(&self.name, &new, self.outgoing);
+        let member = state.member(&self.name, &new);
         if let Some(rt) = self.runtime.get() {
             if state.dests.len() > known {
                 start_senders(&state.dests[member.dest as usize], rt);
@@ -264,23 +279,89 @@ impl Backend {
     /// What the ring set would be with `change` applied to a copy of the member lists (for dry runs).
     pub fn preview(&self, change: impl FnOnce(&mut Vec<Vec<(String, u32)>>)) -> Vec<Ring> {
         let state = self.state();
-        let mut lists: Vec<Vec<(String, u32)>> = state
-            .rings
-            .iter()
-            .map(|r| live_members(r, self.health.server_down_policy))
-            .collect();
+        let policy = state.settings.health.server_down_policy;
+        let mut lists: Vec<Vec<(String, u32)>> = state.rings.iter().map(|r| live_members(r, policy)).collect();
         change(&mut lists);
-        lists.iter().map(|l| Ring::new(&self.spec, l)).collect()
+        lists.iter().map(|l| Ring::new(&state.settings.spec, l)).collect()
     }
 
-    fn rebuild(&self, state: &State) {
-        let replicas = self.snapshot.load().replicas;
-        let next = RingSet {
-            rings: build_rings(&self.spec, self.health.server_down_policy, &state.rings),
-            dests: state.dests.clone(),
-            replicas,
-        };
-        self.snapshot.store(Arc::new(next));
+    /// Publishes the snapshot of `state`; returns the one it replaces.
+    fn rebuild(&self, state: &State) -> Arc<RingSet> {
+        self.snapshot.swap(Arc::new(state.snapshot()))
+    }
+
+    /// Applies a reloaded section config: its settings, and rings built from its member lists as a fresh start
+    /// would. A destination whose URL and outgoing settings remain is kept, with its queue, connections and
+    /// counters; a member that remains in the same ring keeps its health. Destinations no ring uses any more
+    /// are retired ([`retire`]): they drain for `drain`, then what is left is counted as dropped.
+    pub fn reconfigure(self: &Arc<Self>, cfg: &SectionConfig, drain: std::time::Duration) {
+        let mut state = self.state();
+        let old_rings = std::mem::take(&mut state.rings);
+        state.settings = Settings::of(cfg);
+        let outgoing = state.settings.outgoing;
+        let known = state.dests.len();
+        for (i, ring) in cfg.rings.iter().enumerate() {
+            let list: Vec<Member> = NewMember::of_ring(ring)
+                .map(|new| {
+                    let mut m = state.member_with(&self.name, &new, outgoing);
+                    let kept = old_rings.get(i).into_iter().flatten();
+                    if let Some(old) = kept
+                        .into_iter()
+                        .find(|o| o.dest == m.dest && o.check.raw == m.check.raw)
+                    {
+                        m.up = old.up;
+                    }
+                    m
+                })
+                .collect();
+            state.rings.push(list);
+        }
+        for m in old_rings.iter().flatten() {
+            m.stop_checks.cancel();
+        }
+        let used = |d: usize| state.rings.iter().flatten().any(|m| m.dest as usize == d);
+        let retired: Vec<Arc<Destination>> = (0..state.dests.len())
+            .filter(|&d| {
+                !used(d) && state.dests[d].is_live() && old_rings.iter().flatten().any(|m| m.dest as usize == d)
+            })
+            .map(|d| state.dests[d].clone())
+            .collect();
+        for d in &retired {
+            d.set_health_down(false);
+        }
+        for (d, dest) in state.dests.iter().enumerate().filter(|(d, _)| used(*d)) {
+            let any_up = state.rings.iter().flatten().any(|m| m.dest as usize == d && m.up);
+            dest.set_health_down(!any_up);
+        }
+        if let Some(rt) = self.runtime.get() {
+            for dest in &state.dests[known..] {
+                start_senders(dest, rt);
+            }
+            for (ring, members) in state.rings.iter().enumerate() {
+                for m in members {
+                    self.start_checks(rt, ring, m);
+                }
+            }
+        }
+        let previous = self.rebuild(&state);
+        drop(state);
+        if !retired.is_empty() {
+            retire(&self.name, previous, retired, drain, self.runtime.get().cloned());
+        }
+    }
+
+    /// Retires the whole backend (its section was removed by a reload): no ring routes to it any more, and its
+    /// destinations drain for `drain` as in [`Backend::reconfigure`].
+    pub fn retire_all(&self, drain: std::time::Duration) {
+        let mut state = self.state();
+        for m in std::mem::take(&mut state.rings).iter().flatten() {
+            m.stop_checks.cancel();
+        }
+        state.rings = vec![Vec::new(); state.rings.len()];
+        let live: Vec<Arc<Destination>> = state.dests.iter().filter(|d| d.is_live()).cloned().collect();
+        let previous = self.rebuild(&state);
+        drop(state);
+        retire(&self.name, previous, live, drain, self.runtime.get().cloned());
     }
 
     /// Closes every destination queue: no more pushes; senders drain what is left.
@@ -300,10 +381,26 @@ impl Backend {
 }
 
 impl State {
-    /// A member for `m`, reusing the live destination with the same URL or creating one (a purged destination
-    /// stays closed: adding its URL again makes a fresh one).
-    fn member(&mut self, section: &str, m: &NewMember, outgoing: OutgoingConfig) -> Member {
-        let dest = match self.dests.iter().position(|d| d.url.raw == m.url.raw && !d.is_purged()) {
+    fn snapshot(&self) -> RingSet {
+        let s = &self.settings;
+        RingSet {
+            rings: build_rings(&s.spec, s.health.server_down_policy, &self.rings),
+            dests: self.dests.clone(),
+            replicas: s.replicas,
+        }
+    }
+
+    /// A member for `m` with the backend's outgoing settings.
+    fn member(&mut self, section: &str, m: &NewMember) -> Member {
+        let outgoing = self.settings.outgoing;
+        self.member_with(section, m, outgoing)
+    }
+
+    /// A member for `m`, reusing the live destination with the same URL and outgoing settings or creating one (a
+    /// purged or retired destination stays closed: adding its URL again makes a fresh one).
+    fn member_with(&mut self, section: &str, m: &NewMember, outgoing: OutgoingConfig) -> Member {
+        let reusable = |d: &Arc<Destination>| d.url.raw == m.url.raw && d.config == outgoing && d.is_live();
+        let dest = match self.dests.iter().position(reusable) {
             Some(i) => i,
             None => {
                 self.dests
@@ -322,10 +419,67 @@ impl State {
 }
 
 fn start_senders(dest: &Arc<Destination>, rt: &Runtime) {
+    let stop = dest.stop_senders.get_or_init(|| rt.stop_senders.child_token()).clone();
     for _ in 0..dest.config.max_pool_connections.max(1) {
-        rt.tracker
-            .spawn(sender::run(dest.clone(), rt.http.clone(), rt.stop_senders.clone()));
+        let run = sender::run(dest.clone(), rt.http.clone(), stop.clone());
+        rt.tracker.spawn(dest.senders.track_future(run));
     }
+}
+
+/// How often a retiring backend looks whether routers still hold the ring snapshot that routed to its retired
+/// destinations.
+const RETIRE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Drains destinations no ring routes to any more. Routers that loaded `previous` (the last snapshot that could
+/// route to them) may still push into them, so their queues stay open until no router holds it; then they close,
+/// the senders deliver what is queued and end. What is still queued or unacknowledged after `drain` is counted as
+/// dropped (`shutdown`), as at shutdown. The destinations are marked retired at once, so that a member added again
+/// gets a fresh destination.
+fn retire(
+    section: &str,
+    previous: Arc<RingSet>,
+    dests: Vec<Arc<Destination>>,
+    drain: std::time::Duration,
+    runtime: Option<Runtime>,
+) {
+    for d in &dests {
+        d.retire();
+    }
+    let urls: Vec<String> = dests.iter().map(|d| d.url.raw.clone()).collect();
+    tracing::info!(section, destinations = ?urls, ?drain, "destinations removed by the reload: draining");
+    let Some(rt) = runtime else {
+        return; // never started (hashcheck): nothing to drain
+    };
+    let (section, stop) = (section.to_string(), rt.stop_senders.clone());
+    rt.tracker.spawn(async move {
+        let deadline = tokio::time::Instant::now() + drain;
+        let held = || Arc::strong_count(&previous) > 1 && tokio::time::Instant::now() < deadline;
+        while held() && !stop.is_cancelled() {
+            tokio::time::sleep(RETIRE_POLL).await;
+        }
+        drop(previous);
+        for d in &dests {
+            d.queue.close();
+            d.senders.close();
+        }
+        for d in &dests {
+            let drained = tokio::select! {
+                r = tokio::time::timeout_at(deadline, d.senders.wait()) => r.is_ok(),
+                _ = stop.cancelled() => false,
+            };
+            if !drained {
+                if let Some(stop) = d.stop_senders.get() {
+                    stop.cancel();
+                }
+                d.senders.wait().await;
+            }
+            let lines = d.queue.clear();
+            if lines > 0 {
+                tracing::warn!(%section, destination = %d.url.raw, lines, "removed destination not drained in time");
+            }
+            d.drop_batch(DropReason::Shutdown, lines);
+        }
+    });
 }
 
 /// The members a ring is built from: all of them, or with `remove_node` only those that are up.

@@ -20,19 +20,22 @@ use crate::accept::{self, HTTP_BODY_IDLE_TIMEOUT, HTTP_READ_PIECE};
 use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
-use crate::section::{ReadHold, Section};
+use crate::section::{ReadHold, Section, SectionWatch};
 
 pub async fn run(
     l: tokio::net::TcpListener,
     path: String,
-    section: Arc<Section>,
+    watch: SectionWatch,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
     let path: Arc<str> = path.into();
-    let name = section.name.clone();
-    let limit = section.connections.clone();
-    let handler = move |req, _peer| handle(req, section.clone(), path.clone());
+    let (name, limit) = {
+        let s = watch.borrow();
+        (s.name.clone(), s.connections.clone())
+    };
+    // each request routes into the generation current when it starts
+    let handler = move |req, _peer| handle(req, watch.borrow().clone(), path.clone());
     accept::serve_http(&name, l, limit, handler, tracker, stop).await;
 }
 
@@ -59,7 +62,7 @@ async fn handle(req: Request<Incoming>, section: Arc<Section>, path: Arc<str>) -
     let mut framer = StreamFramer::new(section.framing);
     let mut buf = BytesMut::new();
     let (mut size, mut valid) = (0usize, 0u64);
-    let mut hold = ReadHold::new(section.clone());
+    let mut hold = ReadHold::new(&section);
     let refused = loop {
         // room for the largest frame first: the bytes read are within the budget before they exist
         hold.reserve_piece(HTTP_READ_PIECE).await;

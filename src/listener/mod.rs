@@ -1,6 +1,8 @@
 //! Listeners: accept or receive bytes, frame them into lines and route them (spec §5).
 //!
-//! Every listener owns its socket and stops when the shutdown token fires: stream listeners stop accepting and
+//! Every listener owns its socket and routes into the section generation its [`SectionWatch`] shows: a reload
+//! hands it the next one, which a connection takes between two reads (or while idle), so that a socket and its
+//! connections outlive a reload. It stops when its token fires: stream listeners stop accepting and
 //! their connections stop reading, route what they already read (a final unterminated line included) and end.
 //! Stream listeners (tcp, unix, http) wait for room in destination queues (back-pressure reaches the client);
 //! the UDP listener cannot wait and drops what does not fit (counted).
@@ -12,13 +14,12 @@ mod udp;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Listen;
-use crate::section::Section;
+use crate::section::SectionWatch;
 
 /// Size of one read from a stream socket.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -43,53 +44,73 @@ impl Bound {
     }
 }
 
-/// Binds the section's socket and spawns its accept/receive loop on `tracker`.
-pub async fn start(
-    listen: &Listen,
-    section: Arc<Section>,
-    read_buffer_size: usize,
-    tracker: &TaskTracker,
-    stop: &CancellationToken,
-) -> io::Result<Bound> {
+/// A bound listening socket whose loop is not running yet (a reload binds every new socket before it changes
+/// anything, so that a socket it cannot bind refuses the whole reload).
+#[derive(Debug)]
+pub enum Socket {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+    Udp(tokio::net::UdpSocket),
+    Http(tokio::net::TcpListener, String),
+    None,
+}
+
+/// Binds the socket of `listen`.
+pub async fn bind(listen: &Listen, read_buffer_size: usize) -> io::Result<Socket> {
     Ok(match listen {
-        Listen::Tcp(addr) => {
-            let l = tokio::net::TcpListener::bind(addr.as_str()).await?;
-            let bound = l.local_addr()?;
-            tracker.spawn(stream::run_tcp(l, section, tracker.clone(), stop.clone()));
-            Bound::Tcp(bound)
-        }
+        Listen::Tcp(addr) => Socket::Tcp(tokio::net::TcpListener::bind(addr.as_str()).await?),
         Listen::Unix(path) => {
             remove_stale_socket(path)?;
-            let l = tokio::net::UnixListener::bind(path)?;
-            tracker.spawn(stream::run_unix(
-                l,
-                path.clone(),
-                section,
-                tracker.clone(),
-                stop.clone(),
-            ));
-            Bound::Unix(path.clone())
+            Socket::Unix(tokio::net::UnixListener::bind(path)?, path.clone())
         }
-        Listen::Udp(addr) => {
-            let s = udp::bind(addr, read_buffer_size).await?;
-            let bound = s.local_addr()?;
-            match udp::KernelDrops::of(&s) {
-                Ok(drops) => {
-                    tracker.spawn(udp::watch_kernel_drops(drops, section.clone(), stop.clone()));
-                }
-                Err(e) => tracing::warn!(%bound, error = %e, "cannot read the kernel's UDP drop counter"),
-            }
-            tracker.spawn(udp::run(s, section, stop.clone()));
-            Bound::Udp(bound)
-        }
-        Listen::Http { addr, path } => {
-            let l = tokio::net::TcpListener::bind(addr.as_str()).await?;
-            let bound = l.local_addr()?;
-            tracker.spawn(http::run(l, path.clone(), section, tracker.clone(), stop.clone()));
-            Bound::Http(bound)
-        }
-        Listen::BackendOnly => Bound::None,
+        Listen::Udp(addr) => Socket::Udp(udp::bind(addr, read_buffer_size).await?),
+        Listen::Http { addr, path } => Socket::Http(tokio::net::TcpListener::bind(addr.as_str()).await?, path.clone()),
+        Listen::BackendOnly => Socket::None,
     })
+}
+
+impl Socket {
+    /// Where it is bound (port 0 resolved).
+    pub fn bound(&self) -> io::Result<Bound> {
+        Ok(match self {
+            Socket::Tcp(l) => Bound::Tcp(l.local_addr()?),
+            Socket::Unix(_, path) => Bound::Unix(path.clone()),
+            Socket::Udp(s) => Bound::Udp(s.local_addr()?),
+            Socket::Http(l, _) => Bound::Http(l.local_addr()?),
+            Socket::None => Bound::None,
+        })
+    }
+
+    /// Spawns its accept/receive loop on `tracker`, routing into the section generation `section` shows.
+    pub fn spawn(self, section: SectionWatch, tracker: &TaskTracker, stop: &CancellationToken) {
+        match self {
+            Socket::Tcp(l) => {
+                tracker.spawn(stream::run_tcp(l, section, tracker.clone(), stop.clone()));
+            }
+            Socket::Unix(l, path) => {
+                tracker.spawn(stream::run_unix(l, path, section, tracker.clone(), stop.clone()));
+            }
+            Socket::Udp(s) => {
+                match (udp::KernelDrops::of(&s), s.local_addr()) {
+                    (Ok(drops), _) => {
+                        let current = section.borrow().clone();
+                        tracker.spawn(udp::watch_kernel_drops(
+                            drops,
+                            current.name.clone(),
+                            current.stats.clone(),
+                            stop.clone(),
+                        ));
+                    }
+                    (Err(e), bound) => tracing::warn!(?bound, error = %e, "cannot read the kernel's UDP drop counter"),
+                }
+                tracker.spawn(udp::run(s, section, stop.clone()));
+            }
+            Socket::Http(l, path) => {
+                tracker.spawn(http::run(l, path, section, tracker.clone(), stop.clone()));
+            }
+            Socket::None => {}
+        }
+    }
 }
 
 /// Makes way for a unix listener at `path`: removes a socket nobody listens on any more (left by a process that

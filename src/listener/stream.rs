@@ -16,19 +16,28 @@ use crate::accept;
 use crate::framing::StreamFramer;
 use crate::line::WhenFull;
 use crate::router::Router;
-use crate::section::{ReadHold, Section};
+use crate::section::{next_generation, ReadHold, SectionWatch};
 
-pub async fn run_tcp(l: tokio::net::TcpListener, section: Arc<Section>, tracker: TaskTracker, stop: CancellationToken) {
+/// The connection limit and the name of the section generation a listener serves now (an accept loop holds no
+/// generation while it waits).
+fn current(watch: &SectionWatch) -> (Arc<tokio::sync::Semaphore>, String) {
+    let s = watch.borrow();
+    (s.connections.clone(), s.name.clone())
+}
+
+pub async fn run_tcp(l: tokio::net::TcpListener, watch: SectionWatch, tracker: TaskTracker, stop: CancellationToken) {
+    let (limit, _) = current(&watch);
     loop {
-        let Some(slot) = accept::slot(&section.connections, &stop).await else {
+        let Some(slot) = accept::slot(&limit, &stop).await else {
             break;
         };
-        let Some((sock, peer)) = accept::next(&section.name, &stop, || l.accept()).await else {
+        let name = current(&watch).1;
+        let Some((sock, peer)) = accept::next(&name, &stop, || l.accept()).await else {
             break;
         };
-        tracing::debug!(section = %section.name, %peer, "accepted connection");
+        tracing::debug!(section = %name, %peer, "accepted connection");
         accept::keepalive(&sock);
-        let conn = read_stream(sock, section.clone(), stop.clone());
+        let conn = read_stream(sock, watch.clone(), stop.clone());
         tracker.spawn(async move {
             conn.await;
             drop(slot);
@@ -39,18 +48,20 @@ pub async fn run_tcp(l: tokio::net::TcpListener, section: Arc<Section>, tracker:
 pub async fn run_unix(
     l: tokio::net::UnixListener,
     path: PathBuf,
-    section: Arc<Section>,
+    watch: SectionWatch,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
+    let (limit, _) = current(&watch);
     loop {
-        let Some(slot) = accept::slot(&section.connections, &stop).await else {
+        let Some(slot) = accept::slot(&limit, &stop).await else {
             break;
         };
-        let Some((sock, _)) = accept::next(&section.name, &stop, || l.accept()).await else {
+        let name = current(&watch).1;
+        let Some((sock, _)) = accept::next(&name, &stop, || l.accept()).await else {
             break;
         };
-        let conn = read_stream(sock, section.clone(), stop.clone());
+        let conn = read_stream(sock, watch.clone(), stop.clone());
         tracker.spawn(async move {
             conn.await;
             drop(slot);
@@ -87,18 +98,26 @@ impl StreamSocket for tokio::net::UnixStream {
 }
 
 /// Reads one connection until EOF or shutdown, routing every complete line; a final unterminated line is routed.
-/// Each read takes at most the room left in the section's input budget ([`ReadHold::reserve`]).
-pub async fn read_stream<S: StreamSocket>(sock: S, section: Arc<Section>, stop: CancellationToken) {
+/// Each read takes at most the room left in the section's input budget ([`ReadHold::reserve`]). A new section
+/// generation (a reload) is taken between two reads: the router has handed everything over by then.
+pub async fn read_stream<S: StreamSocket>(sock: S, mut watch: SectionWatch, stop: CancellationToken) {
+    let mut section = watch.borrow_and_update().clone();
     section.stats.connections.fetch_add(1, Relaxed);
     section.stats.connections_open.fetch_add(1, Relaxed);
     let mut router = Router::new(section.clone());
     let mut framer = StreamFramer::new(section.framing);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut hold = ReadHold::new(section.clone());
+    let mut hold = ReadHold::new(&section);
     loop {
         let ready = tokio::select! {
             r = sock.readable() => r,
             _ = stop.cancelled() => Err(io::ErrorKind::Interrupted.into()),
+            next = next_generation(&mut watch) => {
+                section = next;
+                router = Router::new(section.clone());
+                framer.set_framing(section.framing);
+                continue;
+            }
         };
         let read = match ready {
             Err(e) => Err(e),

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::frame_all;
 use crate::line::WhenFull;
 use crate::router::Router;
-use crate::section::Section;
+use crate::section::{next_generation, SectionWatch};
+use crate::telemetry::SectionStats;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -58,7 +59,12 @@ fn drops_in(table: &str, inode: u64) -> Option<u64> {
 }
 
 /// Copies the kernel's drop count of `sock` into the section's `kernel_drops` until `stop`, and once more then.
-pub async fn watch_kernel_drops(drops: KernelDrops, section: Arc<Section>, stop: CancellationToken) {
+pub async fn watch_kernel_drops(
+    drops: KernelDrops,
+    section: String,
+    stats: Arc<SectionStats>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(KERNEL_DROPS_PERIOD);
     let log = crate::telemetry::RateLimit::default();
     loop {
@@ -67,11 +73,11 @@ pub async fn watch_kernel_drops(drops: KernelDrops, section: Arc<Section>, stop:
             _ = stop.cancelled() => true,
         };
         if let Some(n) = drops.read() {
-            let before = section.stats.kernel_drops.swap(n, Relaxed);
+            let before = stats.kernel_drops.swap(n, Relaxed);
             if n > before {
                 if let Some(suppressed) = log.allow() {
                     tracing::warn!(
-                        section = %section.name, dropped = n - before, total = n, suppressed,
+                        %section, dropped = n - before, total = n, suppressed,
                         "the kernel dropped UDP datagrams: the receive buffer was full"
                     );
                 }
@@ -106,13 +112,19 @@ pub async fn bind(addr: &str, read_buffer_size: usize) -> io::Result<UdpSocket> 
     UdpSocket::from_std(sock.into())
 }
 
-pub async fn run(sock: UdpSocket, section: Arc<Section>, stop: CancellationToken) {
+pub async fn run(sock: UdpSocket, mut watch: SectionWatch, stop: CancellationToken) {
+    let mut section = watch.borrow_and_update().clone();
     let mut router = Router::new(section.clone());
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let received = tokio::select! {
             r = sock.recv(&mut buf) => r,
             _ = stop.cancelled() => return,
+            next = next_generation(&mut watch) => {
+                section = next;
+                router = Router::new(section.clone());
+                continue;
+            }
         };
         let n = match received {
             Ok(n) => n,

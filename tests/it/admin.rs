@@ -32,7 +32,7 @@ fn urls(sinks: &[&Sink]) -> String {
 
 /// A fresh ring with the section's spec over these members (hashkeys = URLs, ids = index in `all`).
 fn fresh_ring(relay: &consthash::app::Relay, members: &[usize], all: &[String]) -> Ring {
-    let spec = *relay.section("relay").expect("section").backend.spec();
+    let spec = relay.section("relay").expect("section").backend.spec();
     let m: Vec<(String, u32)> = members.iter().map(|&i| (all[i].clone(), i as u32)).collect();
     Ring::new(&spec, &m)
 }

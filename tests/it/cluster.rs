@@ -13,10 +13,12 @@ use crate::{get_body, wait_until};
 const NODES: usize = 4;
 const KEYS: usize = 1000;
 
-/// A base port with the ports of the cluster (and of a fifth node) above it free a moment ago.
+/// A base port with the ports of the cluster (and of a fifth node) above it free a moment ago, below the
+/// kernel's ephemeral range (from 32768), so that the port-0 binds of tests running meanwhile cannot take them.
 fn free_base() -> u16 {
     for _ in 0..100 {
-        let base = crate::binary::free_port().saturating_sub(100) / 10 * 10;
+        // spread by the ephemeral port the kernel hands out, so that concurrent runs pick different bases
+        let base = 20_000 + crate::binary::free_port() % 12_000 / 10 * 10;
         let all_free = (1..=(NODES as u16 + 1) * 10).all(|o| {
             std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok()
                 && std::net::UdpSocket::bind(("127.0.0.1", base + o)).is_ok()

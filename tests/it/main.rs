@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod reader;
 mod relay;
+mod reload;
 mod sink;
 mod status_page;
 
