@@ -1,7 +1,11 @@
-//! Builds the running relay from a validated configuration and owns start-up and shutdown order.
+//! Builds the running relay from a validated configuration and owns start-up, reload and shutdown order.
 //!
-//! Start: sections (splitter, PreReg, rings, destinations), then the senders and health checks of every
-//! destination (they dial lazily), the accumulators and their writers, then the listeners, then the admin server.
+//! Start and reload are one step, [`Relay::apply`], from nothing or from the running configuration: first what
+//! can fail (the sockets of new listeners, the writers of new accumulators), then the backends (kept by section
+//! name and reconfigured in place, new ones started, removed ones retired), the new generation of every section,
+//! the accumulators (kept, started, or replaced: flushed), the listeners (kept by URL and handed the new
+//! generation, new ones started, removed ones stopped), and what the admin server shows. Start then adds the
+//! reader APIs and the admin server (ARCHITECTURE.md, "Reload: generations").
 //! Shutdown, all within one `shutdown_timeout` from its start: stop the listeners (connections route what they
 //! already read; HTTP requests get a short grace), let the accumulators flush everything pending and the writers
 //! write it, close the destination queues, let the senders drain them, then stop the senders and count what is
