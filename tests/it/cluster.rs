@@ -1,81 +1,24 @@
 //! `examples/cluster/start.sh` / `stop.sh` with the real binary (issue 14): a 4-node, replica-factor-2 cluster on
 //! the loopback topology, statsd counters sent through every node, each key aggregated by exactly 2 nodes with
-//! the exact total, `/placement` identical on every node, and `add-node.sh` growing it to 5 nodes live.
+//! the exact total, `/placement` identical on every node, `add-node.sh` growing it to 5 nodes live; and a node
+//! killed: the others move its keys off it once their health checks see it down, and take them back when it
+//! is restarted.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::BIN;
-use crate::{get_body, wait_until};
+use crate::cluster_scripts::Cluster;
+use crate::{get_body, wait_for, wait_until};
 
 const NODES: usize = 4;
 const KEYS: usize = 1000;
+const LONG: Duration = Duration::from_secs(60);
 
-/// A base port with the ports of the cluster (and of a fifth node) above it free a moment ago, below the
-/// kernel's ephemeral range (from 32768), so that the port-0 binds of tests running meanwhile cannot take them.
-fn free_base() -> u16 {
-    for _ in 0..100 {
-        // spread by the ephemeral port the kernel hands out, so that concurrent runs pick different bases
-        let base = 20_000 + crate::binary::free_port() % 12_000 / 10 * 10;
-        let all_free = (1..=(NODES as u16 + 1) * 10).all(|o| {
-            std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.1", base + o)).is_ok()
-        });
-        if base > 1024 && all_free {
-            return base;
-        }
-    }
-    panic!("no 50 free ports in a row");
-}
-
-/// Runs one of the cluster scripts with the test's settings; its output on failure.
-fn script(name: &str, dir: &Path, base: u16) -> String {
-    let out = Command::new("bash")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/cluster")
-                .join(name),
-        )
-        .env("CONSTHASH_CLUSTER_DIR", dir)
-        .env("CONSTHASH_BASE_PORT", base.to_string())
-        .env("CONSTHASH_NODE_COUNT", NODES.to_string())
-        .env("CONSTHASH_REPLICA_FACTOR", "2")
-        .env("CONSTHASH_FLUSH", "1s")
-        .env("CONSTHASH_BIN", BIN)
-        .output()
-        .expect("run the script");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{name} failed:\n{text}");
-    text
-}
-
-/// Stops the cluster when the test ends, failed or not.
-struct Cluster {
-    dir: PathBuf,
-    base: u16,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster/stop.sh"))
-            .env("CONSTHASH_CLUSTER_DIR", &self.dir)
-            .env("CONSTHASH_BASE_PORT", self.base.to_string())
-            .status();
-    }
-}
-
-/// Per node, per key: the summed counts of its file writer's records.
-fn records(dir: &Path) -> Vec<BTreeMap<String, f64>> {
-    (1..=NODES)
+/// Per node (index 0 = node 1), per key: the summed counts of its file writer's records.
+fn records(c: &Cluster) -> Vec<BTreeMap<String, f64>> {
+    (1..=c.nodes)
         .map(|i| {
-            let text = std::fs::read_to_string(dir.join(format!("node{i}/stats_1s"))).unwrap_or_default();
+            let text = std::fs::read_to_string(c.dir.join(format!("node{i}/stats_1s"))).unwrap_or_default();
             let mut sums = BTreeMap::new();
             for line in text.lines() {
                 let cols: Vec<&str> = line.split('\t').collect();
@@ -88,35 +31,45 @@ fn records(dir: &Path) -> Vec<BTreeMap<String, f64>> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_four_node_cluster_aggregates_every_key_on_exactly_two_nodes_with_the_exact_total() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("cluster");
-    let base = free_base();
-    let table = script("start.sh", &dir, base);
-    let cluster = Cluster { dir: dir.clone(), base };
-    assert!(table.contains("every node places keys alike"), "{table}");
-    // Again: idempotent, the running nodes are left alone.
-    assert_eq!(script("start.sh", &dir, base).matches("already running").count(), NODES);
-
-    // Counter key k gets 1 from node 1's ingest, 2 from node 2's, … : a total of 10 whichever nodes hold it.
+/// Sends counter `<prefix><k>:<n>|c` for every key through the statsd ingest of each node `n` of `through`.
+fn send_counters(c: &Cluster, prefix: &str, through: &[usize]) {
     let u = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    for n in 0..NODES {
+    for &n in through {
         for chunk in (0..KEYS).collect::<Vec<_>>().chunks(50) {
-            let dgram: String = chunk.iter().map(|k| format!("cluster.key{k}:{}|c\n", n + 1)).collect();
-            u.send_to(dgram.as_bytes(), ("127.0.0.1", base + 10 * n as u16 + 4))
-                .expect("send");
+            let dgram: String = chunk.iter().map(|k| format!("{prefix}{k}:{n}|c\n")).collect();
+            u.send_to(dgram.as_bytes(), ("127.0.0.1", c.port(n, 4))).expect("send");
         }
     }
-    wait_until("every key's total stored by two nodes", Duration::from_secs(60), || {
-        let r = records(&dir);
+}
+
+/// The `/placement` answer of every node of `nodes`.
+async fn placements(c: &Cluster, nodes: impl Iterator<Item = usize>) -> Vec<String> {
+    let mut answers = Vec::new();
+    for n in nodes {
+        answers.push(get_body(c.admin(n, "/placement")).await);
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_node_cluster_aggregates_every_key_on_exactly_two_nodes_with_the_exact_total() {
+    let c = Cluster::new(NODES, 2, "1s", &[]);
+    let table = c.script("start.sh");
+    assert!(table.contains("every node places keys alike"), "{table}");
+    // Again: idempotent, the running nodes are left alone.
+    assert_eq!(c.script("start.sh").matches("already running").count(), NODES);
+
+    // Counter key k gets 1 from node 1's ingest, 2 from node 2's, … : a total of 10 whichever nodes hold it.
+    send_counters(&c, "cluster.key", &[1, 2, 3, 4]);
+    wait_until("every key's total stored by two nodes", LONG, || {
+        let r = records(&c);
         (0..KEYS).all(|k| {
             let key = format!("cluster.key{k}");
             r.iter().filter(|n| n.get(&key) == Some(&10.0)).count() == 2
         })
     })
     .await;
-    let r = records(&dir);
+    let r = records(&c);
     for k in 0..KEYS {
         let key = format!("cluster.key{k}");
         let holders: Vec<f64> = r.iter().filter_map(|n| n.get(&key).copied()).collect();
@@ -136,10 +89,7 @@ async fn a_four_node_cluster_aggregates_every_key_on_exactly_two_nodes_with_the_
     }
 
     // Every node gives the same /placement.
-    let mut answers = Vec::new();
-    for n in 0..NODES {
-        answers.push(get_body(format!("http://127.0.0.1:{}/placement", base + 10 * n as u16 + 1)).await);
-    }
+    let answers = placements(&c, 1..=NODES).await;
     assert!(
         answers.iter().all(|a| *a == answers[0]),
         "placement differs between nodes"
@@ -149,28 +99,107 @@ async fn a_four_node_cluster_aggregates_every_key_on_exactly_two_nodes_with_the_
     assert_eq!(p["statsd-in"]["rings"][0].as_array().map(Vec::len), Some(NODES));
 
     // add-node.sh: node 5 joins every ring live; all five nodes then answer the same placement.
-    let added = script("add-node.sh", &dir, base);
+    let added = c.script("add-node.sh");
     assert!(
         added.contains("\"dry_run\":true") && added.contains("node 5 added"),
         "{added}"
     );
-    let mut answers = Vec::new();
-    for n in 0..=NODES {
-        answers.push(get_body(format!("http://127.0.0.1:{}/placement", base + 10 * n as u16 + 1)).await);
-    }
+    let answers = placements(&c, 1..=NODES + 1).await;
     assert!(
         answers.iter().all(|a| *a == answers[0]),
         "placement differs after add-node.sh"
     );
     let p: serde_json::Value = serde_json::from_str(&answers[0]).expect("JSON");
     assert_eq!(p["statsd-in"]["rings"][0].as_array().map(Vec::len), Some(NODES + 1));
-    drop(cluster);
+    let stopped = c.script("stop.sh");
+    assert!(stopped.contains("stopped 5 node(s)"), "{stopped}");
+    assert!((1..=NODES + 1).all(|i| !c.running(i)), "stop.sh stopped every node");
+}
+
+/// Whether a `/placement` answer shows, in every ring of both ingest sections, the members listening on
+/// `dead_ports` as `up` (or down when `up` is false) and every other member up.
+fn sees(answer: &str, dead_ports: &[u16], up: bool) -> bool {
+    let p: serde_json::Value = serde_json::from_str(answer).expect("JSON");
+    ["graphite-in", "statsd-in"].iter().all(|s| {
+        p[s]["rings"].as_array().is_some_and(|rings| {
+            rings.iter().flat_map(|r| r.as_array().into_iter().flatten()).all(|m| {
+                let url = m["url"].as_str().unwrap_or_default();
+                let of_dead = dead_ports.iter().any(|p| url.ends_with(&format!(":{p}")));
+                m["up"] == (up || !of_dead)
+            })
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_keys_move_to_the_others_and_come_back_when_it_restarts() {
+    let c = Cluster::new(NODES, 2, "1s", &[]);
+    c.script("start.sh");
+    let original = placements(&c, 1..=NODES).await;
+    assert!(original.iter().all(|a| *a == original[0]), "one placement");
+    let hashcheck = |n: usize| get_body(c.admin(n, "/hashcheck?key=cluster.kill.key7"));
+    let original_hash = hashcheck(1).await;
+
+    // Node 4 crashes: the other three see it down after their health checks (2 s apart, 2 failures).
+    c.kill(4);
+    let dead = [c.port(4, 5), c.port(4, 6)];
+    wait_for("nodes 1-3 see node 4 down", LONG, || async {
+        let answers = placements(&c, 1..NODES).await;
+        if answers.iter().all(|a| sees(a, &dead, false)) {
+            Ok(())
+        } else {
+            Err(answers)
+        }
+    })
+    .await;
+    // Through nodes 1, 2 and 3: a total of 6 per key, stored by the nodes that hold the key now, each exact.
+    send_counters(&c, "cluster.kill.key", &[1, 2, 3]);
+    wait_until("every key's total stored by a live node", LONG, || {
+        let r = records(&c);
+        (0..KEYS).all(|k| {
+            let key = format!("cluster.kill.key{k}");
+            r[..NODES - 1].iter().filter(|n| n.get(&key) == Some(&6.0)).count() == 2
+        })
+    })
+    .await;
+    let r = records(&c);
+    for k in 0..KEYS {
+        let key = format!("cluster.kill.key{k}");
+        let holders: Vec<f64> = r.iter().filter_map(|n| n.get(&key).copied()).collect();
+        assert_eq!(
+            holders,
+            vec![6.0, 6.0],
+            "{key}: the live replicas hold it, each with the total, and node 4 nothing"
+        );
+    }
+
+    // Restarted (start.sh leaves the running nodes alone): every node places keys as before the crash.
+    let again = c.script("start.sh");
+    assert_eq!(again.matches("already running").count(), NODES - 1, "{again}");
+    wait_for("every node sees node 4 up again", LONG, || async {
+        let answers = placements(&c, 1..=NODES).await;
+        if answers.iter().all(|a| *a == original[0]) {
+            Ok(())
+        } else {
+            Err(answers)
+        }
+    })
+    .await;
+    for n in 1..=NODES {
+        assert_eq!(hashcheck(n).await, original_hash, "node {n} places a key as before");
+    }
+    send_counters(&c, "cluster.back.key", &[1, 2, 3, 4]);
+    wait_until("every key's total stored by two nodes again", LONG, || {
+        let r = records(&c);
+        (0..KEYS).all(|k| {
+            let key = format!("cluster.back.key{k}");
+            r.iter().filter(|n| n.get(&key) == Some(&10.0)).count() == 2
+        })
+    })
+    .await;
+    let r = records(&c);
     assert!(
-        (1..=NODES + 1).all(|i| !dir.join(format!("node{i}/pid")).exists()
-            || std::fs::read_to_string(dir.join(format!("node{i}/pid")))
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-                .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())),
-        "stop.sh stopped every node"
+        r[NODES - 1].keys().filter(|k| k.starts_with("cluster.back.")).count() > KEYS / 4,
+        "node 4 holds its share again"
     );
 }

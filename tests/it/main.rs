@@ -7,13 +7,15 @@ mod admin;
 mod binary;
 mod cli;
 mod cluster;
+mod cluster_scripts;
 mod reader;
 mod relay;
 mod reload;
 mod sink;
 mod status_page;
+mod wait;
 
-use std::time::Duration;
+pub use wait::{wait_for, wait_until};
 
 use consthash::app::Relay;
 use consthash::config;
@@ -70,17 +72,6 @@ pub fn flood(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
 pub async fn get_body(url: impl reqwest::IntoUrl) -> String {
     let r = reqwest::get(url).await.expect("GET");
     r.text().await.expect("body")
-}
-
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !cond() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Sends `lines` (each gets a `\n`) over one TCP connection in writes of about 16 KiB, then closes it.

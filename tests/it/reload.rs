@@ -58,13 +58,13 @@ fn dropped(relay: &Relay, section: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ring_member_added_under_load_loses_no_line_and_resets_no_client() {
+async fn an_unchanged_reload_and_an_added_ring_member_under_load_lose_no_line_and_reset_no_client() {
     let (a, b, c) = (Sink::tcp().await, Sink::tcp().await, Sink::tcp().await);
     let mut relay = Relay::start(&main_config(&relay_toml(&[&a.url(), &b.url()])), None)
         .await
         .expect("start");
     let addr = tcp_addr(&relay, "in");
-    const LINES: u64 = 200_000;
+    const LINES: u64 = 400_000;
     // one client connection writing all the time, across the reload
     let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let writer = tokio::spawn(async move {
@@ -86,6 +86,22 @@ async fn a_ring_member_added_under_load_loses_no_line_and_resets_no_client() {
     })
     .await;
     let kept: Vec<_> = relay.section("in").expect("in").backend.destinations();
+    // First the same configuration again: nothing changes hands.
+    relay
+        .reload(&main_config(&relay_toml(&[&a.url(), &b.url()])), None)
+        .await
+        .expect("reload unchanged");
+    let same = relay.section("in").expect("in").backend.destinations();
+    assert!(
+        same.len() == kept.len() && same.iter().zip(&kept).all(|(s, k)| Arc::ptr_eq(s, k)),
+        "an unchanged reload keeps every destination"
+    );
+    let before = a.count() + b.count();
+    wait_until("traffic flowing after the unchanged reload", LONG, || {
+        a.count() + b.count() > before + 20_000
+    })
+    .await;
+    // Then a third member.
     let summary = relay
         .reload(&main_config(&relay_toml(&[&a.url(), &b.url(), &c.url()])), None)
         .await
