@@ -7,6 +7,8 @@ DIR=${CONSTHASH_CLUSTER_DIR:-$ROOT/target/cluster}
 BASE=${CONSTHASH_BASE_PORT:-6000}
 FLUSH=${CONSTHASH_FLUSH:-10s}
 OUTPUT=${CONSTHASH_OUTPUT:-}
+CASSANDRA=${CONSTHASH_CASSANDRA:-}
+KEYSPACE=${CONSTHASH_CASSANDRA_KEYSPACE:-metric}
 BIN=${CONSTHASH_BIN:-$ROOT/target/release/consthash}
 mkdir -p "$DIR"
 # The node count of a running cluster is the one it was started (or grown) with.
@@ -29,7 +31,15 @@ write_config() { # NODE COUNT
   if [ -n "$OUTPUT" ]; then
     backend=out
     out_section=$'[out]\nlisten = "backend_only"\nmsg_type = "graphite"\n  [[out.servers]]\n  servers = ["'"$OUTPUT"$'"]\n'
-  else
+  fi
+  if [ -n "$CASSANDRA" ]; then
+    # Every replica of a key upserts the same (path, resolution, time) rows: R flushes of a bin land in one row.
+    local store="{ driver = \"cassandra\", dsn = \"$CASSANDRA\", options = { keyspace = \"$KEYSPACE\", create_schema = true } }"
+    writer="  times = [\"$FLUSH:24h\"]
+    [GROUP.accumulator.writer]
+    metrics = $store
+    indexer = $store"
+  elif [ -z "$OUTPUT" ]; then
     writer="  times = [\"$FLUSH:24h\"]
     [GROUP.accumulator.writer]
     metrics = { driver = \"file\", dsn = \"$d/stats\" }"

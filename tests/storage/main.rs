@@ -4,10 +4,23 @@
 #[path = "../it/binary.rs"]
 mod binary;
 mod burst;
+// shared with tests/it, which uses all of it
+#[allow(dead_code)]
+#[path = "../it/cluster_scripts.rs"]
+mod cluster_scripts;
 mod faults;
 mod reader;
+mod replicas;
 mod services;
+// shared with tests/it, which uses all of it
+#[allow(dead_code)]
+#[path = "../it/sink.rs"]
+mod sink;
 mod store;
+#[path = "../it/wait.rs"]
+mod wait;
+
+pub use wait::{wait_for, wait_until};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,35 +30,6 @@ use binary::{free_port, Running, BIN};
 
 /// How long a test waits for rows to arrive.
 pub const LONG: Duration = Duration::from_secs(60);
-
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout`.
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !cond() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls the async `probe` every 100 ms until it returns `Some`; panics with `what` and the last value seen.
-pub async fn wait_for<T, V: std::fmt::Debug, F: std::future::Future<Output = Result<T, V>>>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("timed out after {timeout:?} waiting for: {what}; last seen: {last:?}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 /// One key's aggregate of one interval (spec §9.5), as the tests expect it.
 #[derive(Clone, Copy, Debug, PartialEq)]
