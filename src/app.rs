@@ -370,9 +370,7 @@ impl Relay {
                 listen: url.clone(),
                 source,
             };
-            let sock = listener::bind(&s.listen, s.input.read_buffer_size)
-                .await
-                .map_err(failed)?;
+            let sock = listener::bind(&s.listen, &s.input).await.map_err(failed)?;
             let bound = sock.bound().map_err(failed)?;
             sockets.push(Some((sock, bound)));
         }

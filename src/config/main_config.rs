@@ -132,6 +132,8 @@ pub struct InputConfig {
     /// Input back-pressure threshold (spec §5.3).
     pub max_read_buffer_size: usize,
     pub max_line_length: usize,
+    /// UDP listeners: receive sockets on the port (`SO_REUSEPORT`); 0 = one per runtime worker thread.
+    pub udp_receivers: usize,
     /// Largest HTTP body accepted (`413` beyond it, after routing what came before); 0 = no limit.
     pub max_body_size: usize,
     /// Most connections a tcp, unix or http listener serves at once; further clients wait in the backlog.
@@ -304,6 +306,9 @@ fn check_listeners(d: &mut Diag, root: &Table, sections: &[SectionConfig]) {
 
 /// `max_connections` unless configured: well under the open-files limit the relay raises itself to.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+/// Most receive sockets of one UDP listener (`udp_receivers`).
+pub const MAX_UDP_RECEIVERS: usize = 64;
 
 /// Most worker threads (`num_procs`): far more than cores only costs memory, and thousands abort the runtime.
 pub const MAX_NUM_PROCS: usize = 1024;
@@ -528,6 +533,7 @@ impl InputConfig {
                 .usize(d, "max_read_buffer_size")
                 .unwrap_or_else(|| read_buffer_size.saturating_mul(1000)),
             max_line_length: t.usize(d, "max_line_length").unwrap_or(65_536),
+            udp_receivers: t.usize_in(d, "udp_receivers", 0..=MAX_UDP_RECEIVERS).unwrap_or(0),
             max_body_size: t.usize(d, "max_body_size").unwrap_or(0),
             max_connections: t
                 .usize_in(d, "max_connections", 1..=usize::MAX)

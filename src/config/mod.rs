@@ -22,7 +22,7 @@ use std::fmt;
 pub use duration::parse_duration;
 pub use main_config::{
     load_main, Config, DownPolicy, Globals, HashingConfig, HealthConfig, InputConfig, MsgType, OutgoingConfig,
-    RingConfig, SectionConfig, SendingMethod, PEER_ALGOS,
+    RingConfig, SectionConfig, SendingMethod, MAX_UDP_RECEIVERS, PEER_ALGOS,
 };
 pub use prereg::{
     load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group, Matcher,

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Listen;
+use crate::config::{InputConfig, Listen};
 use crate::section::SectionWatch;
 
 /// Size of one read from a stream socket.
@@ -50,20 +50,21 @@ impl Bound {
 pub enum Socket {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener, PathBuf),
-    Udp(tokio::net::UdpSocket),
+    Udp(Vec<udp::Receiver>),
     Http(tokio::net::TcpListener, String),
     None,
 }
 
-/// Binds the socket of `listen`.
-pub async fn bind(listen: &Listen, read_buffer_size: usize) -> io::Result<Socket> {
+/// Binds the socket (for UDP the `udp_receivers` sockets) of `listen`.
+pub async fn bind(listen: &Listen, input: &InputConfig) -> io::Result<Socket> {
+    let read_buffer_size = input.read_buffer_size;
     Ok(match listen {
         Listen::Tcp(addr) => Socket::Tcp(tokio::net::TcpListener::bind(addr.as_str()).await?),
         Listen::Unix(path) => {
             remove_stale_socket(path)?;
             Socket::Unix(tokio::net::UnixListener::bind(path)?, path.clone())
         }
-        Listen::Udp(addr) => Socket::Udp(udp::bind(addr, read_buffer_size).await?),
+        Listen::Udp(addr) => Socket::Udp(udp::bind(addr, read_buffer_size, udp::receivers(input.udp_receivers)).await?),
         Listen::Http { addr, path } => Socket::Http(tokio::net::TcpListener::bind(addr.as_str()).await?, path.clone()),
         Listen::BackendOnly => Socket::None,
     })
@@ -75,7 +76,11 @@ impl Socket {
         Ok(match self {
             Socket::Tcp(l) => Bound::Tcp(l.local_addr()?),
             Socket::Unix(_, path) => Bound::Unix(path.clone()),
-            Socket::Udp(s) => Bound::Udp(s.local_addr()?),
+            Socket::Udp(s) => Bound::Udp(
+                s.first()
+                    .ok_or_else(|| io::Error::other("no UDP socket"))?
+                    .local_addr()?,
+            ),
             Socket::Http(l, _) => Bound::Http(l.local_addr()?),
             Socket::None => Bound::None,
         })
@@ -90,9 +95,13 @@ impl Socket {
             Socket::Unix(l, path) => {
                 tracker.spawn(stream::run_unix(l, path, section, tracker.clone(), stop.clone()));
             }
-            Socket::Udp(s) => {
-                match (udp::KernelDrops::of(&s), s.local_addr()) {
-                    (Ok(drops), _) => {
+            Socket::Udp(receivers) => {
+                match receivers
+                    .iter()
+                    .map(udp::KernelDrops::of)
+                    .collect::<io::Result<Vec<_>>>()
+                {
+                    Ok(drops) => {
                         let current = section.borrow().clone();
                         tracker.spawn(udp::watch_kernel_drops(
                             drops,
@@ -101,9 +110,11 @@ impl Socket {
                             stop.clone(),
                         ));
                     }
-                    (Err(e), bound) => tracing::warn!(?bound, error = %e, "cannot read the kernel's UDP drop counter"),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the kernel's UDP drop counter"),
                 }
-                tracker.spawn(udp::run(s, section, stop.clone()));
+                for r in receivers {
+                    tracker.spawn(udp::run(r, section.clone(), stop.clone()));
+                }
             }
             Socket::Http(l, path) => {
                 tracker.spawn(http::run(l, path, section, tracker.clone(), stop.clone()));

@@ -1035,3 +1035,53 @@ async fn datagrams_the_kernel_drops_before_a_udp_listener_reads_them_are_counted
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_listener_with_several_receive_sockets_reads_every_sender() {
+    let sink = Sink::tcp().await;
+    let relay = start(&format!(
+        "[default]\n[relay]\nlisten = \"udp://127.0.0.1:0\"\nmsg_type = \"graphite\"\nudp_receivers = 4\n\
+         [[relay.servers]]\n{}\n",
+        servers_toml(&[&sink])
+    ))
+    .await;
+    let addr = tcp_addr(&relay, "relay");
+    // The kernel picks a receive socket by the sender's address: many senders reach every socket.
+    const SENDERS: u64 = 32;
+    const PER_SENDER: u64 = 500;
+    tokio::task::spawn_blocking(move || {
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        for i in 0..PER_SENDER {
+            for (n, s) in senders.iter().enumerate() {
+                // two lines per datagram, the last without its newline
+                let line = format!("multi.s{n} {i} 1700000000\nmulti.t{n} {i} 1700000000");
+                s.send_to(line.as_bytes(), addr).expect("send");
+            }
+            if i % 50 == 49 {
+                // let the receivers keep up with a burst far beyond the default receive buffer
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+    .await
+    .expect("senders");
+    let section = relay.section("relay").expect("section").clone();
+    let want = 2 * SENDERS * PER_SENDER;
+    wait_until("every line received or counted as dropped by the kernel", LONG, || {
+        section.stats.all_lines.load(Relaxed) + 2 * section.stats.kernel_drops.load(Relaxed) == want
+    })
+    .await;
+    wait_until("every received line at the sink", LONG, || {
+        sink.count() as u64 == section.stats.all_lines.load(Relaxed)
+    })
+    .await;
+    let lines: HashSet<String> = sink.lines().into_iter().collect();
+    assert_eq!(lines.len(), sink.count(), "no line twice");
+    for n in 0..SENDERS {
+        let prefix = format!("multi.s{n} ");
+        assert!(lines.iter().any(|l| l.starts_with(&prefix)), "sender {n} was read");
+    }
+    relay.shutdown().await;
+}
