@@ -168,7 +168,8 @@ struct NewAccumulator {
     section: String,
     acc: Arc<Accumulator>,
     input: Arc<AccumulatorInput>,
-    rx: mpsc::Receiver<Batch>,
+    /// By shard.
+    rx: Vec<mpsc::Receiver<Batch>>,
     writers: Vec<writer::WriterQueue>,
 }
 
@@ -182,14 +183,15 @@ pub fn build_sections(config: &Config, prereg: Option<&PreRegConfig>) -> Built {
         backends,
         |section, group| {
             let cfg = group.accumulator.as_ref()?;
-            let (tx, rx) = AccumulatorInput::new(&config.sections[section].name);
+            let acc = Accumulator::new(&group.name, cfg.clone(), Clock::new());
+            let (tx, rx) = AccumulatorInput::new(&config.sections[section].name, acc.shards(), cfg.input_format);
             let output = match &cfg.backend {
                 AccTarget::Section(name) => config.sections.iter().position(|s| s.name == *name),
                 AccTarget::Blackhole => None,
             };
             let input = Arc::new(tx);
             accumulators.push(PendingAccumulator {
-                acc: Accumulator::new(&group.name, cfg.clone(), Clock::new()),
+                acc,
                 section,
                 input: rx,
                 output,
@@ -253,7 +255,8 @@ pub struct PendingAccumulator {
     pub acc: Arc<Accumulator>,
     /// Index of the section whose lines it folds.
     pub section: usize,
-    pub input: mpsc::Receiver<Batch>,
+    /// By shard.
+    pub input: Vec<mpsc::Receiver<Batch>>,
     /// Index of the section its output goes to (`None` = `BLACKHOLE`).
     pub output: Option<usize>,
 }
@@ -567,7 +570,7 @@ impl Relay {
         };
         let acc = Accumulator::new(group, cfg.clone(), Clock::new());
         let _ = acc.writer_stats.set(writer::statuses(&writers));
-        let (input, rx) = AccumulatorInput::new(section);
+        let (input, rx) = AccumulatorInput::new(section, acc.shards(), cfg.input_format);
         Ok(NewAccumulator {
             section: section.to_string(),
             acc,

@@ -4,8 +4,9 @@
 //! Per framed line it splits the key ([`splitter`](crate::splitter)), applies the section's PreReg rules
 //! ([`prereg`](crate::prereg)), and then keeps the line for the section's accumulator, or looks the key up in every
 //! ring of the target section (`GetN(key, num_dupe_replicas)`) and appends the forwarded line plus `\n` to an
-//! outgoing buffer per destination: the only copy of the line's bytes. After each read, [`Router::flush`] hands
-//! each buffer to its destination's queue as one [`Batch`] and adds the counts to the section's counters once.
+//! outgoing buffer per destination (or per shard of the accumulator, by key hash): the only copy of the line's
+//! bytes. After each read, [`Router::flush`] hands each buffer to its destination's queue as one [`Batch`] and adds
+//! the counts to the section's counters once.
 //! Nothing here allocates per line once the buffers have grown, and the ring snapshots are loaded once per read.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,7 +19,7 @@ use crate::framing::Framed;
 use crate::line::{Batch, WhenFull};
 use crate::prereg::Action;
 use crate::section::Section;
-use crate::splitter::{Scratch, Splitter};
+use crate::splitter::{KeyScratch, Scratch, Splitter};
 use crate::telemetry::InvalidReason;
 
 #[derive(Debug, Default)]
@@ -84,7 +85,9 @@ pub struct Router {
     /// By slot of `Section::routes` (its own section first, then its redirect targets).
     targets: Vec<TargetOut>,
     touched_targets: Vec<usize>,
-    to_accumulator: Out,
+    /// By shard of the section's accumulator.
+    to_accumulator: Vec<Out>,
+    key_scratch: KeyScratch,
     ids: Vec<u32>,
     counts: Counts,
     /// The first key of the current read, offered to the section's sample of recent keys at flush.
@@ -112,7 +115,8 @@ impl Router {
             mode,
             targets: (0..n).map(|_| TargetOut::default()).collect(),
             touched_targets: Vec::new(),
-            to_accumulator: Out::default(),
+            to_accumulator: Vec::new(),
+            key_scratch: KeyScratch::default(),
             ids: Vec::new(),
             counts: Counts {
                 redirected: vec![0; n],
@@ -159,8 +163,12 @@ impl Router {
                 slot
             }
             Action::Own => match (&s.accumulator, self.mode) {
-                (Some(_), Mode::Listener) => {
-                    self.to_accumulator.push(split.line);
+                (Some(input), Mode::Listener) => {
+                    let shard = input.shard(split.line, &mut self.key_scratch);
+                    if shard >= self.to_accumulator.len() {
+                        self.to_accumulator.resize_with(shard + 1, Out::default);
+                    }
+                    self.to_accumulator[shard].push(split.line);
                     self.counts.accumulated += 1;
                     return;
                 }
@@ -220,10 +228,11 @@ impl Router {
                 }
             }
         }
-        if self.to_accumulator.lines > 0 {
-            let batch = self.to_accumulator.take();
-            if let Some(input) = &self.section.accumulator {
-                input.push(batch, when_full).await;
+        if let Some(input) = &self.section.accumulator {
+            for (shard, out) in self.to_accumulator.iter_mut().enumerate() {
+                if out.lines > 0 {
+                    input.push(shard, out.take(), when_full).await;
+                }
             }
         }
         valid

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backend::Backend;
-use crate::config::{MsgType, SectionConfig};
+use crate::config::{Format, MsgType, SectionConfig};
 use crate::framing::Framing;
 use crate::line::{Batch, WhenFull};
 use crate::prereg::PreReg;
 use crate::ring::RingKind;
-use crate::splitter::{RegexSplitter, Splitter};
+use crate::splitter::{accumulator_key, KeyScratch, RegexSplitter, Splitter};
 use crate::telemetry::{RateLimit, SectionStats};
 
 /// The runtime of one configured section.
@@ -210,41 +210,100 @@ impl Section {
     }
 }
 
-/// Batches an accumulator input holds.
+/// Batches each shard's channel of an accumulator input holds.
 pub const ACCUMULATOR_INPUT_BATCHES: usize = 1024;
 
-/// The bounded channel in front of a section's accumulator: routers send it batches of the lines that stay in the
-/// section. Stream listeners wait for room (back-pressure); UDP listeners drop and count what does not fit.
+/// How many of a per-thread part (UDP receive sockets, accumulator shards) a setting asks for: 0 = one per worker
+/// thread of the running runtime; at most `max`.
+pub fn per_worker(configured: usize, max: usize) -> usize {
+    match configured {
+        0 => tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()),
+        n => n,
+    }
+    .clamp(1, max.max(1))
+}
+
+/// The bounded channels in front of a section's accumulator, one per shard: routers send each shard a batch of the
+/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]). Stream listeners wait for
+/// room (back-pressure); UDP listeners drop and count what does not fit.
 #[derive(Debug)]
 pub struct AccumulatorInput {
-    tx: mpsc::Sender<Batch>,
-    /// Lines accepted into the channel.
+    shards: Vec<mpsc::Sender<Batch>>,
+    /// What the accumulator reads, which says where a line's key is.
+    format: Format,
+    /// Lines accepted into the channels.
     pub accepted: AtomicU64,
-    /// Lines dropped because the channel was full (UDP) or closed (shutdown).
+    /// Lines dropped because a channel was full (UDP) or closed (shutdown).
     pub dropped: AtomicU64,
     log: RateLimit,
     section: String,
 }
 
+/// Seed of the shard hash: not the (random) one of the accumulator's own key maps, so that the keys of one shard
+/// spread over all of its map's buckets.
+const SHARD_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
 impl AccumulatorInput {
-    /// The input and the receiving end the accumulator's task folds from.
-    pub fn new(section: &str) -> (AccumulatorInput, mpsc::Receiver<Batch>) {
-        let (tx, rx) = mpsc::channel(ACCUMULATOR_INPUT_BATCHES);
+    /// The input of an accumulator of `shards` shards reading `format`, and the receiving end of each shard's
+    /// channel, which the accumulator's fold tasks read.
+    pub fn new(section: &str, shards: usize, format: Format) -> (AccumulatorInput, Vec<mpsc::Receiver<Batch>>) {
+        let (txs, rxs) = (0..shards.max(1))
+            .map(|_| mpsc::channel(ACCUMULATOR_INPUT_BATCHES))
+            .unzip();
         let input = AccumulatorInput {
-            tx,
+            shards: txs,
+            format,
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             log: RateLimit::default(),
             section: section.to_string(),
         };
-        (input, rx)
+        (input, rxs)
     }
 
-    pub async fn push(&self, batch: Batch, when_full: WhenFull) {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard a line belongs to: a hash of the key the accumulator folds it under (statsd: with its tags and
+    /// sanitized; graphite: the first field), so that every line of one key lands in one shard. A line without a
+    /// key (invalid, counted by the shard's fold) goes to shard 0.
+    pub fn shard(&self, line: &[u8], scratch: &mut KeyScratch) -> usize {
+        let n = self.shards.len();
+        if n == 1 {
+            return 0;
+        }
+        let key = match self.format {
+            Format::Statsd => {
+                let text = String::from_utf8_lossy(line);
+                match accumulator_key(&text, scratch) {
+                    Some((key, _)) => hash(key.as_bytes()),
+                    None => return 0,
+                }
+            }
+            Format::Graphite => {
+                let Some(key) = line.split(u8::is_ascii_whitespace).find(|f| !f.is_empty()) else {
+                    return 0;
+                };
+                match std::str::from_utf8(key) {
+                    Ok(_) => hash(key),
+                    // the accumulator decodes it lossily: invalid sequences that decode alike are one key
+                    Err(_) => hash(String::from_utf8_lossy(key).as_bytes()),
+                }
+            }
+        };
+        // the high bits, scaled to 0..n
+        (((key >> 32) * n as u64) >> 32) as usize
+    }
+
+    /// Sends `batch` to shard `shard`'s channel, waiting for room or dropping per `when_full`.
+    pub async fn push(&self, shard: usize, batch: Batch, when_full: WhenFull) {
         let lines = batch.lines as u64;
+        let tx = &self.shards[shard];
         let sent = match when_full {
-            WhenFull::Wait => self.tx.send(batch).await.is_ok(),
-            WhenFull::Drop => self.tx.try_send(batch).is_ok(),
+            WhenFull::Wait => tx.send(batch).await.is_ok(),
+            WhenFull::Drop => tx.try_send(batch).is_ok(),
         };
         if sent {
             self.accepted.fetch_add(lines, Relaxed);
@@ -255,6 +314,11 @@ impl AccumulatorInput {
             }
         }
     }
+}
+
+fn hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(key)
 }
 
 /// What one stream (a connection, an HTTP body) holds against its section's `max_read_buffer_size`: the bytes it

@@ -134,7 +134,7 @@ pub struct GraphiteState {
     keep_keys: bool,
     stats: HashMap<Box<str>, Entry>,
     /// Lines of new keys are dropped (and counted) while `stats` holds `max_keys`.
-    bound: super::KeyBound,
+    pub(super) bound: super::KeyBound,
 }
 
 impl GraphiteState {
@@ -147,9 +147,19 @@ impl GraphiteState {
     }
 
     /// Holds at most `max` keys: lines of further new keys are dropped and counted.
-    pub fn with_max_keys(mut self, max: usize) -> Self {
-        self.bound = super::KeyBound::new(max);
+    pub fn with_max_keys(self, max: usize) -> Self {
+        self.with_bound(super::KeyBound::new(max))
+    }
+
+    /// Holds keys under `bound` (shared with the other shards of its accumulator).
+    pub fn with_bound(mut self, bound: super::KeyBound) -> Self {
+        self.bound = bound;
         self
+    }
+
+    /// An empty state with the same options, under the same bound.
+    pub fn emptied(&self) -> Self {
+        GraphiteState::new(self.keep_keys).with_bound(self.bound.share())
     }
 
     /// Lines dropped for `max_keys` since the last call.
@@ -171,10 +181,9 @@ impl GraphiteState {
             return Err(GraphiteError::BadValue);
         }
         let key = String::from_utf8_lossy(key);
-        let held = self.stats.len();
         match self.stats.get_mut(key.as_ref()) {
             Some(e) => e.add(value),
-            None if !self.bound.admits(held) => {}
+            None if !self.bound.admits() => {}
             None => {
                 let mut e = Entry::new(Aggregation::for_key(&key));
                 e.add(value);
@@ -204,6 +213,7 @@ impl GraphiteState {
         if self.keep_keys {
             self.stats.values_mut().for_each(Entry::reset);
         } else {
+            self.bound.release(self.stats.len());
             self.stats.clear();
         }
         lines

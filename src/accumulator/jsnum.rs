@@ -156,14 +156,7 @@ fn format_js(v: f64, out: &mut NumBuf) {
     }
 }
 
-/// JavaScript's WhiteSpace and LineTerminator code points (what `trim()` removes and `\s` matches).
-pub(crate) fn is_js_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
-    )
-}
+pub(crate) use crate::splitter::is_js_space;
 
 /// JavaScript `s.trim()`.
 pub(crate) fn js_trim(s: &str) -> &str {

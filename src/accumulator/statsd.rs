@@ -11,10 +11,11 @@
 use foldhash::{HashMap, HashSet};
 use std::borrow::Cow;
 
-use super::jsnum::{is_js_space, js_number_bytes, js_parse_number, js_trim};
+use super::jsnum::{js_number_bytes, js_parse_number, js_trim};
 use super::StatRepr;
 use crate::config::{Format, StatsdOptions};
 use crate::line::Record;
+use crate::splitter::{accumulator_key, KeyScratch};
 
 /// The accumulated state of one key (statsd keeps one object per type; a key may hold several types).
 /// Most keys have one type: the single-type variants keep an idle key at a few words.
@@ -284,13 +285,12 @@ pub struct StatsdState {
     /// `fnv` and a hand-written folded-multiply hash in the fold bench.
     map: HashMap<Box<str>, Slot>,
     /// Samples of new keys are dropped (and counted) while the map holds `max_keys`.
-    bound: super::KeyBound,
+    pub(super) bound: super::KeyBound,
     keep_keys: bool,
     names: Names,
     thresholds: Vec<Threshold>,
     /// Reused buffers for keys that need tags or sanitizing.
-    raw_buf: String,
-    key_buf: String,
+    key_scratch: KeyScratch,
     /// Reused at flush.
     cum: Vec<f64>,
     cum_sq: Vec<f64>,
@@ -312,31 +312,6 @@ fn ns_prefix(parts: &[&str]) -> String {
         s.push('.');
     }
     s
-}
-
-/// The key characters statsd keeps (`[A-Za-z0-9_.;=-]`).
-fn key_byte_ok(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b';' | b'=' | b'-')
-}
-
-/// statsd's `sanitizeKeyName`: whitespace runs → `_`, `/` → `-`, other characters outside `[A-Za-z0-9_.;=-]` deleted.
-fn sanitize_into(raw: &str, out: &mut String) {
-    let mut in_ws = false;
-    for c in raw.chars() {
-        if is_js_space(c) {
-            if !in_ws {
-                out.push('_');
-            }
-            in_ws = true;
-            continue;
-        }
-        in_ws = false;
-        if c == '/' {
-            out.push('-');
-        } else if c.is_ascii() && key_byte_ok(c as u8) {
-            out.push(c);
-        }
-    }
 }
 
 /// statsd's `isNumber`: non-empty and `Number(s)` not NaN.
@@ -472,8 +447,7 @@ impl StatsdState {
             keep_keys,
             names,
             thresholds,
-            raw_buf: String::new(),
-            key_buf: String::new(),
+            key_scratch: KeyScratch::default(),
             cum: Vec::new(),
             cum_sq: Vec::new(),
             name_buf: String::new(),
@@ -481,9 +455,29 @@ impl StatsdState {
     }
 
     /// Holds at most `max` keys: samples of further new keys are dropped and counted.
-    pub fn with_max_keys(mut self, max: usize) -> StatsdState {
-        self.bound = super::KeyBound::new(max);
+    pub fn with_max_keys(self, max: usize) -> StatsdState {
+        self.with_bound(super::KeyBound::new(max))
+    }
+
+    /// Holds keys under `bound` (shared with the other shards of its accumulator).
+    pub fn with_bound(mut self, bound: super::KeyBound) -> StatsdState {
+        self.bound = bound;
         self
+    }
+
+    /// An empty state with the same options, under the same bound.
+    pub fn emptied(&self) -> StatsdState {
+        StatsdState {
+            map: HashMap::default(),
+            bound: self.bound.share(),
+            keep_keys: self.keep_keys,
+            names: self.names.clone(),
+            thresholds: self.thresholds.clone(),
+            key_scratch: KeyScratch::default(),
+            cum: Vec::new(),
+            cum_sq: Vec::new(),
+            name_buf: String::new(),
+        }
     }
 
     /// Samples dropped for `max_keys` since the last call.
@@ -508,42 +502,11 @@ impl StatsdState {
             Err(_) => String::from_utf8_lossy(line),
         };
         let line: &str = &line;
-        // 1. `|#` tags: the text between the first and second `|#`.
-        let (metric, tags) = match line.find("|#") {
-            Some(i) => {
-                let rest = &line[i + 2..];
-                (&line[..i], rest.find("|#").map_or(rest, |j| &rest[..j]))
-            }
-            None => (line, ""),
-        };
-        // 2. key and value parts.
-        let (raw_key, values) = match metric.split_once(':') {
-            Some((k, v)) => (k, Some(v)),
-            None => (metric, None),
-        };
-        let Some(values) = values else {
+        let mut scratch = std::mem::take(&mut self.key_scratch);
+        let Some((key, values)) = accumulator_key(line, &mut scratch) else {
             // statsd pushes a lone "1", which has no type.
+            self.key_scratch = scratch;
             return (0, 1);
-        };
-        // 3, 4. tags and sanitizing; the common clean key is used as is.
-        let mut key_buf = std::mem::take(&mut self.key_buf);
-        let key: &str = if tags.is_empty() && raw_key.bytes().all(key_byte_ok) {
-            raw_key
-        } else {
-            let mut raw = std::mem::take(&mut self.raw_buf);
-            raw.clear();
-            raw.push_str(raw_key);
-            if !tags.is_empty() {
-                for tag in tags.split(',') {
-                    raw.push(';');
-                    let tag = tag.replacen(';', "_", 1).replacen(':', "=", 1);
-                    raw.push_str(&tag);
-                }
-            }
-            key_buf.clear();
-            sanitize_into(&raw, &mut key_buf);
-            self.raw_buf = raw;
-            &key_buf
         };
         let (mut ok, mut bad) = (0, 0);
         for part in values.split(':') {
@@ -555,7 +518,7 @@ impl StatsdState {
                 None => bad += 1,
             }
         }
-        self.key_buf = key_buf;
+        self.key_scratch = scratch;
         (ok, bad)
     }
 
@@ -586,7 +549,7 @@ impl StatsdState {
             }
             return;
         }
-        if !self.bound.admits(self.map.len()) {
+        if !self.bound.admits() {
             return;
         }
         let slot = match s {
@@ -684,6 +647,7 @@ impl StatsdState {
                 slot.reset_kept();
             }
         } else {
+            self.bound.release(self.map.len());
             for (key, mut slot) in self.map.drain() {
                 if let Some(mut rec) = r.key(&key, &mut slot) {
                     rec.key = key.into_string();

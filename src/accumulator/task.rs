@@ -1,27 +1,34 @@
-//! The running accumulator of a PreReg group (spec §9.1, §9.5): one task folds the batches its routers send,
-//! flushes on base ticks aligned to the wall clock (`unix_ms % accumulate_flush_ms == 0`), sends the output lines
-//! to the accumulator backend's rings through a bypass router (or nowhere for `BLACKHOLE`), merges the records into
-//! the bins and, on each bin's own aligned tick, hands the bin to its writer queue. Missed ticks are not replayed.
-//! On shutdown it drains its input and flushes everything pending, stamped with the next aligned tick of each.
+//! The running accumulator of a PreReg group (spec §9.1, §9.5). Its state is split by key hash into shards
+//! ([`AccumulatorInput::shard`](crate::section::AccumulatorInput::shard)): routers send each shard its own batches
+//! and one fold task per shard folds them, so the fold runs on as many threads as there are shards. The
+//! accumulator's task flushes on base ticks aligned to the wall clock (`unix_ms % accumulate_flush_ms == 0`):
+//! every shard renders on a blocking thread, the output lines go to the accumulator backend's rings through a
+//! bypass router (or nowhere for `BLACKHOLE`), the records are merged into the bins and, on each bin's own aligned
+//! tick, a bin goes to its writer queue. Missed ticks are not replayed. On shutdown the fold tasks drain their input
+//! and everything pending is flushed, stamped with the next aligned tick of each.
 //!
-//! The aggregation state sits behind a mutex only so that the admin API can read it; the task is its only writer.
+//! Invariants: every line of one key is in one shard, folded in the order its router sent it; a flush of the shards
+//! is the flush of one state holding them all (keys are disjoint, and statsd emits nothing across keys). A shard's
+//! state sits behind a mutex that its fold task takes per batch, the flush to take (or, with `keep_keys`, render)
+//! it, and the admin API to read it. `max_keys` bounds the shards together ([`KeyBound`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::bins::Bins;
-use super::{StatRepr, State};
+use super::{KeyBound, StatRepr, State};
 use crate::clock::{tick_secs, Clock};
-use crate::config::{AccumulatorConfig, Format};
+use crate::config::{AccumulatorConfig, Format, MAX_SHARDS};
 use crate::framing::{frame_all, Framing};
-use crate::line::{Batch, WhenFull};
+use crate::line::{Batch, Record, WhenFull};
 use crate::router::Router;
-use crate::section::{Section, Sections};
+use crate::section::{per_worker, Section, Sections};
 use crate::splitter::{GraphiteNames, Splitter};
 use crate::telemetry::RateLimit;
 use crate::writer::{QueueStatus, WriterQueue};
@@ -43,7 +50,10 @@ pub struct AccumulatorStats {
 pub struct Accumulator {
     pub group: String,
     pub config: AccumulatorConfig,
-    state: Mutex<State>,
+    /// The state by shard.
+    shards: Vec<Arc<Mutex<State>>>,
+    /// The live states' `max_keys` bound (its held count is every shard's keys).
+    bound: KeyBound,
     pub stats: AccumulatorStats,
     /// Unix ms of the last base flush (0 before the first).
     last_flush_ms: AtomicU64,
@@ -52,15 +62,22 @@ pub struct Accumulator {
     pub clock: Clock,
     /// Per bin, then the indexer: its queue and counters, once the writers started.
     pub writer_stats: OnceLock<Vec<QueueStatus>>,
-    /// Rate limit of the "max_keys reached" warning.
+    /// Rate limits of the "max_keys reached" and "invalid samples" warnings.
     max_keys_log: RateLimit,
+    invalid_log: RateLimit,
 }
 
 impl Accumulator {
+    /// The accumulator of `config`, with `config.shards` shards (0: one per worker thread of the running runtime).
     pub fn new(group: &str, config: AccumulatorConfig, clock: Clock) -> Arc<Accumulator> {
+        let bound = KeyBound::new(config.max_keys);
+        let shards = (0..per_worker(config.shards, MAX_SHARDS))
+            .map(|_| Arc::new(Mutex::new(State::new(&config, bound.share()))))
+            .collect();
         Arc::new(Accumulator {
             group: group.to_string(),
-            state: Mutex::new(State::new(&config)),
+            shards,
+            bound,
             config,
             stats: AccumulatorStats::default(),
             last_flush_ms: AtomicU64::new(0),
@@ -68,22 +85,27 @@ impl Accumulator {
             clock,
             writer_stats: OnceLock::new(),
             max_keys_log: RateLimit::default(),
+            invalid_log: RateLimit::default(),
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // The task folds and flushes in short critical sections that leave the state consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Number of shards (the size of its input, [`crate::section::AccumulatorInput::new`]).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 
     /// Distinct keys held now.
     pub fn keys(&self) -> usize {
-        self.state().len()
+        self.bound.held()
     }
 
     /// The un-flushed state, one entry per key and type (`/<s>/accumulator`).
-    pub fn snapshot(&self) -> Vec<StatRepr> {
-        self.state().snapshot()
+    pub async fn snapshot(&self) -> Vec<StatRepr> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.extend(shard.lock().await.snapshot());
+        }
+        all
     }
 
     /// Unix ms of the last base flush, `None` before the first.
@@ -94,6 +116,52 @@ impl Accumulator {
     /// How long the last base flush took (zero before the first).
     pub fn last_flush_duration(&self) -> Duration {
         Duration::from_micros(self.last_flush_us.load(Relaxed))
+    }
+
+    /// Folds one batch into shard `shard`.
+    async fn fold(&self, shard: usize, batch: &Batch) {
+        let mut invalid = 0u64;
+        let over_max_keys = {
+            let mut state = self.shards[shard].lock().await;
+            for line in batch.data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                invalid += u64::from(state.add(line).1);
+            }
+            state.take_over_max_keys()
+        };
+        if over_max_keys > 0 {
+            self.stats.over_max_keys.fetch_add(over_max_keys, Relaxed);
+            if let Some(suppressed) = self.max_keys_log.allow() {
+                tracing::warn!(
+                    group = %self.group, dropped = over_max_keys, max_keys = self.config.max_keys, suppressed,
+                    "accumulator: samples of new keys dropped, max_keys reached"
+                );
+            }
+        }
+        self.stats.lines.fetch_add(batch.lines as u64, Relaxed);
+        if invalid > 0 {
+            self.stats.invalid.fetch_add(invalid, Relaxed);
+            if let Some(suppressed) = self.invalid_log.allow() {
+                tracing::warn!(group = %self.group, invalid, suppressed, "accumulator: invalid samples dropped");
+            }
+        }
+    }
+
+    /// The fold task of one shard: folds its batches until `stop`, then what its routers already sent; ends early
+    /// once every sender is gone.
+    async fn fold_shard(self: Arc<Self>, shard: usize, mut input: mpsc::Receiver<Batch>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                batch = input.recv() => match batch {
+                    Some(b) => self.fold(shard, &b).await,
+                    None => return,
+                },
+            }
+        }
+        while let Ok(b) = input.try_recv() {
+            self.fold(shard, &b).await;
+        }
     }
 }
 
@@ -147,13 +215,17 @@ pub fn output_splitter(format: Format, target: &Section) -> Splitter {
 /// every sender of its input is gone (a reload replaced it), after a final flush of everything pending.
 pub struct AccumulatorTask {
     pub acc: Arc<Accumulator>,
-    pub input: mpsc::Receiver<Batch>,
+    /// By shard: what its routers send ([`crate::section::AccumulatorInput::new`]).
+    pub input: Vec<mpsc::Receiver<Batch>>,
     /// Into the accumulator's backend section; `None` for `BLACKHOLE`.
     pub output: Option<Output>,
     pub bins: Bins,
     /// One queue per bin; empty without writers (then bins do nothing).
     pub writers: Vec<WriterQueue>,
 }
+
+/// What one shard's flush rendered: output lines, their count, records.
+type Rendered = (Vec<u8>, usize, Vec<Record>);
 
 impl AccumulatorTask {
     pub async fn run(mut self, stop: CancellationToken) {
@@ -166,23 +238,25 @@ impl AccumulatorTask {
             self.bins.intervals()
         };
         let mut bin_ticks: Vec<(Instant, u64)> = bin_intervals.iter().map(|i| clock.next_tick(*i)).collect();
-        let invalid_log = RateLimit::default();
+        let stop_folding = CancellationToken::new();
+        let mut folding = JoinSet::new();
+        for (shard, input) in std::mem::take(&mut self.input).into_iter().enumerate() {
+            folding.spawn(self.acc.clone().fold_shard(shard, input, stop_folding.clone()));
+        }
         loop {
             let next_bin = bin_ticks.iter().map(|t| t.0).min();
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
+                // a fold task ends early only once every sender is gone: so do all of them
+                _ = folding.join_next() => break,
                 _ = sleep_until(base.0) => {}
                 _ = sleep_until(next_bin.unwrap_or(base.0)), if next_bin.is_some() => {}
-                batch = self.input.recv() => match batch {
-                    Some(b) => { self.fold(&b, &invalid_log); continue; }
-                    None => break,
-                },
             }
             // A timer fired: the base flush first, then every bin whose tick has come (spec §9.5).
             let now = Instant::now();
             if base.0 <= now {
-                self.base_flush(tick_secs(base.1), &invalid_log).await;
+                self.base_flush(tick_secs(base.1)).await;
                 base = clock.next_tick(interval);
             }
             for (i, t) in bin_ticks.iter_mut().enumerate() {
@@ -193,89 +267,69 @@ impl AccumulatorTask {
             }
         }
         // Shutdown: what routers already sent, then everything pending, stamped with the next aligned ticks.
-        while let Ok(b) = self.input.try_recv() {
-            self.fold(&b, &invalid_log);
+        stop_folding.cancel();
+        while let Some(done) = folding.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(group = %self.acc.group, error = %e, "accumulator fold task failed");
+            }
         }
-        self.base_flush(tick_secs(base.1), &invalid_log).await;
+        self.base_flush(tick_secs(base.1)).await;
         for (i, t) in bin_ticks.iter().enumerate() {
             self.bin_flush(i, tick_secs(t.1));
         }
     }
 
-    fn fold(&mut self, batch: &Batch, log: &RateLimit) {
-        let mut invalid = 0u64;
-        let over_max_keys = {
-            let mut state = self.acc.state();
-            for line in batch.data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                invalid += u64::from(state.add(line).1);
-            }
-            state.take_over_max_keys()
-        };
-        if over_max_keys > 0 {
-            self.acc.stats.over_max_keys.fetch_add(over_max_keys, Relaxed);
-            if let Some(suppressed) = self.acc.max_keys_log.allow() {
-                tracing::warn!(
-                    group = %self.acc.group, dropped = over_max_keys, max_keys = self.acc.config.max_keys, suppressed,
-                    "accumulator: samples of new keys dropped, max_keys reached"
-                );
-            }
-        }
-        self.acc.stats.lines.fetch_add(batch.lines as u64, Relaxed);
-        if invalid > 0 {
-            self.acc.stats.invalid.fetch_add(invalid, Relaxed);
-            if let Some(suppressed) = log.allow() {
-                tracing::warn!(group = %self.acc.group, invalid, suppressed, "accumulator: invalid samples dropped");
-            }
-        }
-    }
-
-    /// Renders the state on a blocking thread, so that a large flush neither stalls a runtime thread nor
-    /// ingestion: without `keep_keys` a fresh state takes the batches that arrive meanwhile; with `keep_keys` the
-    /// state comes back after the flush, and arriving batches wait in the (bounded) input channel.
-    async fn base_flush(&mut self, tick: i64, log: &RateLimit) {
+    /// Renders every shard, each on a blocking thread, so that a large flush stalls neither a runtime thread nor
+    /// ingestion: without `keep_keys` a shard's state is taken and a fresh one folds the batches that arrive
+    /// meanwhile; with `keep_keys` the shard is rendered in place and its arriving batches wait in its (bounded)
+    /// channel.
+    async fn base_flush(&mut self, tick: i64) {
         let started = std::time::Instant::now();
-        let cfg = self.acc.config.clone();
-        let keep = cfg.keep_keys;
-        let fresh = State::new(&cfg);
-        let taken = std::mem::replace(&mut *self.acc.state(), fresh);
-        let flushing = tokio::task::spawn_blocking(move || {
-            let (mut taken, mut out, mut records) = (taken, Vec::new(), Vec::new());
-            let lines = taken.flush(cfg.accumulate_flush, tick, cfg.output_format, &mut out, &mut records);
-            (taken, out, records, lines)
-        });
-        tokio::pin!(flushing);
-        let mut input_open = true;
-        let done = loop {
-            tokio::select! {
-                r = &mut flushing => break r,
-                b = self.input.recv(), if !keep && input_open => match b {
-                    Some(b) => self.fold(&b, log),
-                    None => input_open = false,
-                },
-            }
+        let cfg = &self.acc.config;
+        let (interval, format) = (cfg.accumulate_flush, cfg.output_format);
+        let render = move |state: &mut State| -> Rendered {
+            let (mut out, mut records) = (Vec::new(), Vec::new());
+            let lines = state.flush(interval, tick, format, &mut out, &mut records);
+            (out, lines, records)
         };
-        let (taken, out, records, lines) = match done {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(group = %self.acc.group, error = %e, "accumulator flush failed: this interval is lost");
-                return;
+        let mut rendering = Vec::with_capacity(self.acc.shards.len());
+        for shard in &self.acc.shards {
+            rendering.push(if cfg.keep_keys {
+                let mut state = shard.clone().lock_owned().await;
+                tokio::task::spawn_blocking(move || render(&mut state))
+            } else {
+                let mut taken = shard.lock().await.take();
+                tokio::task::spawn_blocking(move || render(&mut taken))
+            });
+        }
+        let mut all_records = Vec::new();
+        let (mut lines, mut rendered) = (0, Vec::with_capacity(rendering.len()));
+        for r in rendering {
+            match r.await {
+                Ok((out, n, records)) => {
+                    lines += n;
+                    all_records.extend(records);
+                    rendered.push(out);
+                }
+                Err(e) => {
+                    tracing::error!(group = %self.acc.group, error = %e, "accumulator flush failed: this interval of a shard is lost")
+                }
             }
-        };
-        if keep {
-            *self.acc.state() = taken;
         }
         self.acc.last_flush_ms.store(self.acc.clock.now_ms(), Relaxed);
         self.acc.stats.flushes.fetch_add(1, Relaxed);
         self.acc.stats.output_lines.fetch_add(lines as u64, Relaxed);
-        self.acc.stats.records.fetch_add(records.len() as u64, Relaxed);
+        self.acc.stats.records.fetch_add(all_records.len() as u64, Relaxed);
         if let Some((router, framing)) = self.output.as_mut().and_then(Output::router) {
-            frame_all(&out, framing, |f| router.route(f));
+            for out in &rendered {
+                frame_all(out, framing, |f| router.route(f));
+            }
             router.flush(WhenFull::Wait).await;
         }
         let took = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
         self.acc.last_flush_us.store(took.max(1), Relaxed);
         if !self.writers.is_empty() {
-            self.bins.merge(&records);
+            self.bins.merge(&all_records);
         }
     }
 
@@ -335,7 +389,7 @@ mod tests {
         .expect("writers");
         let bins = Bins::new(&cfg.times);
         let acc = Accumulator::new("g", cfg, clock);
-        let (input, rx) = AccumulatorInput::new("s");
+        let (input, rx) = AccumulatorInput::new("s", acc.shards(), acc.config.input_format);
         let task = AccumulatorTask {
             acc: acc.clone(),
             input: rx,
@@ -385,7 +439,7 @@ mod tests {
         // one pair of samples in each of the twelve 5 s windows of the minute (MINUTE, MINUTE + 60 s]
         for i in 0..12u32 {
             input
-                .push(batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), WhenFull::Wait)
+                .push(0, batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), WhenFull::Wait)
                 .await;
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -436,7 +490,7 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        input.push(batch("late:5|c\nlate:7|c\n"), WhenFull::Wait).await;
+        input.push(0, batch("late:5|c\nlate:7|c\n"), WhenFull::Wait).await;
         stop.cancel(); // before any tick: the final flush must carry it
         running.await.expect("task");
         tracker.close();
@@ -457,6 +511,65 @@ mod tests {
         assert_eq!(minute[0][7], ((MINUTE + 60_000) * 1_000_000).to_string());
     }
 
+    /// Sends each line of `text` to its shard, as a router does.
+    async fn send(input: &AccumulatorInput, text: &str) {
+        let mut scratch = crate::splitter::KeyScratch::default();
+        for line in text.lines() {
+            let shard = input.shard(line.as_bytes(), &mut scratch);
+            input.push(shard, batch(&format!("{line}\n")), WhenFull::Wait).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shards_fold_apart_and_flush_as_one_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (acc, input, task, tracker) = setup(
+            "input_format = \"statsd\"\noutput_format = \"graphite\"\naccumulate_flush = \"1h\"\ntimes = [\"1h\"]\nshards = 4",
+            dir.path(),
+            Clock::new(),
+        )
+        .await;
+        assert_eq!((acc.shards(), input.shards()), (4, 4));
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(task.run(stop.clone()));
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        for round in 1..=3 {
+            let text: String = keys
+                .iter()
+                .map(|k| format!("{k}:{round}|c\n{k} x:{round}|ms\n"))
+                .collect();
+            send(&input, &text).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while acc.stats.lines.load(Relaxed) < 240 {
+            assert!(
+                Instant::now() < deadline,
+                "folded {} of 240 lines",
+                acc.stats.lines.load(Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(acc.keys(), 80, "k<i> and k<i>_x, counted over every shard");
+        let snapshot = acc.snapshot().await;
+        assert_eq!(snapshot.len(), 80);
+        assert!(snapshot
+            .iter()
+            .filter(|s| s.stat_key.ends_with("|c"))
+            .all(|s| s.sum == 6.0 && s.count == 3));
+        stop.cancel();
+        running.await.expect("task");
+        tracker.close();
+        tracker.wait().await;
+        let rows = rows(&dir.path().join("stats_3600s"));
+        assert_eq!(rows.len(), 80, "one row per key: {rows:?}");
+        for k in &keys {
+            let c = rows.iter().find(|r| &r[0] == k).expect("counter row");
+            assert_eq!(c[1..6], ["6.000000", "2.000000", "1.000000", "3.000000", "3"], "{k}");
+            let t = rows.iter().find(|r| r[0] == format!("{k}_x")).expect("timer row");
+            assert_eq!(t[1..6], ["6.000000", "2.000000", "1.000000", "3.000000", "3"], "{k}_x");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn kept_keys_are_emitted_idle_but_produce_no_records() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -469,7 +582,7 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        input.push(batch("a.count 3 1\nb.max 4 1\n"), WhenFull::Wait).await;
+        input.push(0, batch("a.count 3 1\nb.max 4 1\n"), WhenFull::Wait).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(acc.keys(), 2, "kept after the flush");
         tokio::time::sleep(Duration::from_secs(10)).await; // two idle flushes

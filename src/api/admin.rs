@@ -203,7 +203,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) ->
         }
         SectionRoute::Status => text(StatusCode::SERVICE_UNAVAILABLE, "all servers down"),
         SectionRoute::Accumulator => match &v.accumulator {
-            Some(acc) => json_resp(&accumulator_report(acc)),
+            Some(acc) => json_resp(&accumulator_report(acc).await),
             None => text(StatusCode::NOT_IMPLEMENTED, "No accumulators defined"),
         },
         SectionRoute::AddServer => match mutation(state, &v.section, req, peer.ip()).await {

@@ -273,7 +273,7 @@ pub fn servers(s: &Section) -> (Vec<String>, Vec<String>, Vec<String>) {
 
 /// `/<s>/accumulator`: the accumulator's state not yet flushed (spec §11), each entry stamped with now and the
 /// resolution and TTL of the first bin.
-pub fn accumulator_report(acc: &Accumulator) -> Value {
+pub async fn accumulator_report(acc: &Accumulator) -> Value {
     let now_ms = acc.clock.now_ms();
     let first = acc.config.times.first();
     let resolution = first.map_or(acc.config.accumulate_flush, |b| b.interval).as_secs();
@@ -282,6 +282,7 @@ pub fn accumulator_report(acc: &Accumulator) -> Value {
     let time = crate::telemetry::rfc3339(now_ms);
     let stats: Vec<Value> = acc
         .snapshot()
+        .await
         .into_iter()
         .map(|s| {
             json!({

@@ -26,7 +26,7 @@ pub use main_config::{
 };
 pub use prereg::{
     load_prereg, AccTarget, AccumulatorConfig, ApiConfig, Bin, Driver, DriverConfig, Format, Group, Matcher,
-    PreRegConfig, Rule, WriterConfig,
+    PreRegConfig, Rule, WriterConfig, MAX_SHARDS,
 };
 pub use statsd_options::{StatsdOptions, STATSD_OPTIONS};
 pub(crate) use url::split_host_port;

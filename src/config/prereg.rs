@@ -72,6 +72,9 @@ impl Matcher {
 /// `max_keys` unless configured: about 130 MB of statsd state.
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
+/// Most shards of one accumulator (`shards`).
+pub const MAX_SHARDS: usize = 64;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccumulatorConfig {
     pub backend: AccTarget,
@@ -83,6 +86,8 @@ pub struct AccumulatorConfig {
     pub keep_keys: bool,
     /// Most distinct keys held; samples of further new keys are dropped and counted.
     pub max_keys: usize,
+    /// Parts the state is split into by key hash, folded on different threads; 0 = one per worker thread.
+    pub shards: usize,
     /// statsd naming options (§9.2.4); defaults for a graphite accumulator.
     pub options: StatsdOptions,
     pub writer: Option<WriterConfig>,
@@ -396,6 +401,7 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
     let (accumulate_flush, times) = parse_times(d, a);
     let keep_keys = a.bool(d, "keep_keys").unwrap_or(false);
     let max_keys = a.usize_in(d, "max_keys", 1..=usize::MAX).unwrap_or(DEFAULT_MAX_KEYS);
+    let shards = a.usize_in(d, "shards", 0..=MAX_SHARDS).unwrap_or(0);
     let options = parse_options(d, a, input_format);
     if let Some(tags) = a.table_array(d, "tags") {
         for (i, t) in tags {
@@ -433,6 +439,7 @@ fn parse_accumulator(d: &mut Diag, a: Tbl, main: &Config) -> Option<AccumulatorC
         times,
         keep_keys,
         max_keys,
+        shards,
         options,
         writer,
         api,

@@ -137,11 +137,7 @@ pub async fn watch_kernel_drops(
 
 /// How many receive sockets `udp_receivers` asks for: 0 = one per worker thread of the running runtime.
 pub fn receivers(configured: usize) -> usize {
-    match configured {
-        0 => tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()),
-        n => n,
-    }
-    .clamp(1, MAX_UDP_RECEIVERS)
+    crate::section::per_worker(configured, MAX_UDP_RECEIVERS)
 }
 
 /// Binds the `count` receive sockets of a listener on `addr`.

@@ -1,6 +1,9 @@
 //! statsd: `key:value|type[|@rate]`. The key is the text before the first `:` (it may be empty or contain
 //! spaces); the line is forwarded verbatim, multi-value lines stay one line. In front of a proxy.js ring a line
 //! without `:` is forwarded too, hashed on the whole line (as statsd 0.9.0's proxy.js does).
+//!
+//! [`accumulator_key`] is the other statsd key: the one a statsd accumulator folds a line under (tags appended,
+//! sanitized), which also decides the accumulator shard a line goes to.
 
 use super::{Split, SplitError};
 
@@ -20,9 +23,96 @@ pub(super) fn split_as_proxy(line: &[u8]) -> Split<'_> {
     }
 }
 
+/// Reused buffers for the accumulator key of a line that has tags or needs sanitizing.
+#[derive(Debug, Default)]
+pub struct KeyScratch {
+    raw: String,
+    key: String,
+}
+
+/// The key a statsd accumulator folds `line` under, and the line's value parts (the text after the first `:`,
+/// before any `|#` tags); `None` for a line without `:`. As statsd 0.9.0 does: the `|#` tags (the text between the
+/// first and second `|#`) are appended to the key as `;name=value` (each tag's first `;` → `_`, first `:` → `=`),
+/// and the result is sanitized ([`sanitize_into`]). The common clean, untagged key is a slice of `line`; other
+/// keys are built in `scratch`, without allocating once its buffers have grown (tags aside).
+pub fn accumulator_key<'a>(line: &'a str, scratch: &'a mut KeyScratch) -> Option<(&'a str, &'a str)> {
+    let (metric, tags) = match line.find("|#") {
+        Some(i) => {
+            let rest = &line[i + 2..];
+            (&line[..i], rest.find("|#").map_or(rest, |j| &rest[..j]))
+        }
+        None => (line, ""),
+    };
+    let (raw_key, values) = metric.split_once(':')?;
+    if tags.is_empty() && raw_key.bytes().all(key_byte_ok) {
+        return Some((raw_key, values));
+    }
+    let KeyScratch { raw, key } = scratch;
+    raw.clear();
+    raw.push_str(raw_key);
+    if !tags.is_empty() {
+        for tag in tags.split(',') {
+            raw.push(';');
+            let tag = tag.replacen(';', "_", 1).replacen(':', "=", 1);
+            raw.push_str(&tag);
+        }
+    }
+    key.clear();
+    sanitize_into(raw, key);
+    Some((key, values))
+}
+
+/// The key characters statsd keeps (`[A-Za-z0-9_.;=-]`).
+fn key_byte_ok(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b';' | b'=' | b'-')
+}
+
+/// statsd's `sanitizeKeyName`: whitespace runs → `_`, `/` → `-`, other characters outside `[A-Za-z0-9_.;=-]` deleted.
+fn sanitize_into(raw: &str, out: &mut String) {
+    let mut in_ws = false;
+    for c in raw.chars() {
+        if is_js_space(c) {
+            if !in_ws {
+                out.push('_');
+            }
+            in_ws = true;
+            continue;
+        }
+        in_ws = false;
+        if c == '/' {
+            out.push('-');
+        } else if c.is_ascii() && key_byte_ok(c as u8) {
+            out.push(c);
+        }
+    }
+}
+
+/// JavaScript's WhiteSpace and LineTerminator code points (what `trim()` removes and `\s` matches).
+pub fn is_js_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accumulator_keys_append_tags_and_are_sanitized() {
+        let mut scratch = KeyScratch::default();
+        for (line, key, values) in [
+            ("a.b:1|c:2|ms", "a.b", "1|c:2|ms"),
+            ("a b/c$:1|g", "a_b-c", "1|g"),
+            ("k:1|g|#a:b,c;d|#x", "k;a=b;c_d", "1|g"),
+            ("\u{3000}x:1|c", "_x", "1|c"),
+        ] {
+            assert_eq!(accumulator_key(line, &mut scratch), Some((key, values)), "{line}");
+        }
+        assert_eq!(accumulator_key("no colon|#t:1", &mut scratch), None);
+    }
 
     #[test]
     fn spec_vectors() {
