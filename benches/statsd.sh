@@ -302,9 +302,10 @@ run_rate() { # DAEMON RUN RATE
     kdrops=$(metric consthash_udp_kernel_drops_total)
     ;;
   relay)
+    received=$(relay_delivered "$sink")
+    # After relay_delivered's waits: the kernel-drop counter is read from /proc once a second.
     dropped=$(metric consthash_lines_dropped_total)
     kdrops=$(metric consthash_udp_kernel_drops_total)
-    received=$(relay_delivered "$sink")
     ;;
   statsd)
     wait_statsd_flush_after $((t_end + 2))
