@@ -173,8 +173,9 @@ start_bg() { # LOGFILE COMMAND...: starts a process, records its pid in LAST_PID
 }
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-consthash_conf() { # OUT_QUEUE_LINES
-  cat >"$WORK/consthash.toml" <<TOML
+# The admin server and the UDP statsd listener section both configurations start with.
+listener_toml() {
+  cat <<TOML
 [default]
 internal_health_server_listen = "127.0.0.1:$ADMIN_PORT"
 shutdown_timeout = 2
@@ -182,6 +183,10 @@ shutdown_timeout = 2
 listen = "udp://127.0.0.1:$UDP_PORT"
 msg_type = "statsd"
 read_buffer_size = $RCVBUF
+TOML
+}
+consthash_conf() { # OUT_QUEUE_LINES
+  { listener_toml; cat; } >"$WORK/consthash.toml" <<TOML
   [[statsd-in.servers]]            # unused: every line goes to the accumulator
   servers = ["tcp://127.0.0.1:$SINK_PORT"]
 [carbon]
@@ -212,14 +217,7 @@ start_consthash() {
 }
 # The relay path: the same UDP listener, every line routed over the ring to the sink, no accumulator.
 start_relay() {
-  cat >"$WORK/relay.toml" <<TOML
-[default]
-internal_health_server_listen = "127.0.0.1:$ADMIN_PORT"
-shutdown_timeout = 2
-[statsd-in]
-listen = "udp://127.0.0.1:$UDP_PORT"
-msg_type = "statsd"
-read_buffer_size = $RCVBUF
+  { listener_toml; cat; } >"$WORK/relay.toml" <<TOML
 out_queue_lines = 1000000
 pool_buffersize = 65536
   [[statsd-in.servers]]
