@@ -146,11 +146,6 @@ impl GraphiteState {
         }
     }
 
-    /// Holds at most `max` keys: lines of further new keys are dropped and counted.
-    pub fn with_max_keys(self, max: usize) -> Self {
-        self.with_bound(super::KeyBound::new(max))
-    }
-
     /// Holds keys under `bound` (shared with the other shards of its accumulator).
     pub fn with_bound(mut self, bound: super::KeyBound) -> Self {
         self.bound = bound;
@@ -328,6 +323,7 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accumulator::KeyBound;
 
     fn acc_with(keep: bool, lines: &[&str]) -> GraphiteState {
         let mut acc = GraphiteState::new(keep);
@@ -351,7 +347,7 @@ mod tests {
 
     #[test]
     fn new_keys_beyond_max_keys_are_dropped_and_counted() {
-        let mut acc = GraphiteState::new(false).with_max_keys(1);
+        let mut acc = GraphiteState::new(false).with_bound(KeyBound::new(1));
         for l in ["a 1 1", "b 1 1", "a 2 1"] {
             acc.add(l.as_bytes()).expect("valid");
         }

@@ -441,9 +441,13 @@ impl StatsdState {
                 }
             })
             .collect();
+        StatsdState::empty(keep_keys, names, thresholds, super::KeyBound::default())
+    }
+
+    fn empty(keep_keys: bool, names: Names, thresholds: Vec<Threshold>, bound: super::KeyBound) -> StatsdState {
         StatsdState {
             map: HashMap::default(),
-            bound: super::KeyBound::default(),
+            bound,
             keep_keys,
             names,
             thresholds,
@@ -454,11 +458,6 @@ impl StatsdState {
         }
     }
 
-    /// Holds at most `max` keys: samples of further new keys are dropped and counted.
-    pub fn with_max_keys(self, max: usize) -> StatsdState {
-        self.with_bound(super::KeyBound::new(max))
-    }
-
     /// Holds keys under `bound` (shared with the other shards of its accumulator).
     pub fn with_bound(mut self, bound: super::KeyBound) -> StatsdState {
         self.bound = bound;
@@ -467,17 +466,12 @@ impl StatsdState {
 
     /// An empty state with the same options, under the same bound.
     pub fn emptied(&self) -> StatsdState {
-        StatsdState {
-            map: HashMap::default(),
-            bound: self.bound.share(),
-            keep_keys: self.keep_keys,
-            names: self.names.clone(),
-            thresholds: self.thresholds.clone(),
-            key_scratch: KeyScratch::default(),
-            cum: Vec::new(),
-            cum_sq: Vec::new(),
-            name_buf: String::new(),
-        }
+        StatsdState::empty(
+            self.keep_keys,
+            self.names.clone(),
+            self.thresholds.clone(),
+            self.bound.share(),
+        )
     }
 
     /// Samples dropped for `max_keys` since the last call.
@@ -872,6 +866,7 @@ fn record(sum: f64, min: f64, max: f64, count: impl Into<u64>) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accumulator::KeyBound;
     use std::collections::BTreeMap;
 
     fn acc(o: &[(&str, &str)], keep: bool) -> StatsdState {
@@ -880,7 +875,7 @@ mod tests {
 
     #[test]
     fn new_keys_beyond_max_keys_are_dropped_and_counted() {
-        let mut a = acc(&[], false).with_max_keys(2);
+        let mut a = acc(&[], false).with_bound(KeyBound::new(2));
         for l in ["a:1|c", "b:1|ms", "c:1|g", "a:2|c", "d:1|c:2|c"] {
             a.add(l.as_bytes());
         }
@@ -889,7 +884,7 @@ mod tests {
         assert_eq!(a.take_over_max_keys(), 0);
         let m = flush_map(&mut a, &mut Vec::new());
         assert_eq!(m["stats_counts.a"], "3", "held keys keep folding");
-        let mut kept = acc(&[], true).with_max_keys(1);
+        let mut kept = acc(&[], true).with_bound(KeyBound::new(1));
         kept.add(b"a:1|c");
         flush_map(&mut kept, &mut Vec::new());
         kept.add(b"b:1|c");
