@@ -103,9 +103,9 @@ async fn load(driver: &str, dsn: &str, name: &str, paths: usize, series: usize, 
     };
     let t = Instant::now();
     let mut index = Indexer::open(&cfg, Arc::new(Seen::new(keys.len() * 2)))?.ok_or("the driver keeps no index")?;
-    store_all(&mut index, &keys).await?;
+    store_all(&mut index, &mut keys).await?;
     eprintln!("index: {} keys in {:.1} s", keys.len(), t.elapsed().as_secs_f64());
-    store_all(&mut Writer::for_bin(&cfg, 10).await?, &pts).await?;
+    store_all(&mut Writer::for_bin(&cfg, 10).await?, &mut pts).await?;
     println!(
         "loaded paths={} series={series} points={} last={last} secs={:.1}",
         keys.len(),
@@ -117,9 +117,9 @@ async fn load(driver: &str, dsn: &str, name: &str, paths: usize, series: usize, 
 
 /// Everything into `store` through the writers' own calls (connect and schema first), in chunks; a partial write is
 /// an error here: the bench wants everything stored.
-async fn store_all<S: Store>(store: &mut S, items: &[S::Item]) -> Result<(), Error> {
+async fn store_all<S: Store>(store: &mut S, items: &mut [S::Item]) -> Result<(), Error> {
     store.maintain().await?;
-    for chunk in items.chunks(CHUNK) {
+    for chunk in items.chunks_mut(CHUNK) {
         let mut p = Progress::default();
         store.write(chunk, &mut p).await?;
         if p.done != chunk.len() {

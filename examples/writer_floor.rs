@@ -1,8 +1,9 @@
 //! The floor for `benches/writers.sh`: how fast this machine's database takes the writers' statements with the
 //! same driver and no consthash around them.
 //!
-//! * `mysql DSN TABLE POINTS BATCH` — multi-row `INSERT`s of `BATCH` rows (the writer's statement: same columns,
-//!   `FROM_UNIXTIME(?)`), one after another on one connection, as the writer issues them.
+//! * `mysql DSN TABLE POINTS BATCH [CONNECTIONS]` — multi-row `INSERT`s of `BATCH` rows (the writer's statement:
+//!   same columns, `FROM_UNIXTIME(?)`) in key order, as the writer issues them; one after another on one
+//!   connection, or with `CONNECTIONS` > 1 that many in flight on as many connections.
 //! * `cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY [BATCH]` — the writer's prepared `INSERT … USING TTL ?`, one
 //!   per point, at most `CONCURRENCY` in flight (LZ4, token-aware, the driver's default pool); with `BATCH` > 1,
 //!   unlogged batches of `BATCH` inserts instead (to see what batching would gain; the writer does not batch).
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use consthash::writer::cassandra::{metric_insert_cql, MetricId, MetricPoint};
 use consthash::writer::mysql::insert_sql;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::Compression;
 use scylla::statement::batch::{Batch, BatchType};
@@ -35,7 +36,11 @@ async fn main() -> Result<(), Error> {
         match args.first().map(String::as_str) {
             Some("mysql") => {
                 let points = num(3)?;
-                (points, mysql(&args[1], &args[2], points, num(4)?).await?)
+                let connections = if args.len() > 5 { num(5)? } else { 1 };
+                (
+                    points,
+                    mysql(&args[1], &args[2], points, num(4)?, connections).await?,
+                )
             }
             Some("cassandra") => {
                 let points = num(4)?;
@@ -46,7 +51,7 @@ async fn main() -> Result<(), Error> {
                 )
             }
             _ => return Err(
-                "usage: writer_floor mysql DSN TABLE POINTS BATCH | cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY [BATCH]"
+                "usage: writer_floor mysql DSN TABLE POINTS BATCH [CONNECTIONS] | cassandra HOST KEYSPACE TABLE POINTS CONCURRENCY [BATCH]"
                     .into(),
             ),
         };
@@ -67,34 +72,48 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-async fn mysql(dsn: &str, table: &str, points: usize, batch: usize) -> Result<f64, Error> {
-    use sqlx::{Connection, Executor};
-    let mut conn = sqlx::MySqlConnection::connect(dsn).await?;
-    let keys = keys(points);
+async fn mysql(dsn: &str, table: &str, points: usize, batch: usize, connections: usize) -> Result<f64, Error> {
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(connections.max(1) as u32)
+        .min_connections(connections.max(1) as u32)
+        .connect(dsn)
+        .await?;
+    let mut keys = keys(points);
+    keys.sort_unstable();
     let time = unix_now() / 10 * 10;
     let full = insert_sql(table, batch);
     let start = Instant::now();
+    let mut in_flight = FuturesOrdered::new();
     for chunk in keys.chunks(batch) {
-        let partial;
-        let text = if chunk.len() == batch {
-            &full
-        } else {
-            partial = insert_sql(table, chunk.len());
-            &partial
-        };
-        let mut q = sqlx::query(text);
-        for k in chunk {
-            q = q
-                .bind(k.as_str())
-                .bind(1.0f64)
-                .bind(1.0f64)
-                .bind(1.0f64)
-                .bind(1.0f64)
-                .bind(1i64)
-                .bind(10i32)
-                .bind(time);
+        if in_flight.len() == connections.max(1) {
+            in_flight.next().await.transpose()?;
         }
-        conn.execute(q).await?;
+        let (pool, full) = (&pool, &full);
+        in_flight.push_back(async move {
+            let partial;
+            let text = if chunk.len() == batch {
+                full
+            } else {
+                partial = insert_sql(table, chunk.len());
+                &partial
+            };
+            let mut q = sqlx::query(text);
+            for k in chunk {
+                q = q
+                    .bind(k.as_str())
+                    .bind(1.0f64)
+                    .bind(1.0f64)
+                    .bind(1.0f64)
+                    .bind(1.0f64)
+                    .bind(1i64)
+                    .bind(10i32)
+                    .bind(time);
+            }
+            q.execute(pool).await
+        });
+    }
+    while let Some(r) = in_flight.next().await {
+        r?;
     }
     Ok(start.elapsed().as_secs_f64())
 }

@@ -96,12 +96,18 @@ pub trait Store: Send + 'static {
     fn driver(&self) -> &'static str;
 
     /// Store `items`, recording in `progress` each item as soon as it is handled (a prefix of `items`), so that
-    /// a retry resumes after them. `Ok` means all of `items` are handled.
+    /// a retry resumes after them. `Ok` means all of `items` are handled. A store may reorder the items it has
+    /// not handled (to move one it stored ahead of a failed one into the prefix).
     fn write(
         &mut self,
-        items: &[Self::Item],
+        items: &mut [Self::Item],
         progress: &mut Progress,
     ) -> impl Future<Output = Result<(), WriterError>> + Send;
+
+    /// How the store orders a batch before its first attempt, if it does (run on a blocking thread).
+    fn arrange(&self) -> Option<fn(&mut [Self::Item])> {
+        None
+    }
 
     /// How often [`Store::maintain`] runs, if at all.
     fn maintenance_interval(&self) -> Option<Duration>;
@@ -187,7 +193,7 @@ impl Store for Writer {
         }
     }
 
-    async fn write(&mut self, points: &[Point], progress: &mut Progress) -> Result<(), WriterError> {
+    async fn write(&mut self, points: &mut [Point], progress: &mut Progress) -> Result<(), WriterError> {
         match self {
             Writer::File(w) => {
                 w.write(points).await?;
@@ -196,6 +202,15 @@ impl Store for Writer {
             }
             Writer::Mysql(w) => w.write(points, progress).await,
             Writer::Cassandra(w) => w.write(points, progress).await,
+        }
+    }
+
+    fn arrange(&self) -> Option<fn(&mut [Point])> {
+        match self {
+            // In key order, the table's `stat` index grows page by page instead of at random pages (a 1 M-point
+            // flush is stored ~1.4 times faster than in the accumulator's hash order).
+            Writer::Mysql(_) => Some(mysql::by_key),
+            Writer::File(_) | Writer::Cassandra(_) => None,
         }
     }
 
@@ -276,7 +291,7 @@ impl Store for Indexer {
         }
     }
 
-    async fn write(&mut self, keys: &[String], progress: &mut Progress) -> Result<(), WriterError> {
+    async fn write(&mut self, keys: &mut [String], progress: &mut Progress) -> Result<(), WriterError> {
         match self {
             Indexer::Mysql(i) => i.write(keys, progress).await,
             Indexer::Cassandra(i) => i.write(keys, progress).await,
@@ -757,8 +772,24 @@ async fn write_batch<S: Store>(
     stop: &CancellationToken,
     outage: &mut Outage,
 ) {
-    let items = &batch.items;
+    let Queued { mut items, _permits } = batch;
     let stats = &status.stats;
+    if let Some(arrange) = store.arrange() {
+        let n = items.len();
+        match tokio::task::spawn_blocking(move || {
+            arrange(&mut items);
+            items
+        })
+        .await
+        {
+            Ok(arranged) => items = arranged,
+            Err(e) => {
+                stats.dropped_records.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(what = %status.what(), driver = status.driver, records = n, error = %e, "ordering a batch failed: records lost");
+                return;
+            }
+        }
+    }
     let mut done = 0;
     let mut attempts_refused = 0;
     let mut backoff = Backoff::new(store.retry_wait_max());
@@ -767,7 +798,7 @@ async fn write_batch<S: Store>(
         let res = tokio::select! {
             biased;
             () = stop.cancelled() => None,
-            r = store.write(&items[done..], &mut progress) => Some(r),
+            r = store.write(&mut items[done..], &mut progress) => Some(r),
         };
         let handled = progress.done.min(items.len() - done);
         let refused = progress.refused.min(handled);

@@ -2,8 +2,8 @@
 //!
 //! * Metrics: a table per bin, `{table}_{secs}s` (`stat`, `sum`, `mean`, `min`, `max`, `count`, `resolution`,
 //!   `time` as UTC `DATETIME(6)`), written as multi-row INSERTs of `batch_count` rows, never more than MySQL's
-//!   65 535 placeholders per statement. A retry resumes at the first statement not yet stored, so a row is never
-//!   inserted twice. A key longer than the `stat` column (255 characters) is refused and counted as dropped.
+//!   65 535 placeholders per statement, in key order, two statements in flight. A retry resumes at the first
+//!   statement not yet stored, so a row is never inserted twice. A key longer than the `stat` column (255 characters) is refused and counted as dropped.
 //! * Index: `INSERT IGNORE INTO {path_table} (path, length)`, `length` = number of dot-separated parts.
 //! * `create_schema = true` creates missing tables (`IF NOT EXISTS`); otherwise a missing table is an ERROR naming
 //!   it. `periodic_flush` is how long a failed statement waits at most before it is retried.
@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 
 use super::options::Options;
@@ -26,8 +27,11 @@ const MAX_PLACEHOLDERS: usize = 65_535;
 const METRIC_COLUMNS: usize = 8;
 /// Characters of the `stat` and `path` columns.
 pub const MAX_NAME_CHARS: usize = 255;
-/// Connections of one role's pool (writes of one accumulator are sequential per bin).
-const POOL_SIZE: u32 = 4;
+/// Statements one bin's writer has in flight: a MariaDB connection inserts on one server thread, so two keep
+/// two of them busy (a 1 M-point flush is stored ~1.5 times faster than one statement after another).
+pub const STATEMENTS_IN_FLIGHT: usize = 2;
+/// Connections of one role's pool: room for two bins writing at once.
+const POOL_SIZE: u32 = 2 * STATEMENTS_IN_FLIGHT as u32;
 /// How long a statement waits for a connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -243,8 +247,6 @@ pub struct MysqlWriter {
     /// The INSERT of a full statement, built once.
     full_insert: String,
     ready: bool,
-    /// Points of the batch being written that fit the `stat` column (reused).
-    keep: Vec<usize>,
 }
 
 const METRIC_ROW: &str = "(?,?,?,?,?,?,?,FROM_UNIXTIME(?))";
@@ -260,7 +262,6 @@ impl MysqlWriter {
             rows_per_statement,
             full_insert,
             ready: false,
-            keep: Vec::new(),
         }
     }
 
@@ -290,53 +291,97 @@ impl MysqlWriter {
         Ok(())
     }
 
-    /// Insert the points, one statement per `batch_count` rows; `progress` advances per statement stored.
-    pub async fn write(&mut self, points: &[Point], progress: &mut Progress) -> Result<(), WriterError> {
+    /// Insert the points, one statement per `batch_count` rows, [`STATEMENTS_IN_FLIGHT`] at a time on the pool's
+    /// connections (so the server inserts on as many threads); `progress` advances per statement stored, in
+    /// order. When a statement fails and the one after it is stored, the two swap places in `points`, so the
+    /// stored one is in the prefix reported done and the retry starts at the failed one: no row is inserted
+    /// twice.
+    pub async fn write(&mut self, points: &mut [Point], progress: &mut Progress) -> Result<(), WriterError> {
         self.ready().await?;
-        for chunk in points.chunks(self.rows_per_statement) {
-            self.keep.clear();
-            self.keep.extend((0..chunk.len()).filter(|&i| !too_long(&chunk[i].key)));
-            let refused = chunk.len() - self.keep.len();
-            if refused > 0 {
-                tracing::warn!(table = %self.table, refused, "mysql writer: keys longer than {MAX_NAME_CHARS} characters dropped");
-            }
-            if !self.keep.is_empty() {
-                let partial;
-                let sql = if self.keep.len() == self.rows_per_statement {
-                    &self.full_insert
-                } else {
-                    partial = insert_sql(&self.table, self.keep.len());
-                    &partial
-                };
-                let mut q = sqlx::query(sql).persistent(self.keep.len() == self.rows_per_statement);
-                for &i in &self.keep {
-                    let p = &chunk[i];
-                    q = q
-                        .bind(p.key.as_str())
-                        .bind(finite(p.sum))
-                        .bind(finite(p.mean))
-                        .bind(finite(p.min))
-                        .bind(finite(p.max))
-                        .bind(i64::try_from(p.count).unwrap_or(i64::MAX))
-                        .bind(i32::try_from(p.resolution).unwrap_or(i32::MAX))
-                        .bind(p.time);
-                }
-                if let Err(e) = q.execute(&self.conn.pool).await {
-                    if code(&e) == Some(1146) {
-                        self.ready = false;
+        let rows = self.rows_per_statement;
+        let mut failed = None;
+        // (rows, refused) of a statement stored after the one that failed
+        let mut stored_after_failed = None;
+        {
+            let mut chunks = points.chunks(rows);
+            let mut in_flight = FuturesOrdered::new();
+            loop {
+                while failed.is_none() && in_flight.len() < STATEMENTS_IN_FLIGHT {
+                    match chunks.next() {
+                        Some(chunk) => in_flight.push_back(self.insert(chunk)),
+                        None => break,
                     }
-                    return Err(self.conn.error(&format!("insert into {}", self.table), e));
+                }
+                let Some((len, result)) = in_flight.next().await else {
+                    break;
+                };
+                match (result, failed.is_some()) {
+                    (Ok(refused), false) => {
+                        progress.done += len;
+                        progress.refused += refused;
+                    }
+                    (Ok(refused), true) => stored_after_failed = Some((len, refused)),
+                    (Err(e), false) => failed = Some(e),
+                    (Err(_), true) => {}
                 }
             }
-            progress.done += chunk.len();
+        }
+        let Some(e) = failed else {
+            return Ok(());
+        };
+        if let Some((len, refused)) = stored_after_failed {
+            // The failed statement is a full one, since another follows it.
+            points[progress.done..progress.done + rows + len].rotate_left(rows);
+            progress.done += len;
             progress.refused += refused;
         }
-        Ok(())
+        if code(&e) == Some(1146) {
+            self.ready = false;
+        }
+        Err(self.conn.error(&format!("insert into {}", self.table), e))
+    }
+
+    /// One statement: the rows of `chunk` whose keys fit the `stat` column. Returns the chunk's length and, once
+    /// stored, how many keys were refused.
+    async fn insert(&self, chunk: &[Point]) -> (usize, Result<usize, sqlx::Error>) {
+        let keep: Vec<&Point> = chunk.iter().filter(|p| !too_long(&p.key)).collect();
+        let refused = chunk.len() - keep.len();
+        if refused > 0 {
+            tracing::warn!(table = %self.table, refused, "mysql writer: keys longer than {MAX_NAME_CHARS} characters dropped");
+        }
+        if keep.is_empty() {
+            return (chunk.len(), Ok(refused));
+        }
+        let partial;
+        let sql = if keep.len() == self.rows_per_statement {
+            &self.full_insert
+        } else {
+            partial = insert_sql(&self.table, keep.len());
+            &partial
+        };
+        let mut q = sqlx::query(sql).persistent(keep.len() == self.rows_per_statement);
+        for p in keep {
+            q = q
+                .bind(p.key.as_str())
+                .bind(finite(p.sum))
+                .bind(finite(p.mean))
+                .bind(finite(p.min))
+                .bind(finite(p.max))
+                .bind(i64::try_from(p.count).unwrap_or(i64::MAX))
+                .bind(i32::try_from(p.resolution).unwrap_or(i32::MAX))
+                .bind(p.time);
+        }
+        (chunk.len(), q.execute(&self.conn.pool).await.map(|_| refused))
     }
 
     pub async fn close(&mut self) {
         self.conn.release().await;
     }
+}
+
+/// The order the metrics writer stores a batch in (see [`super::Store::arrange`]): by key, then time.
+pub fn by_key(points: &mut [Point]) {
+    points.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(a.time.cmp(&b.time)));
 }
 
 /// The metrics writer's statement: `rows` rows into `table`.

@@ -147,6 +147,8 @@ struct FakeStore {
     script: std::collections::VecDeque<(usize, Option<WriterError>)>,
     stored: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Vec<String>>>,
+    /// Whether it asks for its batches in sorted order.
+    sorted: bool,
 }
 
 impl Store for FakeStore {
@@ -154,7 +156,7 @@ impl Store for FakeStore {
     fn driver(&self) -> &'static str {
         "fake"
     }
-    async fn write(&mut self, items: &[String], progress: &mut Progress) -> Result<(), WriterError> {
+    async fn write(&mut self, items: &mut [String], progress: &mut Progress) -> Result<(), WriterError> {
         let (partial, err) = self.script.pop_front().unwrap_or((0, None));
         let n = if err.is_some() {
             partial.min(items.len())
@@ -164,6 +166,9 @@ impl Store for FakeStore {
         self.stored.lock().unwrap().extend(items[..n].iter().cloned());
         progress.done = n;
         err.map_or(Ok(()), Err)
+    }
+    fn arrange(&self) -> Option<fn(&mut [String])> {
+        self.sorted.then_some(<[String]>::sort_unstable as fn(&mut [String]))
     }
     fn maintenance_interval(&self) -> Option<Duration> {
         None
@@ -179,6 +184,49 @@ impl Store for FakeStore {
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_store_that_orders_its_batches_is_given_them_in_its_order() {
+    let store = FakeStore {
+        sorted: true,
+        ..FakeStore::default()
+    };
+    let stored = Arc::clone(&store.stored);
+    let (q, rx) = Queue::channel("g", None, "fake", 100);
+    let task = tokio::spawn(run(store, rx, q.status.clone(), CancellationToken::new()));
+    let mut batch = keys(12);
+    batch.reverse();
+    q.send(batch, q.reserve(12).unwrap());
+    drop(q);
+    task.await.unwrap();
+    let mut sorted = keys(12);
+    sorted.sort_unstable();
+    assert_eq!(*stored.lock().unwrap(), sorted);
+    assert_ne!(
+        sorted,
+        keys(12),
+        "k10 sorts before k2: the order is the store's, not the sender's"
+    );
+}
+
+#[test]
+fn the_mysql_writer_orders_a_batch_by_key_then_time() {
+    let mut p = points(3, 20);
+    p.extend(points(3, 10));
+    mysql::by_key(&mut p);
+    let order: Vec<(&str, i64)> = p.iter().map(|p| (p.key.as_str(), p.time)).collect();
+    assert_eq!(
+        order,
+        [
+            ("k.0", 10),
+            ("k.0", 20),
+            ("k.1", 10),
+            ("k.1", 20),
+            ("k.2", 10),
+            ("k.2", 20)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

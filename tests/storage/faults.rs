@@ -264,3 +264,109 @@ async fn bad_credentials_an_unreachable_host_and_a_missing_table_are_errors_not_
     );
     assert!(!log.contains("panicked"), "no panic");
 }
+
+/// The MySQL writer keeps two statements in flight. A statement the server fails while the one after it is
+/// stored must not be written twice by the retry: the writer moves the stored one into the prefix it reports
+/// done. A trigger fails every statement holding `b.poison` while a flag row exists (with a lock-wait error, so
+/// the batch is retried until the test lifts the flag); the batch is sorted by key into statements of 10 rows,
+/// so the 4th fails while the 5th is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_statement_is_retried_without_writing_the_one_stored_after_it_twice() {
+    use consthash::config::{Bin, Driver, DriverConfig, WriterConfig};
+    use consthash::line::Point;
+    use sqlx::Row as _;
+
+    let dsn = services::mariadb();
+    let table = unique("inflight");
+    let bin_table = format!("{table}_10s");
+    let pool = sqlx::mysql::MySqlPool::connect_with(consthash::writer::mysql::parse_dsn(dsn).expect("dsn"))
+        .await
+        .expect("connect to MariaDB");
+    let cfg = WriterConfig {
+        metric_queue_length: 1000,
+        indexer_queue_length: 10,
+        metrics: DriverConfig {
+            driver: Driver::Mysql,
+            dsn: dsn.to_string(),
+            options: toml::from_str(&format!("table = \"{table}\"\ncreate_schema = true\nbatch_count = 10"))
+                .expect("toml"),
+        },
+        indexer: None,
+    };
+    let bins = [Bin {
+        interval: Duration::from_secs(10),
+        ttl: Duration::from_secs(3600),
+    }];
+    let tracker = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let queues = consthash::writer::start("inflight", &cfg, &bins, 1000, &tracker, &stop)
+        .await
+        .expect("writer starts");
+    let stats = Arc::clone(queues[0].stats());
+    let point = |key: String| Point {
+        key,
+        sum: 1.0,
+        mean: 1.0,
+        min: 1.0,
+        max: 1.0,
+        count: 1,
+        time: 1_700_000_000,
+        resolution: 10,
+        ttl: 3600,
+    };
+    // The table exists once a first point is stored.
+    queues[0].try_submit(vec![point("a.warm".into())]).expect("fits");
+    wait_until("the first point stored", LONG, || {
+        stats.records.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    for sql in [
+        format!("CREATE TABLE `{table}_flag` (x INT)"),
+        format!("INSERT INTO `{table}_flag` VALUES (1)"),
+        format!(
+            "CREATE TRIGGER `{table}_poison` BEFORE INSERT ON `{bin_table}` FOR EACH ROW \
+             IF NEW.stat = 'b.poison' AND EXISTS (SELECT 1 FROM `{table}_flag`) THEN \
+             SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1205, MESSAGE_TEXT = 'poisoned'; END IF"
+        ),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.expect(&sql);
+    }
+    // Sorted: a.000–a.029 (statements 1–3), b.poison and c.000–c.008 (4), c.009–c.018 (5), … c.038 (7).
+    let mut keys: Vec<String> = (0..30).map(|i| format!("a.{i:03}")).collect();
+    keys.extend((0..39).map(|i| format!("c.{i:03}")));
+    keys.push("b.poison".into());
+    keys.reverse(); // the writer orders the batch itself
+    queues[0]
+        .try_submit(keys.iter().cloned().map(point).collect())
+        .expect("fits");
+    wait_until("the poisoned statement failed", LONG, || {
+        stats.errors.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    sqlx::query(&format!("DELETE FROM `{table}_flag`"))
+        .execute(&pool)
+        .await
+        .expect("lift the flag");
+    wait_until("every point stored", LONG, || {
+        stats.records.load(Ordering::Relaxed) == 1 + 70
+    })
+    .await;
+
+    let rows = sqlx::query(&format!("SELECT stat, COUNT(*) FROM `{bin_table}` GROUP BY stat"))
+        .fetch_all(&pool)
+        .await
+        .expect("read the rows");
+    let mut stored: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| (String::from_utf8(r.get::<Vec<u8>, _>(0)).expect("utf-8"), r.get(1)))
+        .collect();
+    stored.sort();
+    let mut expected: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), 1)).collect();
+    expected.push(("a.warm".into(), 1));
+    expected.sort();
+    assert_eq!(stored, expected, "every key stored exactly once");
+    assert_eq!(stats.dropped_records.load(Ordering::Relaxed), 0);
+    drop(queues);
+    tracker.close();
+    tracker.wait().await;
+}
