@@ -3,7 +3,8 @@
 //! * Metrics: a table per bin, `{table}_{secs}s` (`stat`, `sum`, `mean`, `min`, `max`, `count`, `resolution`,
 //!   `time` as UTC `DATETIME(6)`), written as multi-row INSERTs of `batch_count` rows, never more than MySQL's
 //!   65 535 placeholders per statement, in key order, two statements in flight. A retry resumes at the first
-//!   statement not yet stored, so a row is never inserted twice. A key longer than the `stat` column (255 characters) is refused and counted as dropped.
+//!   statement not yet stored, so a row is never inserted twice. A key longer than the `stat` column
+//!   (255 characters) is refused and counted as dropped.
 //! * Index: `INSERT IGNORE INTO {path_table} (path, length)`, `length` = number of dot-separated parts.
 //! * `create_schema = true` creates missing tables (`IF NOT EXISTS`); otherwise a missing table is an ERROR naming
 //!   it. `periodic_flush` is how long a failed statement waits at most before it is retried.
@@ -30,6 +31,8 @@ pub const MAX_NAME_CHARS: usize = 255;
 /// Statements one bin's writer has in flight: a MariaDB connection inserts on one server thread, so two keep
 /// two of them busy (a 1 M-point flush is stored ~1.5 times faster than one statement after another).
 pub const STATEMENTS_IN_FLIGHT: usize = 2;
+// `MysqlWriter::write` moves at most one statement stored after a failed one into the done prefix.
+const _: () = assert!(STATEMENTS_IN_FLIGHT <= 2);
 /// Connections of one role's pool: room for two bins writing at once.
 const POOL_SIZE: u32 = 2 * STATEMENTS_IN_FLIGHT as u32;
 /// How long a statement waits for a connection before the database counts as unavailable.
