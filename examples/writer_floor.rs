@@ -73,9 +73,10 @@ fn unix_now() -> i64 {
 }
 
 async fn mysql(dsn: &str, table: &str, points: usize, batch: usize, connections: usize) -> Result<f64, Error> {
+    let connections = connections.max(1);
     let pool = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(connections.max(1) as u32)
-        .min_connections(connections.max(1) as u32)
+        .max_connections(connections as u32)
+        .min_connections(connections as u32)
         .connect(dsn)
         .await?;
     let mut keys = keys(points);
@@ -85,7 +86,7 @@ async fn mysql(dsn: &str, table: &str, points: usize, batch: usize, connections:
     let start = Instant::now();
     let mut in_flight = FuturesOrdered::new();
     for chunk in keys.chunks(batch) {
-        if in_flight.len() == connections.max(1) {
+        if in_flight.len() == connections {
             in_flight.next().await.transpose()?;
         }
         let (pool, full) = (&pool, &full);
