@@ -1,7 +1,15 @@
 //! Time bins (spec §9.5): every base flush's records are merged into every bin; each bin is drained at its own
 //! aligned tick into [`Point`]s for that bin's writer.
+//!
+//! A bin holds its records in a `Vec` in arrival order, with a hash index (record positions keyed by the record's
+//! key) built only when a second base flush arrives before the bin drains. A bin whose interval equals the base
+//! interval therefore takes each flush's records as they are, without hashing or copying a key. This relies on
+//! one invariant of the accumulator: the records of one base flush have distinct keys (each shard pushes one record
+//! per key, and shards hold disjoint keys).
 
-use foldhash::HashMap;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use crate::config::Bin;
@@ -13,7 +21,50 @@ struct BinState {
     /// Resolution and file/table suffix in whole seconds (rounded; at least 1 for sub-second bins).
     secs: u64,
     ttl_secs: u64,
-    records: HashMap<String, Record>,
+    records: Vec<Record>,
+    /// Positions in `records`, by key; covers all of `records` when `indexed`, else is empty.
+    index: HashTable<u32>,
+    indexed: bool,
+}
+
+impl BinState {
+    /// Merge one base flush's records (distinct keys) into this bin.
+    fn absorb(&mut self, incoming: Vec<Record>) {
+        if self.records.is_empty() {
+            self.records = incoming;
+            self.indexed = false;
+            return;
+        }
+        if !self.indexed {
+            self.index.clear();
+            self.index.reserve(self.records.len() + incoming.len(), |_| 0);
+            let held = std::mem::take(&mut self.records);
+            self.records.reserve(held.len() + incoming.len());
+            self.indexed = true;
+            for r in held {
+                self.add(r);
+            }
+        }
+        for r in incoming {
+            self.add(r);
+        }
+    }
+
+    /// Merge `r` into the record of its key, or append it.
+    fn add(&mut self, r: Record) {
+        let hasher = FixedState::default();
+        let hash = hasher.hash_one(r.key.as_str());
+        let records = &mut self.records;
+        match self.index.find(hash, |&i| records[i as usize].key == r.key) {
+            Some(&i) => records[i as usize].merge(&r),
+            None => {
+                let i = u32::try_from(records.len()).expect("a bin holds fewer than 2^32 keys");
+                records.push(r);
+                self.index
+                    .insert_unique(hash, i, |&j| hasher.hash_one(records[j as usize].key.as_str()));
+            }
+        }
+    }
 }
 
 /// The bins of one accumulator, in `times` order.
@@ -31,24 +82,24 @@ impl Bins {
                     interval: b.interval,
                     secs: b.secs(),
                     ttl_secs: b.ttl.as_secs(),
-                    records: HashMap::default(),
+                    records: Vec::new(),
+                    index: HashTable::new(),
+                    indexed: false,
                 })
                 .collect(),
         }
     }
 
-    /// Merge one base flush's records into every bin (§9.5 merge rule).
-    pub fn merge(&mut self, records: &[Record]) {
-        for bin in &mut self.bins {
-            for r in records {
-                match bin.records.get_mut(&r.key) {
-                    Some(have) => have.merge(r),
-                    None => {
-                        bin.records.insert(r.key.clone(), r.clone());
-                    }
-                }
-            }
+    /// Merge one base flush's records into every bin (§9.5 merge rule). The records' keys are distinct (see the
+    /// module doc); the last bin takes them, every other bin a copy.
+    pub fn merge(&mut self, records: Vec<Record>) {
+        let Some((last, others)) = self.bins.split_last_mut() else {
+            return;
+        };
+        for bin in others {
+            bin.absorb(records.clone());
         }
+        last.absorb(records);
     }
 
     /// Take bin `bin`'s records as points stamped with `tick_secs`, the bin's resolution and TTL, leaving the bin
@@ -58,9 +109,11 @@ impl Bins {
             return Vec::new();
         };
         let (resolution, ttl) = (b.secs, b.ttl_secs);
-        b.records
-            .drain()
-            .map(|(_, r)| Point {
+        b.index.clear();
+        b.indexed = false;
+        std::mem::take(&mut b.records)
+            .into_iter()
+            .map(|r| Point {
                 mean: r.mean(),
                 key: r.key,
                 sum: r.sum,
@@ -124,8 +177,8 @@ mod tests {
     #[test]
     fn merge_rule_vectors() {
         let mut b = bins(&[(5, 604800)]);
-        b.merge(&[rec("k", 5.0, 1.0, 3.0, 4)]);
-        b.merge(&[rec("k", 5.0, 1.0, 3.0, 4)]);
+        b.merge(vec![rec("k", 5.0, 1.0, 3.0, 4)]);
+        b.merge(vec![rec("k", 5.0, 1.0, 3.0, 4)]);
         let p = b.drain(0, 100);
         assert_eq!(p.len(), 1);
         assert_eq!(
@@ -133,9 +186,9 @@ mod tests {
             (10.0, 1.0, 3.0, 8, 1.25)
         );
 
-        b.merge(&[rec("k", 5.0, 1.0, 3.0, 4)]);
-        b.merge(&[rec("k", 5.0, 1.0, 3.0, 4)]);
-        b.merge(&[rec("k", 5.0, 0.0, 8.0, 4)]);
+        b.merge(vec![rec("k", 5.0, 1.0, 3.0, 4)]);
+        b.merge(vec![rec("k", 5.0, 1.0, 3.0, 4)]);
+        b.merge(vec![rec("k", 5.0, 0.0, 8.0, 4)]);
         let p = b.drain(0, 105);
         assert_eq!((p[0].sum, p[0].min, p[0].max, p[0].count), (15.0, 0.0, 8.0, 12));
         assert_eq!(p[0].mean, 1.25);
@@ -146,7 +199,7 @@ mod tests {
         let mut b = bins(&[(5, 604800), (60, 2592000)]);
         assert_eq!(b.len(), 2);
         assert_eq!(b.intervals(), vec![Duration::from_secs(5), Duration::from_secs(60)]);
-        b.merge(&[rec("a", 1.0, 1.0, 1.0, 1), rec("b", 2.0, 2.0, 2.0, 1)]);
+        b.merge(vec![rec("a", 1.0, 1.0, 1.0, 1), rec("b", 2.0, 2.0, 2.0, 1)]);
         let mut p = b.drain(0, 1457989005);
         p.sort_by(|x, y| x.key.cmp(&y.key));
         assert_eq!(
@@ -166,7 +219,7 @@ mod tests {
         assert_eq!(b.pending(0), 0);
         assert_eq!(b.pending(1), 2, "the 60 s bin keeps accumulating");
 
-        b.merge(&[rec("a", 3.0, 0.5, 3.0, 2)]);
+        b.merge(vec![rec("a", 3.0, 0.5, 3.0, 2)]);
         assert_eq!(b.drain(0, 1457989010).len(), 1);
         let mut p = b.drain(1, 1457989020);
         p.sort_by(|x, y| x.key.cmp(&y.key));
@@ -175,6 +228,36 @@ mod tests {
         assert_eq!((p[0].time, p[0].resolution, p[0].ttl), (1457989020, 60, 2592000));
         assert!(b.drain(1, 1457989080).is_empty());
         assert!(b.drain(7, 0).is_empty(), "unknown bin");
+    }
+
+    #[test]
+    fn flushes_merge_by_key_until_the_bin_drains() {
+        let mut b = bins(&[(60, 1)]);
+        b.merge(vec![rec("a", 1.0, 1.0, 1.0, 1), rec("b", 2.0, 2.0, 2.0, 1)]);
+        b.merge(vec![rec("b", 4.0, 4.0, 4.0, 1), rec("c", 8.0, 8.0, 8.0, 1)]);
+        b.merge(vec![rec("c", 16.0, 16.0, 16.0, 1), rec("a", 32.0, 32.0, 32.0, 1)]);
+        assert_eq!(b.pending(0), 3);
+        let mut p = b.drain(0, 60);
+        p.sort_by(|x, y| x.key.cmp(&y.key));
+        let got: Vec<_> = p
+            .iter()
+            .map(|p| (p.key.as_str(), p.sum, p.min, p.max, p.count))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 33.0, 1.0, 32.0, 2),
+                ("b", 6.0, 2.0, 4.0, 2),
+                ("c", 24.0, 8.0, 16.0, 2)
+            ]
+        );
+        // after a drain the bin starts over: the old index must not match the new records
+        b.merge(vec![rec("c", 1.0, 1.0, 1.0, 1)]);
+        b.merge(vec![rec("a", 1.0, 1.0, 1.0, 1), rec("c", 1.0, 1.0, 1.0, 1)]);
+        let mut p = b.drain(0, 120);
+        p.sort_by(|x, y| x.key.cmp(&y.key));
+        let got: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.count)).collect();
+        assert_eq!(got, [("a", 1), ("c", 2)]);
     }
 
     #[test]
@@ -222,7 +305,7 @@ mod tests {
                     let line = format!("k.stat {v} 1");
                     prop_assert!(acc.add(line.as_bytes()).is_ok());
                 }
-                b.merge(&records_of(&mut acc));
+                b.merge(records_of(&mut acc));
             }
             let mut whole = GraphiteState::new(false);
             for v in &values {

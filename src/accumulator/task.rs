@@ -329,7 +329,7 @@ impl AccumulatorTask {
         let took = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
         self.acc.last_flush_us.store(took.max(1), Relaxed);
         if !self.writers.is_empty() {
-            self.bins.merge(&all_records);
+            self.bins.merge(all_records);
         }
     }
 
