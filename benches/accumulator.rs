@@ -90,7 +90,7 @@ fn bench_flush(c: &mut Criterion) {
                 )
             },
             |(mut a, mut out, mut records)| {
-                black_box(a.flush(10.0, 1_700_000_000, Format::Graphite, &mut out, &mut records));
+                black_box(a.flush(10.0, 1_700_000_000, Format::Graphite, Some(&mut out), &mut records));
                 (a, out, records)
             },
             BatchSize::PerIteration,

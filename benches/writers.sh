@@ -33,6 +33,7 @@
 # sustained points/s (target >= 0.7; Cassandra: every flush stored in 10 s). Sustained is capped by the load: one
 # flush of KEYS per 10 s gives at most KEYS*FLUSHES / (10*(FLUSHES-1) + flush secs), e.g. ~120 k/s for 1 M keys,
 # 3 flushes, 5 s each; once a flush is stored within its 10 s the per-flush rate is the writer's speed.
+# KEEP_WORK=DIR keeps the configs, logs and load files in DIR instead of a temporary directory removed at exit.
 set -euo pipefail
 
 STORES=${STORES:-"mysql cassandra"}
@@ -53,12 +54,12 @@ command -v python3 >/dev/null || die "python3 not found"
 cargo build --release --workspace --quiet
 cargo build --release --example writer_floor --quiet
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
-WORK=$(mktemp -d)
+WORK=${KEEP_WORK:-$(mktemp -d)}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 

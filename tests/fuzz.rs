@@ -133,8 +133,8 @@ proptest! {
             }
         });
         let (mut out, mut records) = (Vec::new(), Vec::new());
-        statsd.flush(10.0, 1_700_000_000, consthash::config::Format::Graphite, &mut out, &mut records);
-        graphite.flush(1_700_000_000, consthash::config::Format::Statsd, &mut out, &mut records);
+        statsd.flush(10.0, 1_700_000_000, consthash::config::Format::Graphite, Some(&mut out), &mut records);
+        graphite.flush(1_700_000_000, consthash::config::Format::Statsd, Some(&mut out), &mut records);
         prop_assert!(out.is_empty() || out.ends_with(b"\n"));
     }
 

@@ -285,7 +285,7 @@ fn check(sc: Scenario) {
             sc.interval_ms as f64 / 1000.0,
             0,
             Format::Graphite,
-            &mut out,
+            Some(&mut out),
             &mut records,
         );
         let mine = parse_graphite(std::str::from_utf8(&out).expect("utf8"));

@@ -281,7 +281,7 @@ mod tests {
 
     fn records_of(acc: &mut GraphiteState) -> Vec<Record> {
         let (mut out, mut recs) = (Vec::new(), Vec::new());
-        acc.flush(0, crate::config::Format::Graphite, &mut out, &mut recs);
+        acc.flush(0, crate::config::Format::Graphite, Some(&mut out), &mut recs);
         recs
     }
 

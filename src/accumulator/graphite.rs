@@ -188,12 +188,21 @@ impl GraphiteState {
         Ok(())
     }
 
-    /// Render every key stamped with `tick` (unix seconds) into `out`, one newline-terminated line each, push one
-    /// record per key that received samples, and reset the state. Returns the number of lines appended.
-    pub fn flush(&mut self, tick: i64, format: Format, out: &mut Vec<u8>, records: &mut Vec<Record>) -> usize {
+    /// Render every key stamped with `tick` (unix seconds) into `out`, one newline-terminated line each (only count
+    /// them when `out` is `None`: an accumulator without a backend), push one record per key that received
+    /// samples, and reset the state. Returns the number of lines.
+    pub fn flush(
+        &mut self,
+        tick: i64,
+        format: Format,
+        mut out: Option<&mut Vec<u8>>,
+        records: &mut Vec<Record>,
+    ) -> usize {
         let mut lines = 0;
         for (key, e) in &self.stats {
-            write_line(out, key, e.value(), tick, format);
+            if let Some(out) = out.as_deref_mut() {
+                write_line(out, key, e.value(), tick, format);
+            }
             lines += 1;
             if e.count > 0 {
                 records.push(Record {
@@ -335,7 +344,7 @@ mod tests {
 
     fn flush_sorted(acc: &mut GraphiteState, tick: i64, format: Format) -> (Vec<String>, Vec<Record>) {
         let (mut out, mut recs) = (Vec::new(), Vec::new());
-        let n = acc.flush(tick, format, &mut out, &mut recs);
+        let n = acc.flush(tick, format, Some(&mut out), &mut recs);
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.is_empty() || text.ends_with('\n'));
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -346,6 +355,19 @@ mod tests {
     }
 
     #[test]
+    fn lines_without_an_output_buffer_are_counted_not_rendered() {
+        let lines = ["a.b 1 1", "c.d 2 1", "a.b 4 1"];
+        let (mut rendered, mut counted) = (acc_with(false, &lines), acc_with(false, &lines));
+        let (mut out, mut want, mut got) = (Vec::new(), Vec::new(), Vec::new());
+        assert_eq!(rendered.flush(5, Format::Graphite, Some(&mut out), &mut want), 2);
+        assert_eq!(counted.flush(5, Format::Graphite, None, &mut got), 2);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        got.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn new_keys_beyond_max_keys_are_dropped_and_counted() {
         let mut acc = GraphiteState::new(false).with_bound(KeyBound::new(1));
         for l in ["a 1 1", "b 1 1", "a 2 1"] {
@@ -353,7 +375,7 @@ mod tests {
         }
         assert_eq!(acc.take_over_max_keys(), 1);
         let (mut out, mut records) = (Vec::new(), Vec::new());
-        assert_eq!(acc.flush(10, Format::Graphite, &mut out, &mut records), 1);
+        assert_eq!(acc.flush(10, Format::Graphite, Some(&mut out), &mut records), 1);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].count, 2);
     }

@@ -146,13 +146,14 @@ impl State {
         }
     }
 
-    /// Renders the interval's output lines into `out` and its records; returns the number of lines.
+    /// Renders the interval's output lines into `out` (counts them only, for `None`) and its records; returns the
+    /// number of lines.
     pub fn flush(
         &mut self,
         interval: Duration,
         tick: i64,
         format: Format,
-        out: &mut Vec<u8>,
+        out: Option<&mut Vec<u8>>,
         records: &mut Vec<Record>,
     ) -> usize {
         match self {
@@ -319,19 +320,19 @@ mod tests {
                 prop_assert_eq!(one_bound.held(), split_bound.held());
                 let tick = 1_700_000_000 + 10 * i as i64;
                 let (mut out, mut records) = (Vec::new(), Vec::new());
-                one.flush(Duration::from_secs(10), tick, Format::Graphite, &mut out, &mut records);
+                one.flush(Duration::from_secs(10), tick, Format::Graphite, Some(&mut out), &mut records);
                 let want = rendered(&out, &records);
                 let (mut out, mut records) = (Vec::new(), Vec::new());
                 if keep {
                     for s in &mut split {
-                        s.flush(Duration::from_secs(10), tick, Format::Graphite, &mut out, &mut records);
+                        s.flush(Duration::from_secs(10), tick, Format::Graphite, Some(&mut out), &mut records);
                     }
                 } else {
                     // as the task does: every shard taken, the fresh states admitting new keys while these render
                     let mut taken: Vec<State> = split.iter_mut().map(State::take).collect();
                     prop_assert_eq!(split_bound.held(), 0, "taken keys do not count against the live states");
                     for t in &mut taken {
-                        t.flush(Duration::from_secs(10), tick, Format::Graphite, &mut out, &mut records);
+                        t.flush(Duration::from_secs(10), tick, Format::Graphite, Some(&mut out), &mut records);
                     }
                 }
                 prop_assert_eq!(rendered(&out, &records), want);

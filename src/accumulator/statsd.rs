@@ -608,15 +608,15 @@ impl StatsdState {
         out
     }
 
-    /// Takes the interval's state: appends the output lines stamped `tick` to `out` in `format`, pushes one
-    /// [`Record`] per key that received samples, and resets (keep_keys) or forgets (default) every key.
-    /// Returns the number of output lines.
+    /// Takes the interval's state: appends the output lines stamped `tick` to `out` in `format` (only counts them
+    /// when `out` is `None`: an accumulator without a backend), pushes one [`Record`] per key that received
+    /// samples, and resets (keep_keys) or forgets (default) every key. Returns the number of output lines.
     pub fn flush(
         &mut self,
         interval_secs: f64,
         tick: i64,
         format: Format,
-        out: &mut Vec<u8>,
+        out: Option<&mut Vec<u8>>,
         records: &mut Vec<Record>,
     ) -> usize {
         let mut r = Renderer {
@@ -684,7 +684,8 @@ struct Renderer<'a> {
     /// The interval in seconds, as statsd rounds it (`*_ps`, `rate`).
     per_sec: f64,
     tick: String,
-    out: &'a mut Vec<u8>,
+    /// `None`: lines are counted, not rendered.
+    out: Option<&'a mut Vec<u8>>,
     lines: usize,
     /// Scratch: the metric name, and a timer's cumulative sums and sums of squares.
     name: String,
@@ -815,6 +816,10 @@ impl Renderer<'_> {
 
     /// One output line: name = `prefix` K [`.` stat] `suffix` globalSuffix tags.
     fn line(&mut self, m: Metric<'_>, prefix: &str, stat: &str, suffix: &str, v: f64, kind: Out) {
+        self.lines += 1;
+        let Some(out) = self.out.as_deref_mut() else {
+            return;
+        };
         let name = &mut self.name;
         name.clear();
         name.push_str(prefix);
@@ -828,11 +833,11 @@ impl Renderer<'_> {
         name.push_str(m.tags);
         match self.format {
             Format::Graphite => {
-                self.out.extend_from_slice(name.as_bytes());
-                self.out.push(b' ');
-                js_number_bytes(v, self.out);
-                self.out.push(b' ');
-                self.out.extend_from_slice(self.tick.as_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.push(b' ');
+                js_number_bytes(v, out);
+                out.push(b' ');
+                out.extend_from_slice(self.tick.as_bytes());
             }
             Format::Statsd => {
                 for pat in ["stats.counters.", "stats.gauges.", "stats.timers."] {
@@ -840,15 +845,13 @@ impl Renderer<'_> {
                         name.replace_range(i..i + pat.len(), "");
                     }
                 }
-                self.out.extend_from_slice(name.as_bytes());
-                self.out.push(b':');
-                js_number_bytes(v, self.out);
-                self.out
-                    .extend_from_slice(if kind == Out::Count { b"|c" } else { b"|g" });
+                out.extend_from_slice(name.as_bytes());
+                out.push(b':');
+                js_number_bytes(v, out);
+                out.extend_from_slice(if kind == Out::Count { b"|c" } else { b"|g" });
             }
         }
-        self.out.push(b'\n');
-        self.lines += 1;
+        out.push(b'\n');
     }
 }
 
@@ -894,7 +897,7 @@ mod tests {
     /// Flushes in graphite format with a 10 s interval; name → value.
     fn flush_map(a: &mut StatsdState, records: &mut Vec<Record>) -> BTreeMap<String, String> {
         let mut out = Vec::new();
-        let n = a.flush(10.0, 1000, Format::Graphite, &mut out, records);
+        let n = a.flush(10.0, 1000, Format::Graphite, Some(&mut out), records);
         let text = String::from_utf8(out).expect("utf8");
         let mut m = BTreeMap::new();
         for l in text.lines() {
@@ -1152,7 +1155,7 @@ mod tests {
         a.add(b"g:1.5|g");
         a.add(b"s:x|s");
         let mut out = Vec::new();
-        let n = a.flush(2.0, 7, Format::Statsd, &mut out, &mut Vec::new());
+        let n = a.flush(2.0, 7, Format::Statsd, Some(&mut out), &mut Vec::new());
         let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(n, lines.len());
@@ -1217,24 +1220,33 @@ mod tests {
 
     #[test]
     fn records_per_type() {
-        let mut a = acc(&[], false);
-        for l in [
-            "c:2|c",
-            "c:1|c|@0.5",
-            "t:3|ms",
-            "t:1|ms|@0.1",
-            "g:5|g",
-            "g:-7|g",
-            "g:+1|g",
-            "s:a|s",
-            "s:a|s",
-        ] {
-            a.add(l.as_bytes());
-        }
-        a.add(b"m:4|c:6|ms");
-        let mut recs = Vec::new();
-        a.flush(10.0, 1, Format::Graphite, &mut Vec::new(), &mut recs);
+        let fill = |a: &mut StatsdState| {
+            for l in [
+                "c:2|c",
+                "c:1|c|@0.5",
+                "t:3|ms",
+                "t:1|ms|@0.1",
+                "g:5|g",
+                "g:-7|g",
+                "g:+1|g",
+                "s:a|s",
+                "s:a|s",
+                "m:4|c:6|ms",
+            ] {
+                a.add(l.as_bytes());
+            }
+        };
+        // Without an output buffer the lines are counted, not rendered, and the records are the same.
+        let (mut rendered, mut counted) = (acc(&[], false), acc(&[], false));
+        fill(&mut rendered);
+        fill(&mut counted);
+        let (mut out, mut rendered_recs, mut recs) = (Vec::new(), Vec::new(), Vec::new());
+        let lines = rendered.flush(10.0, 1, Format::Graphite, Some(&mut out), &mut rendered_recs);
+        assert_eq!(counted.flush(10.0, 1, Format::Graphite, None, &mut recs), lines);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), lines);
         recs.sort_by(|a, b| a.key.cmp(&b.key));
+        rendered_recs.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(recs, rendered_recs);
         let r = |key: &str, sum: f64, min: f64, max: f64, count: u64| Record {
             key: key.into(),
             sum,
