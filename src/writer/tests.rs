@@ -229,6 +229,25 @@ fn the_mysql_writer_orders_a_batch_by_key_then_time() {
     );
 }
 
+proptest::proptest! {
+    /// Keys sharing long prefixes, keys that are prefixes of others, NUL and non-ASCII bytes, repeated keys with
+    /// several times: the writer orders them exactly as comparing whole keys, then times, does.
+    #[test]
+    fn the_mysql_writers_order_is_that_of_whole_keys_then_times(
+        keys in proptest::collection::vec(("(stats\\.timers\\.web\\.){0,2}[ab\\x00é]{0,20}", 0i64..4), 0..200)
+    ) {
+        let mut p: Vec<Point> = keys
+            .iter()
+            .map(|(k, t)| Point { key: k.clone(), time: *t, ..points(1, 0).remove(0) })
+            .collect();
+        let mut want: Vec<(String, i64)> = keys.clone();
+        want.sort();
+        mysql::by_key(&mut p);
+        let got: Vec<(String, i64)> = p.iter().map(|p| (p.key.clone(), p.time)).collect();
+        proptest::prop_assert_eq!(got, want);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_outage_is_retried_until_the_store_is_back_resuming_where_it_stopped() {
     let unavailable = || Some(WriterError::Unavailable("down".into()));
