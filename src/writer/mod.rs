@@ -210,7 +210,9 @@ impl Store for Writer {
             // In key order, the table's `stat` index grows page by page instead of at random pages (a 1 M-point
             // flush is stored ~1.4 times faster than in the accumulator's hash order).
             Writer::Mysql(_) => Some(mysql::by_key),
-            Writer::File(_) | Writer::Cassandra(_) => None,
+            // The rows of a batch are neighbours on the ring, so one replica takes the whole batch.
+            Writer::Cassandra(_) => Some(cassandra::by_token),
+            Writer::File(_) => None,
         }
     }
 

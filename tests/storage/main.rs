@@ -4,6 +4,7 @@
 #[path = "../it/binary.rs"]
 mod binary;
 mod burst;
+mod cassandra_batches;
 // shared with tests/it, which uses all of it
 #[allow(dead_code)]
 #[path = "../it/cluster_scripts.rs"]

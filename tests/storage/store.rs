@@ -195,19 +195,21 @@ pub struct Index {
     pub tree: BTreeSet<(i32, String, String, i32, bool)>,
 }
 
+/// `metric_id` as read back.
 #[derive(Debug, DeserializeValue)]
-struct MetricId {
-    path: String,
-    resolution: i32,
+pub struct MetricId {
+    pub path: String,
+    pub resolution: i32,
 }
 
+/// `metric_point` as read back.
 #[derive(Debug, DeserializeValue)]
-struct MetricPoint {
-    max: f64,
-    mean: f64,
-    min: f64,
-    sum: f64,
-    count: i32,
+pub struct MetricPoint {
+    pub max: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub sum: f64,
+    pub count: i32,
 }
 
 #[derive(Debug, DeserializeValue)]
