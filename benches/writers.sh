@@ -25,7 +25,8 @@
 #  * floor: `target/release/examples/writer_floor` (examples/writer_floor.rs) writes FLUSHES x KEYS points:
 #    MariaDB, the writer's multi-row INSERT of BATCH rows, keys in order (as the writer sorts a batch), at the
 #    chosen number of connections;
-#    Cassandra, the writer's prepared `INSERT … USING TTL ?` at the chosen concurrency, LZ4.
+#    Cassandra, the writer's prepared `INSERT … USING TTL ?` in unlogged batches of the writer's BATCH_ROWS (10),
+#    at most the chosen concurrency of batches in flight, LZ4.
 #  * MariaDB: the bench table is truncated before every run, so each run inserts into an empty table.
 #
 # It prints per run and flush, then min / median / max of points/s and flush time per store, and the ratios to the
