@@ -440,9 +440,7 @@ impl CassandraWriter {
         else {
             unreachable!("a metrics connection prepares the metrics statement")
         };
-        let doing = format!("insert into {}", self.conn.0.opts.metrics_table);
-        let conn = &self.conn;
-        let doing_ref = &doing;
+        let (conn, doing) = (&self.conn, &format!("insert into {}", self.conn.0.opts.metrics_table));
         let res = in_order(
             batches(points),
             self.conn.0.opts.write_workers,
@@ -454,13 +452,13 @@ impl CassandraWriter {
                         session.batch(&templates.0[batch.len() - 2], values).await?
                     }
                 };
-                conn.server_warnings(doing_ref, &res);
+                conn.server_warnings(doing, &res);
                 Ok(batch.len())
             },
             |stored| progress.done += stored,
         )
         .await;
-        res.map_err(|e: ExecutionError| self.conn.exec_error(&doing, &e))
+        res.map_err(|e: ExecutionError| conn.exec_error(doing, &e))
     }
 }
 
