@@ -9,6 +9,8 @@ use scylla::DeserializeValue;
 use sqlx::mysql::MySqlPool;
 use sqlx::Row as _;
 
+pub use consthash::writer::cassandra::MetricPoint;
+
 use crate::Rec;
 
 /// One stored point.
@@ -200,16 +202,6 @@ pub struct Index {
 pub struct MetricId {
     pub path: String,
     pub resolution: i32,
-}
-
-/// `metric_point` as read back.
-#[derive(Debug, DeserializeValue)]
-pub struct MetricPoint {
-    pub max: f64,
-    pub mean: f64,
-    pub min: f64,
-    pub sum: f64,
-    pub count: i32,
 }
 
 #[derive(Debug, DeserializeValue)]
