@@ -15,12 +15,11 @@
 //!     cargo run --release --example writer_floor -- cassandra 127.0.0.1:19042 consthash_bench metric 1000000 256
 use std::time::Instant;
 
-use consthash::writer::cassandra::{metric_insert_cql, MetricId, MetricPoint, BATCH_ROWS};
+use consthash::writer::cassandra::{metric_insert_cql, unlogged, MetricId, MetricPoint, BATCH_ROWS};
 use consthash::writer::mysql::insert_sql;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::Compression;
-use scylla::statement::batch::{Batch, BatchType};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -137,15 +136,8 @@ async fn cassandra(
     let keys = keys(points);
     let time = unix_now() / 10 * 10 * 1_000_000_000;
     // Built before the clock starts, as the writer builds its batches once (the last, shorter one is built late).
-    let unlogged = |n: usize| {
-        let mut b = Batch::new(BatchType::Unlogged);
-        for _ in 0..n {
-            b.append_statement(insert.clone());
-        }
-        b
-    };
-    let full = unlogged(batch.max(1));
-    let (session, insert, full, unlogged) = (&session, &insert, &full, &unlogged);
+    let full = unlogged(&insert, batch.max(1));
+    let (session, insert, full) = (&session, &insert, &full);
     let mut in_flight = FuturesUnordered::new();
     let mut next = keys.chunks(batch.max(1));
     let start = Instant::now();
@@ -163,7 +155,7 @@ async fn cassandra(
                     if chunk.len() == batch {
                         session.batch(full, values).await.map(|_| ())
                     } else {
-                        session.batch(&unlogged(chunk.len()), values).await.map(|_| ())
+                        session.batch(&unlogged(insert, chunk.len()), values).await.map(|_| ())
                     }
                 }
             });

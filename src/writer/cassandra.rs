@@ -233,10 +233,7 @@ impl Connection {
                             .await?;
                         let batches = (2..=BATCH_ROWS)
                             .map(|n| {
-                                let mut b = Batch::new(BatchType::Unlogged);
-                                for _ in 0..n {
-                                    b.append_statement(insert.clone());
-                                }
+                                let mut b = unlogged(&insert, n);
                                 b.set_consistency(o.write_consistency);
                                 b.set_request_timeout(Some(o.timeout));
                                 b.set_is_idempotent(true);
@@ -384,6 +381,15 @@ fn schema(o: &CassandraOptions, role: Role) -> Vec<String> {
         ]),
     }
     v
+}
+
+/// An unlogged batch of `rows` times `insert` (with the driver's default settings).
+pub fn unlogged(insert: &PreparedStatement, rows: usize) -> Batch {
+    let mut b = Batch::new(BatchType::Unlogged);
+    for _ in 0..rows {
+        b.append_statement(insert.clone());
+    }
+    b
 }
 
 /// The metrics writer's statement: one point with its bin's TTL.
@@ -777,14 +783,8 @@ mod tests {
     fn point(key: &str, resolution: u64) -> Point {
         Point {
             key: key.into(),
-            sum: 1.0,
-            mean: 1.0,
-            min: 1.0,
-            max: 1.0,
-            count: 1,
-            time: 1_700_000_000,
             resolution,
-            ttl: 3600,
+            ..crate::writer::tests::points(1, 1_700_000_000).remove(0)
         }
     }
 

@@ -1,6 +1,6 @@
 use super::*;
 
-fn points(n: usize, time: i64) -> Vec<Point> {
+pub(super) fn points(n: usize, time: i64) -> Vec<Point> {
     (0..n)
         .map(|i| Point {
             key: format!("k.{i}"),

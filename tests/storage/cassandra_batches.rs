@@ -10,7 +10,6 @@ use consthash::writer::cassandra::{self, BATCH_ROWS};
 use consthash::writer::{Progress, Store, Writer};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
 use crate::store::{MetricId, MetricPoint};
@@ -114,10 +113,7 @@ async fn the_cassandra_writer_s_batches_store_every_point_where_its_token_says_w
 
 /// What the server warns of when `points` are stored as one unlogged batch.
 async fn warnings(session: &Session, insert: &PreparedStatement, points: &[Point]) -> Vec<String> {
-    let mut b = Batch::new(BatchType::Unlogged);
-    for _ in points {
-        b.append_statement(insert.clone());
-    }
+    let b = cassandra::unlogged(insert, points.len());
     let values: Vec<_> = points.iter().map(cassandra::values).collect();
     let res = session.batch(&b, values).await.expect("batch");
     res.warnings().map(str::to_string).collect()
