@@ -333,13 +333,18 @@ impl AccumulatorTask {
         if !self.writers.is_empty() {
             self.bins.merge(all_records);
         }
+        let merged_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(group = %self.acc.group, lines, rendered_ms = took / 1000, merged_ms, "accumulator flushed");
     }
 
     fn bin_flush(&mut self, bin: usize, tick: i64) {
+        let started = std::time::Instant::now();
         let points = self.bins.drain(bin, tick);
         if points.is_empty() {
             return;
         }
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(group = %self.acc.group, bin, points = points.len(), took_ms, "bin drained");
         if let Some(q) = self.writers.get(bin) {
             // a full queue skips the whole bin flush; the queue counts and logs it (spec §10.1)
             let _ = q.try_submit(points);

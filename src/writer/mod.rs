@@ -776,6 +776,7 @@ async fn write_batch<S: Store>(
 ) {
     let Queued { mut items, _permits } = batch;
     let stats = &status.stats;
+    let started = std::time::Instant::now();
     if let Some(arrange) = store.arrange() {
         let n = items.len();
         match tokio::task::spawn_blocking(move || {
@@ -784,7 +785,11 @@ async fn write_batch<S: Store>(
         })
         .await
         {
-            Ok(arranged) => items = arranged,
+            Ok(arranged) => {
+                items = arranged;
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(what = %status.what(), records = n, took_ms, "batch arranged");
+            }
             Err(e) => {
                 stats.dropped_records.fetch_add(n as u64, Ordering::Relaxed);
                 tracing::error!(what = %status.what(), driver = status.driver, records = n, error = %e, "ordering a batch failed: records lost");
@@ -810,6 +815,8 @@ async fn write_batch<S: Store>(
         let e = match res {
             None => break "shutdown: batch not stored",
             Some(Ok(())) if done == items.len() => {
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(what = %status.what(), records = done, took_ms, "batch stored");
                 outage.over(status);
                 return;
             }
