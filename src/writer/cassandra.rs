@@ -8,13 +8,17 @@
 //!   A batch of ten stores about twice the points per second of single inserts here (benches/README.md). Inserts
 //!   are idempotent upserts, so a retried batch writes the same rows.
 //! * Index: per key, the segment rows and the path rows of §10.4 ([`index_rows`]); a prefix's rows are written once
-//!   per process ([`Seen`], bounded), a key's once (the index queue sends each key once).
+//!   per process ([`Seen`], bounded), a key's once (the index queue sends each key once). The rows of
+//!   [`INDEX_CHUNK_KEYS`] keys at a time are sorted by partition and sent in unlogged batches of one table
+//!   ([`index_batches`]): many keys share a path partition (a prefix) and a segment partition (a depth), so most
+//!   batches are single-partition, and the rest are neighbours on the ring under the same bounds as the metrics'.
 //! * `create_schema = true` creates the keyspace (SimpleStrategy, RF 1, only if missing), the types and the tables
 //!   of the role; otherwise a missing table is an ERROR naming it.
 //!
 //! The session is built on first use, not at start: a server that is down at start does not stop the relay, and
 //! the writer connects when it comes up. Once built, the driver reconnects by itself.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +52,10 @@ pub const BATCH_ROWS: usize = 10;
 pub const BATCH_BYTES: usize = 4096;
 /// A row's estimated size in a batch besides its key (the server counts ~146 B for a row with a 13-byte key).
 const ROW_BYTES: usize = 160;
+/// The keys whose index rows are batched together; an index write's progress advances a chunk at a time.
+pub const INDEX_CHUNK_KEYS: usize = 256;
+/// The most rows in an index batch (rows of one partition count once toward the [`BATCH_ROWS`] partitions).
+pub const INDEX_BATCH_ROWS: usize = 32;
 
 /// The options of §10.4.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,15 +133,38 @@ enum Statements {
     Indexer {
         segment: PreparedStatement,
         path: PreparedStatement,
+        segments: Batches,
+        paths: Batches,
     },
 }
 
-/// `Batches(v)`: `v[n - 2]` is an unlogged batch of `n` metric inserts, for `n` in `2..=BATCH_ROWS`.
+/// Unlogged batches of one insert, built once: [`Batches::of`] `n` inserts, for `n` in `2..=` the most rows.
 struct Batches(Vec<Batch>);
+
+impl Batches {
+    /// Batches of 2 to `most` times `insert`, with the statement's consistency and timeout, idempotent.
+    fn new(insert: &PreparedStatement, most: usize, o: &CassandraOptions) -> Batches {
+        Batches(
+            (2..=most)
+                .map(|n| {
+                    let mut b = unlogged(insert, n);
+                    b.set_consistency(o.write_consistency);
+                    b.set_request_timeout(Some(o.timeout));
+                    b.set_is_idempotent(true);
+                    b
+                })
+                .collect(),
+        )
+    }
+
+    fn of(&self, n: usize) -> &Batch {
+        &self.0[n - 2]
+    }
+}
 
 impl std::fmt::Debug for Batches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Batches(2..={BATCH_ROWS} inserts)")
+        write!(f, "Batches(2..={} inserts)", self.0.len() + 1)
     }
 }
 
@@ -231,39 +262,23 @@ impl Connection {
                         let insert = self
                             .prepare(session, &metric_insert_cql(ks, &o.metrics_table), &o.metrics_table)
                             .await?;
-                        let batches = (2..=BATCH_ROWS)
-                            .map(|n| {
-                                let mut b = unlogged(&insert, n);
-                                b.set_consistency(o.write_consistency);
-                                b.set_request_timeout(Some(o.timeout));
-                                b.set_is_idempotent(true);
-                                b
-                            })
-                            .collect();
-                        Statements::Metrics {
-                            insert,
-                            batches: Batches(batches),
+                        let batches = Batches::new(&insert, BATCH_ROWS, o);
+                        Statements::Metrics { insert, batches }
+                    }
+                    Role::Indexer => {
+                        let segment = self
+                            .prepare(session, &segment_insert_cql(ks, &o.segment_table), &o.segment_table)
+                            .await?;
+                        let path = self
+                            .prepare(session, &path_insert_cql(ks, &o.path_table), &o.path_table)
+                            .await?;
+                        Statements::Indexer {
+                            segments: Batches::new(&segment, INDEX_BATCH_ROWS, o),
+                            paths: Batches::new(&path, INDEX_BATCH_ROWS, o),
+                            segment,
+                            path,
                         }
                     }
-                    Role::Indexer => Statements::Indexer {
-                        segment: self
-                            .prepare(
-                                session,
-                                &format!("INSERT INTO {ks}.{} (pos, segment) VALUES (?, ?)", o.segment_table),
-                                &o.segment_table,
-                            )
-                            .await?,
-                        path: self
-                            .prepare(
-                                session,
-                                &format!(
-                                    "INSERT INTO {ks}.{} (segment, path, length, has_data) VALUES (?, ?, ?, ?)",
-                                    o.path_table
-                                ),
-                                &o.path_table,
-                            )
-                            .await?,
-                    },
                 })
             })
             .await?;
@@ -397,6 +412,16 @@ pub fn metric_insert_cql(keyspace: &str, table: &str) -> String {
     format!("INSERT INTO {keyspace}.{table} (id, time, point) VALUES (?, ?, ?) USING TTL ?")
 }
 
+/// The indexer's statement for a segment row.
+pub fn segment_insert_cql(keyspace: &str, table: &str) -> String {
+    format!("INSERT INTO {keyspace}.{table} (pos, segment) VALUES (?, ?)")
+}
+
+/// The indexer's statement for a path row.
+pub fn path_insert_cql(keyspace: &str, table: &str) -> String {
+    format!("INSERT INTO {keyspace}.{table} (segment, path, length, has_data) VALUES (?, ?, ?, ?)")
+}
+
 /// `metric_id`: the partition key of a series.
 #[derive(Debug, SerializeValue)]
 pub struct MetricId<'a> {
@@ -455,7 +480,7 @@ impl CassandraWriter {
                     [p] => session.execute_unpaged(insert, values(p)).await?,
                     _ => {
                         let values: Vec<_> = batch.iter().map(values).collect();
-                        session.batch(&templates.0[batch.len() - 2], values).await?
+                        session.batch(templates.of(batch.len()), values).await?
                     }
                 };
                 conn.server_warnings(doing, &res);
@@ -499,14 +524,18 @@ pub fn by_token(points: &mut [Point]) {
     points.sort_by_cached_key(token);
 }
 
-/// The Murmur3 token of a point's partition: its `metric_id` as the driver serializes it (each field as a 4-byte
-/// big-endian length and its bytes).
+/// The Murmur3 token of a point's partition: its `metric_id` as the driver serializes it.
 pub fn token(p: &Point) -> i64 {
+    udt_token(&[p.key.as_bytes(), &resolution(p).to_be_bytes()])
+}
+
+/// The Murmur3 token of a frozen UDT partition key: each field as a 4-byte big-endian length and its bytes.
+fn udt_token(fields: &[&[u8]]) -> i64 {
     let mut h = Murmur3Partitioner.build_hasher();
-    h.write(&(p.key.len() as i32).to_be_bytes());
-    h.write(p.key.as_bytes());
-    h.write(&4i32.to_be_bytes());
-    h.write(&resolution(p).to_be_bytes());
+    for f in fields {
+        h.write(&(f.len() as i32).to_be_bytes());
+        h.write(f);
+    }
     h.finish().value()
 }
 
@@ -575,28 +604,198 @@ pub enum IndexRow<'a> {
     },
 }
 
+impl<'a> IndexRow<'a> {
+    /// 0 for the segment table, 1 for the path table.
+    fn table(&self) -> u8 {
+        match self {
+            IndexRow::Segment { .. } => 0,
+            IndexRow::Path { .. } => 1,
+        }
+    }
+
+    /// The row's partition within its table: `(pos, "")` for a segment row, its `segment_pos` for a path row.
+    fn partition(&self) -> (i32, &'a str) {
+        match *self {
+            IndexRow::Segment { pos, .. } => (pos, ""),
+            IndexRow::Path { pos, segment, .. } => (pos, segment),
+        }
+    }
+
+    /// The Murmur3 token of the row's partition, as the server computes it (`token(pos)`, `token(segment)`).
+    pub fn token(&self) -> i64 {
+        match *self {
+            IndexRow::Segment { pos, .. } => {
+                let mut h = Murmur3Partitioner.build_hasher();
+                h.write(&pos.to_be_bytes());
+                h.finish().value()
+            }
+            IndexRow::Path { pos, segment, .. } => udt_token(&[&pos.to_be_bytes(), segment.as_bytes()]),
+        }
+    }
+
+    /// The row's estimated size in a batch.
+    fn bytes(&self) -> usize {
+        match self {
+            IndexRow::Segment { segment, .. } => ROW_BYTES + segment.len(),
+            IndexRow::Path { segment, path, .. } => ROW_BYTES + segment.len() + path.len(),
+        }
+    }
+}
+
+/// `rows` sorted by table, token and partition, and cut into unlogged batches: each of one table's rows, at most
+/// [`INDEX_BATCH_ROWS`] rows in at most [`BATCH_ROWS`] partitions and an estimated [`BATCH_BYTES`] (a row
+/// estimated bigger than that is a batch of its own).
+pub fn index_batches(mut rows: Vec<IndexRow<'_>>) -> Vec<Vec<IndexRow<'_>>> {
+    rows.sort_by_cached_key(|r| (r.table(), r.token(), r.partition()));
+    let mut batches = Vec::new();
+    let (mut batch, mut partitions, mut bytes): (Vec<IndexRow<'_>>, usize, usize) = (Vec::new(), 0, 0);
+    for row in rows {
+        let (other_table, other_partition) = match batch.last() {
+            Some(last) => (last.table() != row.table(), last.partition() != row.partition()),
+            None => (false, true),
+        };
+        let full = batch.len() == INDEX_BATCH_ROWS
+            || bytes + row.bytes() > BATCH_BYTES
+            || (other_partition && partitions == BATCH_ROWS);
+        if !batch.is_empty() && (other_table || full) {
+            batches.push(std::mem::take(&mut batch));
+            (partitions, bytes) = (0, 0);
+        }
+        if batch.is_empty() || other_partition {
+            partitions += 1;
+        }
+        bytes += row.bytes();
+        batch.push(row);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// One index batch, and with a chunk's last batch the chunk's key count and the prefixes it writes.
+type IndexBatch<'a> = (Vec<IndexRow<'a>>, Option<(usize, HashSet<String>)>);
+
+/// The [`index_chunk`]s of keys, [`INDEX_CHUNK_KEYS`] at a time, one after the other (a named iterator rather than
+/// a `flat_map` closure, whose borrow the `Send` future of a write cannot name).
+struct IndexChunks<'a> {
+    chunks: std::slice::Chunks<'a, String>,
+    written: &'a Seen,
+    batches: std::vec::IntoIter<IndexBatch<'a>>,
+}
+
+impl<'a> IndexChunks<'a> {
+    fn new(keys: &'a [String], written: &'a Seen) -> Self {
+        IndexChunks {
+            chunks: keys.chunks(INDEX_CHUNK_KEYS),
+            written,
+            batches: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl<'a> Iterator for IndexChunks<'a> {
+    type Item = IndexBatch<'a>;
+
+    fn next(&mut self) -> Option<IndexBatch<'a>> {
+        loop {
+            if let Some(b) = self.batches.next() {
+                return Some(b);
+            }
+            self.batches = index_chunk(self.chunks.next()?, self.written).into_iter();
+        }
+    }
+}
+
+/// The [`index_batches`] of a chunk of keys; a prefix not in `written` is written by the first key that has it.
+fn index_chunk<'a>(chunk: &'a [String], written: &Seen) -> Vec<IndexBatch<'a>> {
+    let mut fresh = HashSet::new();
+    let rows = chunk
+        .iter()
+        .flat_map(|key| {
+            index_rows(key, |p| {
+                !fresh.contains(p) && !written.contains(p) && fresh.insert(p.to_string())
+            })
+        })
+        .collect();
+    let mut batches: Vec<IndexBatch<'a>> = index_batches(rows).into_iter().map(|b| (b, None)).collect();
+    if let Some(last) = batches.last_mut() {
+        last.1 = Some((chunk.len(), fresh));
+    }
+    batches
+}
+
+/// Stores one of [`index_batches`]: a single row as a plain insert.
+async fn send_index_batch(
+    session: &Session,
+    st: &Statements,
+    batch: &[IndexRow<'_>],
+) -> Result<QueryResult, ExecutionError> {
+    let Statements::Indexer {
+        segment,
+        path,
+        segments,
+        paths,
+    } = st
+    else {
+        unreachable!("an indexer connection prepares the index statements")
+    };
+    fn path_values<'a>(r: &IndexRow<'a>) -> (SegmentPos<'a>, &'a str, i32, bool) {
+        match *r {
+            IndexRow::Path {
+                pos,
+                segment,
+                path,
+                length,
+                has_data,
+            } => (SegmentPos { pos, segment }, path, length, has_data),
+            IndexRow::Segment { .. } => unreachable!("an index batch holds one table's rows"),
+        }
+    }
+    fn segment_values<'a>(r: &IndexRow<'a>) -> (i32, &'a str) {
+        match *r {
+            IndexRow::Segment { pos, segment } => (pos, segment),
+            IndexRow::Path { .. } => unreachable!("an index batch holds one table's rows"),
+        }
+    }
+    match batch {
+        [] => unreachable!("index_batches cuts no empty batch"),
+        [r @ IndexRow::Segment { .. }] => session.execute_unpaged(segment, segment_values(r)).await,
+        [r @ IndexRow::Path { .. }] => session.execute_unpaged(path, path_values(r)).await,
+        [IndexRow::Segment { .. }, ..] => {
+            let values: Vec<_> = batch.iter().map(segment_values).collect();
+            session.batch(segments.of(batch.len()), values).await
+        }
+        [IndexRow::Path { .. }, ..] => {
+            let values: Vec<_> = batch.iter().map(path_values).collect();
+            session.batch(paths.of(batch.len()), values).await
+        }
+    }
+}
+
 /// The rows of `key`, in §10.4 order per prefix: its segment row, a branch row to the next prefix (for all but
-/// the last two prefixes), and a leaf row for the key. `fresh(prefix)` says whether a prefix other than the key
-/// itself still needs its segment and branch rows (false when an earlier key wrote them).
+/// the last two prefixes), and a leaf row for the key. `fresh(prefix)` (asked once per prefix other than the key
+/// itself) says whether the prefix is new, false when an earlier key wrote its rows: a new prefix brings its
+/// segment row and the branch row that leads to it from its parent.
 pub fn index_rows<'a>(key: &'a str, mut fresh: impl FnMut(&str) -> bool) -> Vec<IndexRow<'a>> {
     let parts: Vec<&str> = prefixes(key).collect();
     let n = parts.len();
     let last = i32::try_from(n - 1).unwrap_or(i32::MAX);
+    let new: Vec<bool> = parts.iter().enumerate().map(|(i, p)| i + 1 == n || fresh(p)).collect();
     let mut rows = Vec::with_capacity(3 * n);
     for (i, seg) in parts.iter().enumerate() {
         let pos = i as i32;
-        let shared = i + 1 < n;
-        if !shared || fresh(seg) {
+        if new[i] {
             rows.push(IndexRow::Segment { pos, segment: seg });
-            if i + 2 < n {
-                rows.push(IndexRow::Path {
-                    pos,
-                    segment: seg,
-                    path: parts[i + 1],
-                    length: pos + 1,
-                    has_data: false,
-                });
-            }
+        }
+        if i + 2 < n && new[i + 1] {
+            rows.push(IndexRow::Path {
+                pos,
+                segment: seg,
+                path: parts[i + 1],
+                length: pos + 1,
+                has_data: false,
+            });
         }
         rows.push(IndexRow::Path {
             pos,
@@ -636,56 +835,33 @@ impl CassandraIndexer {
         self.conn.ready().await
     }
 
-    /// Each key's rows at once, `write_workers` keys in flight; `progress` advances per key whose rows are all
-    /// stored. A prefix is marked written only with the key that wrote it.
+    /// The keys' rows in [`index_batches`] of [`INDEX_CHUNK_KEYS`] keys at a time, `write_workers` batches in
+    /// flight; `progress` advances per chunk whose batches are all stored. A prefix is written by the first key of
+    /// a chunk that has it, and marked written only once its chunk is stored.
     pub async fn write(&mut self, keys: &[String], progress: &mut Progress) -> Result<(), WriterError> {
         let (session, st) = self.conn.statements().await?;
-        let Statements::Indexer { segment, path } = st else {
-            unreachable!("an indexer connection prepares the index statements")
-        };
         let prefixes = &self.prefixes;
-        let workers = self.conn.0.opts.write_workers;
+        let chunks = IndexChunks::new(keys, prefixes);
+        let (conn, doing) = (&self.conn, "insert into the index");
         let res = in_order(
-            keys,
-            workers,
-            |key: &String| {
-                let mut new_prefixes = Vec::new();
-                let rows = index_rows(key, |p| {
-                    let fresh = !prefixes.contains(p);
-                    if fresh {
-                        new_prefixes.push(p.to_string());
-                    }
-                    fresh
-                });
-                async move {
-                    let writes = rows.into_iter().map(|row| async move {
-                        match row {
-                            IndexRow::Segment { pos, segment: s } => session.execute_unpaged(segment, (pos, s)).await,
-                            IndexRow::Path {
-                                pos,
-                                segment: s,
-                                path: p,
-                                length,
-                                has_data,
-                            } => {
-                                session
-                                    .execute_unpaged(path, (SegmentPos { pos, segment: s }, p, length, has_data))
-                                    .await
-                            }
-                        }
-                    });
-                    futures_util::future::try_join_all(writes).await.map(|_| new_prefixes)
-                }
+            chunks,
+            conn.0.opts.write_workers,
+            |(batch, end)| async move {
+                let res = send_index_batch(session, st, &batch).await?;
+                conn.server_warnings(doing, &res);
+                Ok(end)
             },
-            |stored| {
-                for p in &stored {
-                    prefixes.first_time(p);
+            |end| {
+                if let Some((keys, fresh)) = end {
+                    for p in &fresh {
+                        prefixes.first_time(p);
+                    }
+                    progress.done += keys;
                 }
-                progress.done += 1;
             },
         )
         .await;
-        res.map_err(|e| self.conn.exec_error("insert into the index", &e))
+        res.map_err(|e: ExecutionError| conn.exec_error(doing, &e))
     }
 }
 
@@ -734,6 +910,19 @@ mod tests {
                 path(1, "stats.web", "stats.web.mem", 2, true),
                 seg(2, "stats.web.mem"),
                 path(2, "stats.web.mem", "stats.web.mem", 2, true),
+            ]
+        );
+        // Only `stats` written: the new branch `stats.db` brings its row under `stats`.
+        let rows = index_rows("stats.db.cpu", |p| p != "stats");
+        assert_eq!(
+            rows,
+            vec![
+                path(0, "stats", "stats.db", 1, false),
+                path(0, "stats", "stats.db.cpu", 2, true),
+                seg(1, "stats.db"),
+                path(1, "stats.db", "stats.db.cpu", 2, true),
+                seg(2, "stats.db.cpu"),
+                path(2, "stats.db.cpu", "stats.db.cpu", 2, true),
             ]
         );
         assert_eq!(
@@ -804,7 +993,91 @@ mod tests {
         assert!(p.windows(2).all(|w| token(&w[0]) <= token(&w[1])));
     }
 
+    /// Keys sharing prefixes at every depth, some with segments long enough to fill a batch's bytes alone.
+    fn index_keys(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| match i % 7 {
+                6 => format!("app.{}.{}", "x".repeat(2000 + i), i % 3),
+                _ => format!("app.host{}.cpu{}", i % 13, i % 5),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn index_chunks_write_each_prefix_once_and_count_every_key() {
+        let keys = index_keys(600);
+        let written = Seen::new(1 << 20);
+        written.first_time("app");
+        let batches: Vec<IndexBatch<'_>> = IndexChunks::new(&keys, &written).collect();
+        let ends: Vec<usize> = batches
+            .iter()
+            .filter_map(|(_, end)| end.as_ref().map(|e| e.0))
+            .collect();
+        assert_eq!(ends, [INDEX_CHUNK_KEYS, INDEX_CHUNK_KEYS, 600 - 2 * INDEX_CHUNK_KEYS]);
+        let rows: Vec<&IndexRow<'_>> = batches.iter().flat_map(|(b, _)| b).collect();
+        // Every key's leaf rows, once per chunk for each prefix of a key not written before the chunk.
+        let mut want: Vec<IndexRow<'_>> = Vec::new();
+        for chunk in keys.chunks(INDEX_CHUNK_KEYS) {
+            let mut fresh = HashSet::new();
+            for k in chunk {
+                want.extend(index_rows(k, |p| p != "app" && fresh.insert(p.to_string())));
+            }
+        }
+        let mut rows: Vec<IndexRow<'_>> = rows.into_iter().cloned().collect();
+        rows.sort_by_key(|r| format!("{r:?}"));
+        want.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(rows, want);
+        let marked: HashSet<&String> = batches.iter().flat_map(|(_, e)| e.iter().flat_map(|e| &e.1)).collect();
+        assert!(marked.contains(&"app.host3".to_string()) && !marked.contains(&"app".to_string()));
+    }
+
+    #[test]
+    fn index_tokens_are_the_servers() {
+        // Cassandra 5.0.9's `token(pos)` of segment rows and `token(segment)` of path rows (the storage test
+        // tests/storage/cassandra_batches.rs compares every stored index row's token with the server's).
+        let seg = IndexRow::Segment {
+            pos: 1,
+            segment: "stats.web",
+        };
+        let path = IndexRow::Path {
+            pos: 1,
+            segment: "stats.web",
+            path: "stats.web.cpu",
+            length: 2,
+            has_data: true,
+        };
+        assert_eq!(
+            (seg.token(), path.token()),
+            (-4_069_959_284_402_364_209, -3_934_766_126_923_400_616)
+        );
+    }
+
     proptest::proptest! {
+        /// The index batches hold every row once, each batch one table's rows in token order, within the bounds
+        /// of rows, partitions and bytes (or a single row), and consecutive batches of a table in token order.
+        #[test]
+        fn index_batches_hold_every_row_once_within_the_bounds(n in 0usize..300, cut in 0usize..4) {
+            let keys = index_keys(n);
+            let rows: Vec<IndexRow<'_>> = keys.iter().skip(cut).flat_map(|k| index_rows(k, |_| true)).collect();
+            let batches = index_batches(rows.clone());
+            let mut seen: Vec<IndexRow<'_>> = Vec::new();
+            for b in &batches {
+                proptest::prop_assert!(!b.is_empty() && b.len() <= INDEX_BATCH_ROWS);
+                proptest::prop_assert!(b.iter().all(|r| r.table() == b[0].table()), "one table");
+                let partitions: HashSet<_> = b.iter().map(IndexRow::partition).collect();
+                proptest::prop_assert!(partitions.len() <= BATCH_ROWS);
+                let bytes: usize = b.iter().map(IndexRow::bytes).sum();
+                proptest::prop_assert!(b.len() == 1 || bytes <= BATCH_BYTES, "{} bytes", bytes);
+                seen.extend(b.iter().cloned());
+            }
+            proptest::prop_assert!(seen.windows(2).all(|w| (w[0].table(), w[0].token()) <= (w[1].table(), w[1].token())));
+            let key = |r: &IndexRow<'_>| format!("{r:?}");
+            let (mut a, mut b) = (rows, seen);
+            a.sort_by_key(key);
+            b.sort_by_key(key);
+            proptest::prop_assert_eq!(a, b);
+        }
+
         /// The batches are the points in order, each of at most BATCH_ROWS rows and BATCH_BYTES estimated bytes
         /// (or a single row), and each as long as those bounds allow.
         #[test]

@@ -118,3 +118,180 @@ async fn warnings(session: &Session, insert: &PreparedStatement, points: &[Point
     let res = session.batch(&b, values).await.expect("batch");
     res.warnings().map(str::to_string).collect()
 }
+
+/// Keys sharing prefixes at every depth, keys with segments long enough to fill a batch alone, and the spec's
+/// `stats.web.cpu`: more keys than one chunk of the indexer.
+fn index_keys() -> Vec<String> {
+    let tree = (0..400).map(|i| format!("stats.host{}.cpu{}.{i}", i % 17, i % 11));
+    let long = (0..12).map(|i| format!("stats.ü{}.{}.{}", i % 3, "z".repeat(1500 + i), i % 2));
+    let mut keys: Vec<String> = tree.chain(long).collect();
+    keys.push("stats.web.cpu".into());
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cassandra_indexer_s_batches_store_every_index_row_where_its_token_says_without_server_warnings() {
+    use consthash::writer::cassandra::{index_batches, index_rows, IndexRow, SegmentPos, INDEX_CHUNK_KEYS};
+    use consthash::writer::{Indexer, Seen};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    let addr = services::cassandra();
+    let keyspace = unique("index_batches");
+    let cfg = DriverConfig {
+        driver: Driver::Cassandra,
+        dsn: addr.to_string(),
+        options: toml::from_str(&format!("keyspace = \"{keyspace}\"\ncreate_schema = true")).expect("options"),
+    };
+    let keys = index_keys();
+    assert!(keys.len() > INDEX_CHUNK_KEYS, "the keys span chunks");
+    let all: Vec<IndexRow<'_>> = keys.iter().flat_map(|k| index_rows(k, |_| true)).collect();
+    let want_segments: BTreeSet<(i32, String)> = all
+        .iter()
+        .filter_map(|r| match *r {
+            IndexRow::Segment { pos, segment } => Some((pos, segment.to_string())),
+            IndexRow::Path { .. } => None,
+        })
+        .collect();
+    let want_tree: BTreeSet<(i32, String, String, i32, bool)> = all
+        .iter()
+        .filter_map(|r| match *r {
+            IndexRow::Path {
+                pos,
+                segment,
+                path,
+                length,
+                has_data,
+            } => Some((pos, segment.to_string(), path.to_string(), length, has_data)),
+            IndexRow::Segment { .. } => None,
+        })
+        .collect();
+
+    let seen = Arc::new(Seen::new(1 << 20));
+    let mut indexer = Indexer::open(&cfg, seen)
+        .expect("indexer")
+        .expect("an indexer is configured");
+    indexer.maintain().await.expect("connect and create the schema");
+    let mut progress = Progress::default();
+    let mut items = keys.clone();
+    indexer.write(&mut items, &mut progress).await.expect("write the index");
+    assert_eq!(progress.done, keys.len());
+
+    let db = crate::store::Db::cassandra(addr, &keyspace).await;
+    let index = db.index().await.expect("read the index");
+    same("segment rows", &index.segments, &want_segments);
+    same("path rows", &index.tree, &want_tree);
+    assert!(index
+        .tree
+        .contains(&(1, "stats.web".into(), "stats.web.cpu".into(), 2, true)));
+
+    // The server's token of every stored row's partition is the one the indexer sorted it by.
+    let session = SessionBuilder::new().known_node(addr).build().await.expect("connect");
+    let rows = |cql: String| {
+        let session = &session;
+        async move {
+            let res = session.query_unpaged(cql, ()).await.expect("select");
+            res.into_rows_result().expect("rows")
+        }
+    };
+    let res = rows(format!("SELECT pos, segment, token(pos) FROM {keyspace}.segment")).await;
+    let mut checked = 0;
+    for row in res.rows::<(i32, String, i64)>().expect("row type") {
+        let (pos, segment, token) = row.expect("row");
+        let r = IndexRow::Segment { pos, segment: &segment };
+        assert_eq!(token, r.token(), "{r:?}");
+        checked += 1;
+    }
+    let res = rows(format!(
+        "SELECT segment, path, length, has_data, token(segment) FROM {keyspace}.path"
+    ))
+    .await;
+    for row in res
+        .rows::<(crate::store::SegmentPos, String, i32, bool, i64)>()
+        .expect("row type")
+    {
+        let (s, path, length, has_data, token) = row.expect("row");
+        let r = IndexRow::Path {
+            pos: s.pos,
+            segment: &s.segment,
+            path: &path,
+            length,
+            has_data,
+        };
+        assert_eq!(token, r.token(), "{r:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, want_segments.len() + want_tree.len());
+
+    // Each batch the indexer cuts from all the rows at once, stored alone, draws no warning.
+    let segment = session
+        .prepare(cassandra::segment_insert_cql(&keyspace, "segment"))
+        .await
+        .expect("prepare");
+    let path = session
+        .prepare(cassandra::path_insert_cql(&keyspace, "path"))
+        .await
+        .expect("prepare");
+    let batches = index_batches(all.clone());
+    assert!(
+        batches.iter().any(|b| b.len() > 10),
+        "batches of one partition's many rows"
+    );
+    for batch in batches.iter().filter(|b| b.len() > 1) {
+        let res = match batch[0] {
+            IndexRow::Segment { .. } => {
+                let values: Vec<(i32, &str)> = batch
+                    .iter()
+                    .map(|r| match *r {
+                        IndexRow::Segment { pos, segment } => (pos, segment),
+                        IndexRow::Path { .. } => panic!("a batch of one table: {batch:?}"),
+                    })
+                    .collect();
+                session.batch(&cassandra::unlogged(&segment, batch.len()), values).await
+            }
+            IndexRow::Path { .. } => {
+                let values: Vec<(SegmentPos<'_>, &str, i32, bool)> = batch
+                    .iter()
+                    .map(|r| match *r {
+                        IndexRow::Path {
+                            pos,
+                            segment,
+                            path,
+                            length,
+                            has_data,
+                        } => (SegmentPos { pos, segment }, path, length, has_data),
+                        IndexRow::Segment { .. } => panic!("a batch of one table: {batch:?}"),
+                    })
+                    .collect();
+                session.batch(&cassandra::unlogged(&path, batch.len()), values).await
+            }
+        };
+        let res = res.expect("batch");
+        let warnings: Vec<&str> = res.warnings().collect();
+        assert_eq!(warnings, Vec::<&str>::new(), "a batch of {} rows", batch.len());
+    }
+}
+
+/// Fails naming the first rows missing from or extra in `got`, shortened (the long keys are 1.5 KB).
+fn same<T: Ord + std::fmt::Debug>(
+    what: &str,
+    got: &std::collections::BTreeSet<T>,
+    want: &std::collections::BTreeSet<T>,
+) {
+    let short = |rows: Vec<&T>| -> Vec<String> {
+        rows.iter()
+            .take(5)
+            .map(|r| format!("{r:?}").chars().take(120).collect())
+            .collect()
+    };
+    let missing = short(want.difference(got).collect());
+    let extra = short(got.difference(want).collect());
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} stored, {} expected; missing {missing:#?}, extra {extra:#?}",
+        got.len(),
+        want.len()
+    );
+}

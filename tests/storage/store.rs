@@ -204,8 +204,9 @@ pub struct MetricId {
     pub resolution: i32,
 }
 
+/// `segment_pos` as read back.
 #[derive(Debug, DeserializeValue)]
-struct SegmentPos {
-    pos: i32,
-    segment: String,
+pub struct SegmentPos {
+    pub pos: i32,
+    pub segment: String,
 }
