@@ -276,7 +276,7 @@ impl AccumulatorInput {
         }
         let key = match self.format {
             Format::Statsd => {
-                let text = String::from_utf8_lossy(line);
+                let text = crate::splitter::decode(line);
                 match accumulator_key(&text, scratch) {
                     Some((key, _)) => hash(key.as_bytes()),
                     None => return 0,

@@ -9,7 +9,6 @@
 //! sanitizing or has tags is built in a reused buffer). Timer values are kept unsorted and sorted at flush.
 
 use foldhash::{HashMap, HashSet};
-use std::borrow::Cow;
 
 use super::jsnum::{js_number_bytes, js_parse_number, js_trim};
 use super::StatRepr;
@@ -490,11 +489,7 @@ impl StatsdState {
 
     /// Folds one framed line (the raw statsd line including its key). Returns (valid value parts, invalid value parts).
     pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
-        // Node decodes the datagram as UTF-8 with replacement characters; validating first is the faster path.
-        let line: Cow<'_, str> = match std::str::from_utf8(line) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(line),
-        };
+        let line = crate::splitter::decode(line);
         let line: &str = &line;
         let mut scratch = std::mem::take(&mut self.key_scratch);
         let Some((key, values)) = accumulator_key(line, &mut scratch) else {

@@ -10,7 +10,7 @@ mod statsd;
 
 pub use self::graphite::GraphiteNames;
 pub use self::regex::RegexSplitter;
-pub use self::statsd::{accumulator_key, is_js_space, KeyScratch};
+pub use self::statsd::{accumulator_key, decode, is_js_space, KeyScratch};
 
 /// Why a line was rejected by its splitter (counted per listener as an invalid line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
