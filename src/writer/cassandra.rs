@@ -605,6 +605,34 @@ pub enum IndexRow<'a> {
 }
 
 impl<'a> IndexRow<'a> {
+    /// The values of a segment row for the segment insert (`pos`, `segment`).
+    ///
+    /// # Panics
+    /// On a path row: a batch holds one table's rows.
+    pub fn segment_values(&self) -> (i32, &'a str) {
+        match *self {
+            IndexRow::Segment { pos, segment } => (pos, segment),
+            IndexRow::Path { .. } => panic!("a segment insert is given a path row"),
+        }
+    }
+
+    /// The values of a path row for the path insert (`segment`, `path`, `length`, `has_data`).
+    ///
+    /// # Panics
+    /// On a segment row: a batch holds one table's rows.
+    pub fn path_values(&self) -> (SegmentPos<'a>, &'a str, i32, bool) {
+        match *self {
+            IndexRow::Path {
+                pos,
+                segment,
+                path,
+                length,
+                has_data,
+            } => (SegmentPos { pos, segment }, path, length, has_data),
+            IndexRow::Segment { .. } => panic!("a path insert is given a segment row"),
+        }
+    }
+
     /// 0 for the segment table, 1 for the path table.
     fn table(&self) -> u8 {
         match self {
@@ -740,34 +768,16 @@ async fn send_index_batch(
     else {
         unreachable!("an indexer connection prepares the index statements")
     };
-    fn path_values<'a>(r: &IndexRow<'a>) -> (SegmentPos<'a>, &'a str, i32, bool) {
-        match *r {
-            IndexRow::Path {
-                pos,
-                segment,
-                path,
-                length,
-                has_data,
-            } => (SegmentPos { pos, segment }, path, length, has_data),
-            IndexRow::Segment { .. } => unreachable!("an index batch holds one table's rows"),
-        }
-    }
-    fn segment_values<'a>(r: &IndexRow<'a>) -> (i32, &'a str) {
-        match *r {
-            IndexRow::Segment { pos, segment } => (pos, segment),
-            IndexRow::Path { .. } => unreachable!("an index batch holds one table's rows"),
-        }
-    }
     match batch {
         [] => unreachable!("index_batches cuts no empty batch"),
-        [r @ IndexRow::Segment { .. }] => session.execute_unpaged(segment, segment_values(r)).await,
-        [r @ IndexRow::Path { .. }] => session.execute_unpaged(path, path_values(r)).await,
+        [r @ IndexRow::Segment { .. }] => session.execute_unpaged(segment, r.segment_values()).await,
+        [r @ IndexRow::Path { .. }] => session.execute_unpaged(path, r.path_values()).await,
         [IndexRow::Segment { .. }, ..] => {
-            let values: Vec<_> = batch.iter().map(segment_values).collect();
+            let values: Vec<_> = batch.iter().map(IndexRow::segment_values).collect();
             session.batch(segments.of(batch.len()), values).await
         }
         [IndexRow::Path { .. }, ..] => {
-            let values: Vec<_> = batch.iter().map(path_values).collect();
+            let values: Vec<_> = batch.iter().map(IndexRow::path_values).collect();
             session.batch(paths.of(batch.len()), values).await
         }
     }

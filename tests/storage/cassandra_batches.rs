@@ -17,6 +17,15 @@ use crate::{services, unique};
 
 /// Short keys, keys of 300 bytes (ten of them are over the size bound), keys too big to share a batch, and the
 /// keys whose tokens `cassandra::token`'s unit test pins.
+/// A Cassandra writer's config for a keyspace of its own, created by the writer.
+fn config(addr: &str, keyspace: &str) -> DriverConfig {
+    DriverConfig {
+        driver: Driver::Cassandra,
+        dsn: addr.to_string(),
+        options: toml::from_str(&format!("keyspace = \"{keyspace}\"\ncreate_schema = true")).expect("options"),
+    }
+}
+
 fn points(time: i64) -> Vec<Point> {
     let short = (0..200).map(|i| format!("b.k{i}"));
     let long = (0..30).map(|i| format!("b.ü.{i}.{}", "x".repeat(290)));
@@ -46,11 +55,7 @@ fn points(time: i64) -> Vec<Point> {
 async fn the_cassandra_writer_s_batches_store_every_point_where_its_token_says_without_server_warnings() {
     let addr = services::cassandra();
     let keyspace = unique("batches");
-    let cfg = DriverConfig {
-        driver: Driver::Cassandra,
-        dsn: addr.to_string(),
-        options: toml::from_str(&format!("keyspace = \"{keyspace}\"\ncreate_schema = true")).expect("options"),
-    };
+    let cfg = config(addr, &keyspace);
     let time = 1_700_000_000;
     let mut points = points(time);
     cassandra::by_token(&mut points);
@@ -133,40 +138,28 @@ fn index_keys() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cassandra_indexer_s_batches_store_every_index_row_where_its_token_says_without_server_warnings() {
-    use consthash::writer::cassandra::{index_batches, index_rows, IndexRow, SegmentPos, INDEX_CHUNK_KEYS};
+    use consthash::writer::cassandra::{index_batches, index_rows, IndexRow, INDEX_CHUNK_KEYS};
     use consthash::writer::{Indexer, Seen};
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
     let addr = services::cassandra();
     let keyspace = unique("index_batches");
-    let cfg = DriverConfig {
-        driver: Driver::Cassandra,
-        dsn: addr.to_string(),
-        options: toml::from_str(&format!("keyspace = \"{keyspace}\"\ncreate_schema = true")).expect("options"),
-    };
+    let cfg = config(addr, &keyspace);
     let keys = index_keys();
     assert!(keys.len() > INDEX_CHUNK_KEYS, "the keys span chunks");
     let all: Vec<IndexRow<'_>> = keys.iter().flat_map(|k| index_rows(k, |_| true)).collect();
-    let want_segments: BTreeSet<(i32, String)> = all
+    let (segment_rows, path_rows): (Vec<&IndexRow<'_>>, Vec<&IndexRow<'_>>) =
+        all.iter().partition(|r| matches!(r, IndexRow::Segment { .. }));
+    let want_segments: BTreeSet<(i32, String)> = segment_rows
         .iter()
-        .filter_map(|r| match *r {
-            IndexRow::Segment { pos, segment } => Some((pos, segment.to_string())),
-            IndexRow::Path { .. } => None,
-        })
+        .map(|r| r.segment_values())
+        .map(|(pos, segment)| (pos, segment.to_string()))
         .collect();
-    let want_tree: BTreeSet<(i32, String, String, i32, bool)> = all
+    let want_tree: BTreeSet<(i32, String, String, i32, bool)> = path_rows
         .iter()
-        .filter_map(|r| match *r {
-            IndexRow::Path {
-                pos,
-                segment,
-                path,
-                length,
-                has_data,
-            } => Some((pos, segment.to_string(), path.to_string(), length, has_data)),
-            IndexRow::Segment { .. } => None,
-        })
+        .map(|r| r.path_values())
+        .map(|(at, path, length, has_data)| (at.pos, at.segment.to_string(), path.to_string(), length, has_data))
         .collect();
 
     let seen = Arc::new(Seen::new(1 << 20));
@@ -242,29 +235,11 @@ async fn the_cassandra_indexer_s_batches_store_every_index_row_where_its_token_s
     for batch in batches.iter().filter(|b| b.len() > 1) {
         let res = match batch[0] {
             IndexRow::Segment { .. } => {
-                let values: Vec<(i32, &str)> = batch
-                    .iter()
-                    .map(|r| match *r {
-                        IndexRow::Segment { pos, segment } => (pos, segment),
-                        IndexRow::Path { .. } => panic!("a batch of one table: {batch:?}"),
-                    })
-                    .collect();
+                let values: Vec<_> = batch.iter().map(IndexRow::segment_values).collect();
                 session.batch(&cassandra::unlogged(&segment, batch.len()), values).await
             }
             IndexRow::Path { .. } => {
-                let values: Vec<(SegmentPos<'_>, &str, i32, bool)> = batch
-                    .iter()
-                    .map(|r| match *r {
-                        IndexRow::Path {
-                            pos,
-                            segment,
-                            path,
-                            length,
-                            has_data,
-                        } => (SegmentPos { pos, segment }, path, length, has_data),
-                        IndexRow::Segment { .. } => panic!("a batch of one table: {batch:?}"),
-                    })
-                    .collect();
+                let values: Vec<_> = batch.iter().map(IndexRow::path_values).collect();
                 session.batch(&cassandra::unlogged(&path, batch.len()), values).await
             }
         };
