@@ -15,8 +15,6 @@ use scylla::statement::prepared::PreparedStatement;
 use crate::store::{MetricId, MetricPoint};
 use crate::{services, unique};
 
-/// Short keys, keys of 300 bytes (ten of them are over the size bound), keys too big to share a batch, and the
-/// keys whose tokens `cassandra::token`'s unit test pins.
 /// A Cassandra writer's config for a keyspace of its own, created by the writer.
 fn config(addr: &str, keyspace: &str) -> DriverConfig {
     DriverConfig {
@@ -26,6 +24,8 @@ fn config(addr: &str, keyspace: &str) -> DriverConfig {
     }
 }
 
+/// Short keys, keys of 300 bytes (ten of them are over the size bound), keys too big to share a batch, and the
+/// keys whose tokens `cassandra::token`'s unit test pins.
 fn points(time: i64) -> Vec<Point> {
     let short = (0..200).map(|i| format!("b.k{i}"));
     let long = (0..30).map(|i| format!("b.ü.{i}.{}", "x".repeat(290)));
