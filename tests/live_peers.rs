@@ -314,13 +314,18 @@ fn send(proto: Proto, to: SocketAddr, lines: &[Vec<u8>], received: &Received) {
     }
 }
 
-/// Sends warm-up lines until one reaches a sink: the relay listens and its destinations are connected.
-fn wait_ready(proto: Proto, relay: &mut Running, to: SocketAddr, received: &Received) {
+/// Sends warm-up lines until one reaches a sink: the relay listens and its destinations are connected. Err with
+/// the relay's exit status and log when it exits first.
+fn wait_ready(proto: Proto, relay: &mut Running, to: SocketAddr, received: &Received) -> Result<(), String> {
     let deadline = Instant::now() + DEADLINE;
     let mut n = 0;
     while !received.has_warmup() {
         if let Ok(Some(status)) = relay.child.try_wait() {
-            panic!("{} exited ({status}) before it was ready:\n{}", relay.name, relay.log());
+            return Err(format!(
+                "{} exited ({status}) before it was ready:\n{}",
+                relay.name,
+                relay.log()
+            ));
         }
         assert!(
             Instant::now() < deadline,
@@ -354,18 +359,34 @@ fn wait_ready(proto: Proto, relay: &mut Running, to: SocketAddr, received: &Rece
         }
         drop(all);
     }
+    Ok(())
+}
+
+/// Starts a relay (`start` picks a free port and spawns it) and waits until it is ready. The port is free when
+/// picked but cannot be held for the child, so another test's socket may take it first: a relay that exits
+/// because its address is in use is started again on a new port.
+fn start_ready(proto: Proto, received: &Received, start: impl Fn() -> (Running, SocketAddr)) -> (Running, SocketAddr) {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1.. {
+        let (mut relay, listen) = start();
+        match wait_ready(proto, &mut relay, listen, received) {
+            Ok(()) => return (relay, listen),
+            Err(why) if attempt < ATTEMPTS && why.to_ascii_lowercase().contains("in use") => continue,
+            Err(why) => panic!("{why}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
 }
 
 /// Runs `lines` through one relay and returns what each sink read once they hold `want` lines.
 fn run_through(
     proto: Proto,
-    mut relay: Running,
-    listen: SocketAddr,
+    start: impl Fn() -> (Running, SocketAddr),
     sinks: &Sinks,
     lines: &[Vec<u8>],
     want: usize,
 ) -> Vec<Vec<Vec<u8>>> {
-    wait_ready(proto, &mut relay, listen, &sinks.received);
+    let (relay, listen) = start_ready(proto, &sinks.received, start);
     sinks.received.take();
     send(proto, listen, lines, &sinks.received);
     if !sinks.received.wait_for(want, Instant::now() + DEADLINE) {
@@ -501,8 +522,8 @@ fn c_relay(dir: &Path, algo: &str, replicas: usize, sinks: &Sinks) -> (Running, 
         Command::new("carbon-c-relay")
             .arg("-f")
             .arg(&conf)
-            .args(["-p", &port.to_string(), "-w", "1", "-l"])
-            .arg(dir.join("c-relay.log")),
+            // no -l: its log goes to c-relay.out, which a failure shows
+            .args(["-p", &port.to_string(), "-w", "1"]),
         dir.join("c-relay.out"),
     );
     (relay, format!("127.0.0.1:{port}").parse().expect("addr"))
@@ -594,14 +615,14 @@ fn differential(peer: &str, algo: &str, replicas: usize) {
         lines.insert(0, format!("only.a.name{n}").into_bytes());
     }
     let forwarded = (lines.len() - unforwarded) * replicas;
-    let (relay, listen) = match peer {
+    let peer_relay = || match peer {
         "carbon-c-relay" => c_relay(dir.path(), algo, replicas, &sinks),
         "carbon-relay" => carbon_relay(dir.path(), replicas, &sinks),
         _ => proxy_js(dir.path(), &sinks),
     };
-    let theirs = run_through(proto, relay, listen, &sinks, &lines, forwarded);
-    let (relay, listen) = consthash_relay(dir.path(), proto, algo, replicas, &sinks);
-    let ours = run_through(proto, relay, listen, &sinks, &lines, forwarded);
+    let theirs = run_through(proto, peer_relay, &sinks, &lines, forwarded);
+    let ours_relay = || consthash_relay(dir.path(), proto, algo, replicas, &sinks);
+    let ours = run_through(proto, ours_relay, &sinks, &lines, forwarded);
     compare(proto, peer, &theirs, &ours);
 }
 
