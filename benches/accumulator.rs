@@ -1,6 +1,6 @@
 //! Accumulator throughput: the statsd accumulator (spec §9.2) folding lines into 100 000 keys (60 % counters,
 //! 30 % timers, 10 % gauges), new and already-held keys (these also in a shuffled order, as a live stream sends
-//! them: each line's key elsewhere in memory), and flushing 1 000 000 keys to graphite lines and records; the
+//! them: each line's key elsewhere in memory), in batches with their key hashes as a router sends them, and flushing 1 000 000 keys to graphite lines and records; the
 //! graphite accumulator (§9.3) folding 100 000 keys already held. Inputs are built outside the timed loops.
 
 use std::hint::black_box;
@@ -9,6 +9,9 @@ use std::time::Duration;
 use consthash::accumulator::graphite::GraphiteState;
 use consthash::accumulator::statsd::StatsdState;
 use consthash::config::{Format, StatsdOptions};
+use consthash::line::{Batch, KeyedBatch};
+use consthash::section::AccumulatorInput;
+use consthash::splitter::KeyScratch;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// One line per key: `i % 10` < 6 counter, < 9 timer, else gauge; some with sample rates.
@@ -27,6 +30,22 @@ fn lines(keys: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `lines` in batches of `BATCH_LINES` with their key hashes, as a router hands them to an accumulator shard.
+fn batches(lines: &[Vec<u8>]) -> Vec<KeyedBatch> {
+    let (input, _rx) = AccumulatorInput::new("bench", 1, Format::Statsd);
+    let mut scratch = KeyScratch::default();
+    lines
+        .chunks(BATCH_LINES)
+        .map(|chunk| {
+            let data: Vec<u8> = chunk.iter().flat_map(|l| l.iter().chain(b"\n")).copied().collect();
+            input.keyed(Batch::from_lines(data.into()), &mut scratch)
+        })
+        .collect()
+}
+
+/// Lines per batch: about what one read of a busy UDP socket routes to one shard.
+const BATCH_LINES: usize = 256;
+
 fn filled(lines: &[Vec<u8>], rounds: usize) -> StatsdState {
     let mut a = StatsdState::new(&StatsdOptions::default(), false);
     for _ in 0..rounds {
@@ -42,12 +61,13 @@ fn bench_fold(c: &mut Criterion) {
     let mut g = c.benchmark_group("statsd_fold_100k_keys");
     g.throughput(Throughput::Elements(input.len() as u64));
     g.sample_size(20);
+    let in_order = batches(&input);
     g.bench_function("new_keys", |b| {
         b.iter_batched(
             || filled(&[], 0),
             |mut a| {
-                for l in &input {
-                    black_box(a.add(l));
+                for batch in &in_order {
+                    black_box(a.add_batch(batch));
                 }
                 a
             },
@@ -57,13 +77,14 @@ fn bench_fold(c: &mut Criterion) {
     // Held keys in key order, then in the order a live stream sends them: each line's key elsewhere in memory.
     let mut shuffled = input.clone();
     fastrand::Rng::with_seed(7).shuffle(&mut shuffled);
-    for (name, order) in [("existing_keys", &input), ("existing_keys_shuffled", &shuffled)] {
+    let shuffled = batches(&shuffled);
+    for (name, order) in [("existing_keys", &in_order), ("existing_keys_shuffled", &shuffled)] {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || filled(&input, 1),
                 |mut a| {
-                    for l in order {
-                        black_box(a.add(l));
+                    for batch in order {
+                        black_box(a.add_batch(batch));
                     }
                     a
                 },

@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::config::{
     AccTarget, AccumulatorConfig, ApiConfig, Bin, Config, InputConfig, Listen, PreRegConfig, WriterConfig,
 };
-use crate::line::Batch;
+use crate::line::KeyedBatch;
 use crate::listener::{self, Bound, Socket};
 use crate::prereg::PreReg;
 use crate::reader::{self, server::AccessLog, Reader, ReaderStats};
@@ -169,7 +169,7 @@ struct NewAccumulator {
     acc: Arc<Accumulator>,
     input: Arc<AccumulatorInput>,
     /// By shard.
-    rx: Vec<mpsc::Receiver<Batch>>,
+    rx: Vec<mpsc::Receiver<KeyedBatch>>,
     writers: Vec<writer::WriterQueue>,
 }
 
@@ -256,7 +256,7 @@ pub struct PendingAccumulator {
     /// Index of the section whose lines it folds.
     pub section: usize,
     /// By shard.
-    pub input: Vec<mpsc::Receiver<Batch>>,
+    pub input: Vec<mpsc::Receiver<KeyedBatch>>,
     /// Index of the section its output goes to (`None` = `BLACKHOLE`).
     pub output: Option<usize>,
 }

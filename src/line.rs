@@ -76,6 +76,22 @@ impl Batch {
     }
 }
 
+/// Lines for one accumulator shard, each with the hash of the key the accumulator folds it under
+/// ([`crate::splitter::key_hash`]): the router computes it once, to pick the shard, and the shard's fold looks the
+/// key up by it. `hashes[i]` belongs to the `i`-th line of `lines`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyedBatch {
+    pub lines: Batch,
+    pub hashes: Vec<u64>,
+}
+
+impl KeyedBatch {
+    /// Each line (without its `\n`) with its key hash.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.lines.data.split(|b| *b == b'\n').zip(self.hashes.iter().copied())
+    }
+}
+
 /// One key's aggregate over one base interval (spec §9.5).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {

@@ -4,8 +4,9 @@
 //! Per framed line it splits the key ([`splitter`](crate::splitter)), applies the section's PreReg rules
 //! ([`prereg`](crate::prereg)), and then keeps the line for the section's accumulator, or looks the key up in every
 //! ring of the target section (`GetN(key, num_dupe_replicas)`) and appends the forwarded line plus `\n` to an
-//! outgoing buffer per destination (or per shard of the accumulator, by key hash): the only copy of the line's
-//! bytes. After each read, [`Router::flush`] hands each buffer to its destination's queue as one [`Batch`] and adds
+//! outgoing buffer per destination (or per shard of the accumulator, by key hash, kept beside the line for the
+//! fold): the only copy of the line's bytes. After each read, [`Router::flush`] hands each buffer to its
+//! destination's queue as one [`Batch`] (a [`KeyedBatch`] to an accumulator shard) and adds
 //! the counts to the section's counters once.
 //! Nothing here allocates per line once the buffers have grown, and the ring snapshots are loaded once per read.
 
@@ -16,7 +17,7 @@ use bytes::BytesMut;
 
 use crate::backend::RingSet;
 use crate::framing::Framed;
-use crate::line::{Batch, WhenFull};
+use crate::line::{Batch, KeyedBatch, WhenFull};
 use crate::prereg::Action;
 use crate::section::Section;
 use crate::splitter::{KeyScratch, Scratch, Splitter};
@@ -40,6 +41,29 @@ impl Out {
         Batch {
             data: self.buf.split().freeze(),
             lines: std::mem::take(&mut self.lines),
+        }
+    }
+}
+
+/// The outgoing buffer of one accumulator shard: its lines and their key hashes.
+#[derive(Debug, Default)]
+struct ShardOut {
+    out: Out,
+    hashes: Vec<u64>,
+}
+
+impl ShardOut {
+    fn push(&mut self, line: &[u8], hash: u64) {
+        self.out.push(line);
+        self.hashes.push(hash);
+    }
+
+    /// The batch; the next one's hashes start with room for as many lines (one allocation per batch).
+    fn take(&mut self) -> KeyedBatch {
+        let room = self.hashes.len();
+        KeyedBatch {
+            lines: self.out.take(),
+            hashes: std::mem::replace(&mut self.hashes, Vec::with_capacity(room)),
         }
     }
 }
@@ -86,7 +110,7 @@ pub struct Router {
     targets: Vec<TargetOut>,
     touched_targets: Vec<usize>,
     /// By shard of the section's accumulator.
-    to_accumulator: Vec<Out>,
+    to_accumulator: Vec<ShardOut>,
     key_scratch: KeyScratch,
     ids: Vec<u32>,
     counts: Counts,
@@ -164,11 +188,12 @@ impl Router {
             }
             Action::Own => match (&s.accumulator, self.mode) {
                 (Some(input), Mode::Listener) => {
-                    let shard = input.shard(split.line, &mut self.key_scratch);
+                    let hash = input.key_hash(split.line, &mut self.key_scratch);
+                    let shard = input.shard(hash);
                     if shard >= self.to_accumulator.len() {
-                        self.to_accumulator.resize_with(shard + 1, Out::default);
+                        self.to_accumulator.resize_with(shard + 1, ShardOut::default);
                     }
-                    self.to_accumulator[shard].push(split.line);
+                    self.to_accumulator[shard].push(split.line, hash);
                     self.counts.accumulated += 1;
                     return;
                 }
@@ -230,7 +255,7 @@ impl Router {
         }
         if let Some(input) = &self.section.accumulator {
             for (shard, out) in self.to_accumulator.iter_mut().enumerate() {
-                if out.lines > 0 {
+                if out.out.lines > 0 {
                     input.push(shard, out.take(), when_full).await;
                 }
             }

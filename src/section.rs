@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::backend::Backend;
 use crate::config::{Format, MsgType, SectionConfig};
 use crate::framing::Framing;
-use crate::line::{Batch, WhenFull};
+use crate::line::{Batch, KeyedBatch, WhenFull};
 use crate::prereg::PreReg;
 use crate::ring::RingKind;
-use crate::splitter::{accumulator_key, KeyScratch, RegexSplitter, Splitter};
+use crate::splitter::{accumulator_key, key_hash, KeyScratch, RegexSplitter, Splitter};
 use crate::telemetry::{RateLimit, SectionStats};
 
 /// The runtime of one configured section.
@@ -224,11 +224,11 @@ pub fn per_worker(configured: usize, max: usize) -> usize {
 }
 
 /// The bounded channels in front of a section's accumulator, one per shard: routers send each shard a batch of the
-/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]). Stream listeners wait for
+/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]), with those hashes. Stream listeners wait for
 /// room (back-pressure); UDP listeners drop and count what does not fit.
 #[derive(Debug)]
 pub struct AccumulatorInput {
-    shards: Vec<mpsc::Sender<Batch>>,
+    shards: Vec<mpsc::Sender<KeyedBatch>>,
     /// What the accumulator reads, which says where a line's key is.
     format: Format,
     /// Lines accepted into the channels.
@@ -239,14 +239,10 @@ pub struct AccumulatorInput {
     section: String,
 }
 
-/// Seed of the shard hash: not the (random) one of the accumulator's own key maps, so that the keys of one shard
-/// spread over all of its map's buckets.
-const SHARD_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-
 impl AccumulatorInput {
     /// The input of an accumulator of `shards` shards reading `format`, and the receiving end of each shard's
     /// channel, which the accumulator's fold tasks read.
-    pub fn new(section: &str, shards: usize, format: Format) -> (AccumulatorInput, Vec<mpsc::Receiver<Batch>>) {
+    pub fn new(section: &str, shards: usize, format: Format) -> (AccumulatorInput, Vec<mpsc::Receiver<KeyedBatch>>) {
         let (txs, rxs) = (0..shards.max(1))
             .map(|_| mpsc::channel(ACCUMULATOR_INPUT_BATCHES))
             .unzip();
@@ -266,40 +262,48 @@ impl AccumulatorInput {
         self.shards.len()
     }
 
-    /// The shard a line belongs to: a hash of the key the accumulator folds it under (statsd: with its tags and
-    /// sanitized; graphite: the first field), so that every line of one key lands in one shard. A line without a
-    /// key (invalid, counted by the shard's fold) goes to shard 0.
-    pub fn shard(&self, line: &[u8], scratch: &mut KeyScratch) -> usize {
-        let n = self.shards.len();
-        if n == 1 {
-            return 0;
-        }
-        let key = match self.format {
+    /// The [`key_hash`] of the key the accumulator folds `line` under (statsd: with its tags and sanitized;
+    /// graphite: the first field); 0 for a line without a key (invalid, counted by the fold).
+    pub fn key_hash(&self, line: &[u8], scratch: &mut KeyScratch) -> u64 {
+        match self.format {
             Format::Statsd => {
                 let text = crate::splitter::decode(line);
-                match accumulator_key(&text, scratch) {
-                    Some((key, _)) => hash(key.as_bytes()),
-                    None => return 0,
-                }
+                accumulator_key(&text, scratch).map_or(0, |(key, _)| key_hash(key.as_bytes()))
             }
             Format::Graphite => {
                 let Some(key) = line.split(u8::is_ascii_whitespace).find(|f| !f.is_empty()) else {
                     return 0;
                 };
                 match std::str::from_utf8(key) {
-                    Ok(_) => hash(key),
+                    Ok(_) => key_hash(key),
                     // the accumulator decodes it lossily: invalid sequences that decode alike are one key
-                    Err(_) => hash(String::from_utf8_lossy(key).as_bytes()),
+                    Err(_) => key_hash(String::from_utf8_lossy(key).as_bytes()),
                 }
             }
-        };
-        // the high bits, scaled to 0..n
-        (((key >> 32) * n as u64) >> 32) as usize
+        }
+    }
+
+    /// The shard of a key hash, so that every line of one key lands in one shard: bits 32..56 of the hash scaled to
+    /// the shards, bits that a shard's key map does not read (hashbrown takes a bucket from the low bits and a
+    /// bucket's tag from the top 7), so the keys of one shard spread over all of its map.
+    pub fn shard(&self, hash: u64) -> usize {
+        ((((hash >> 32) & 0xff_ffff) * self.shards.len() as u64) >> 24) as usize
+    }
+
+    /// The batch of `lines` (newline-terminated) with each line's key hash.
+    pub fn keyed(&self, lines: Batch, scratch: &mut KeyScratch) -> KeyedBatch {
+        let hashes = lines
+            .data
+            .split(|b| *b == b'\n')
+            .take(lines.lines)
+            .map(|l| self.key_hash(l, scratch))
+            .collect();
+        KeyedBatch { lines, hashes }
     }
 
     /// Sends `batch` to shard `shard`'s channel, waiting for room or dropping per `when_full`.
-    pub async fn push(&self, shard: usize, batch: Batch, when_full: WhenFull) {
-        let lines = batch.lines as u64;
+    pub async fn push(&self, shard: usize, batch: KeyedBatch, when_full: WhenFull) {
+        let lines = batch.lines.lines as u64;
         let tx = &self.shards[shard];
         let sent = match when_full {
             WhenFull::Wait => tx.send(batch).await.is_ok(),
@@ -314,11 +318,6 @@ impl AccumulatorInput {
             }
         }
     }
-}
-
-fn hash(key: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(SHARD_SEED).hash_one(key)
 }
 
 /// What one stream (a connection, an HTTP body) holds against its section's `max_read_buffer_size`: the bytes it

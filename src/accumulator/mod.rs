@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{AccumulatorConfig, Format};
-use crate::line::Record;
+use crate::line::{KeyedBatch, Record};
 use graphite::GraphiteState;
 use statsd::StatsdState;
 
@@ -135,6 +135,17 @@ impl State {
         }
     }
 
+    /// Folds the lines of a router's batch; returns the invalid samples.
+    pub fn add_batch(&mut self, batch: &KeyedBatch) -> u64 {
+        match self {
+            State::Statsd(a) => a.add_batch(batch),
+            State::Graphite(a) => batch
+                .iter()
+                .filter(|(line, _)| !line.is_empty() && a.add(line).is_err())
+                .count() as u64,
+        }
+    }
+
     /// Folds one line; returns (valid samples, invalid samples).
     pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
         match self {
@@ -200,6 +211,7 @@ pub struct StatRepr {
 mod tests {
     use super::*;
     use crate::config::StatsdOptions;
+    use crate::line::Batch;
     use crate::section::AccumulatorInput;
     use crate::splitter::{accumulator_key, KeyScratch};
     use proptest::prelude::*;
@@ -273,8 +285,9 @@ mod tests {
     }
 
     proptest! {
-        /// A stream folded over any number of shards, each key in one shard (by the input's own hash, or any other
-        /// function of the key the accumulator holds), flushes the same lines and records as one state, over two
+        /// A stream folded over any number of shards, each key in one shard (by the input's own hash, each shard
+        /// folding its lines in one batch with those hashes as a router sends them, or by any other function of the
+        /// key the accumulator holds, line by line), flushes the same lines and records as one state, over two
         /// intervals (so `keep_keys` and taking a shard for its flush count), with the same keys held and dropped.
         #[test]
         fn any_split_over_shards_flushes_what_one_shard_does(
@@ -292,7 +305,7 @@ mod tests {
             let mut scratch = KeyScratch::default();
             let mut shard_of = |line: &[u8]| -> usize {
                 if by_input {
-                    return input.shard(line, &mut scratch);
+                    return input.shard(input.key_hash(line, &mut scratch));
                 }
                 let text = String::from_utf8_lossy(line);
                 let key: String = if graphite {
@@ -308,14 +321,32 @@ mod tests {
             let mut split: Vec<State> = (0..shards).map(|_| state(graphite, keep, split_bound.share())).collect();
             let cut = cut.index(lines.len() + 1);
             for (i, interval) in [&lines[..cut], &lines[cut..]].into_iter().enumerate() {
-                let (mut one_valid, mut split_valid) = ((0, 0), (0, 0));
-                for line in interval {
+                // framed lines, as a router has them (never empty), with their shards
+                let interval: Vec<(usize, &[u8])> =
+                    interval.iter().filter(|l| !l.is_empty()).map(|l| (shard_of(l), l.as_slice())).collect();
+                let mut one_valid = (0, 0);
+                for (_, line) in &interval {
                     let (v, b) = one.add(line);
                     one_valid = (one_valid.0 + v, one_valid.1 + b);
-                    let (v, b) = split[shard_of(line)].add(line);
-                    split_valid = (split_valid.0 + v, split_valid.1 + b);
                 }
-                prop_assert_eq!(one_valid, split_valid);
+                if by_input {
+                    // in batches with their hashes, as from a router: each run of lines of one shard is one batch, so
+                    // that the shards fold in stream order (which keys `max_keys` admits depends on it)
+                    let mut invalid = 0;
+                    for run in interval.chunk_by(|a, b| a.0 == b.0) {
+                        let lines: Vec<u8> = run.iter().flat_map(|(_, l)| l.iter().chain(b"\n")).copied().collect();
+                        let batch = input.keyed(Batch::from_lines(lines.into()), &mut KeyScratch::default());
+                        invalid += split[run[0].0].add_batch(&batch);
+                    }
+                    prop_assert_eq!(u64::from(one_valid.1), invalid);
+                } else {
+                    let mut split_valid = (0, 0);
+                    for (shard, line) in &interval {
+                        let (v, b) = split[*shard].add(line);
+                        split_valid = (split_valid.0 + v, split_valid.1 + b);
+                    }
+                    prop_assert_eq!(one_valid, split_valid);
+                }
                 prop_assert_eq!(one.take_over_max_keys(), split.iter_mut().map(State::take_over_max_keys).sum::<u64>());
                 prop_assert_eq!(one_bound.held(), split_bound.held());
                 let tick = 1_700_000_000 + 10 * i as i64;

@@ -26,7 +26,7 @@ use super::{KeyBound, StatRepr, State};
 use crate::clock::{tick_secs, Clock};
 use crate::config::{AccumulatorConfig, Format, MAX_SHARDS};
 use crate::framing::{frame_all, Framing};
-use crate::line::{Batch, Record, WhenFull};
+use crate::line::{KeyedBatch, Record, WhenFull};
 use crate::router::Router;
 use crate::section::{per_worker, Section, Sections};
 use crate::splitter::{GraphiteNames, Splitter};
@@ -119,14 +119,10 @@ impl Accumulator {
     }
 
     /// Folds one batch into shard `shard`.
-    async fn fold(&self, shard: usize, batch: &Batch) {
-        let mut invalid = 0u64;
-        let over_max_keys = {
+    async fn fold(&self, shard: usize, batch: &KeyedBatch) {
+        let (invalid, over_max_keys) = {
             let mut state = self.shards[shard].lock().await;
-            for line in batch.data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                invalid += u64::from(state.add(line).1);
-            }
-            state.take_over_max_keys()
+            (state.add_batch(batch), state.take_over_max_keys())
         };
         if over_max_keys > 0 {
             self.stats.over_max_keys.fetch_add(over_max_keys, Relaxed);
@@ -137,7 +133,7 @@ impl Accumulator {
                 );
             }
         }
-        self.stats.lines.fetch_add(batch.lines as u64, Relaxed);
+        self.stats.lines.fetch_add(batch.lines.lines as u64, Relaxed);
         if invalid > 0 {
             self.stats.invalid.fetch_add(invalid, Relaxed);
             if let Some(suppressed) = self.invalid_log.allow() {
@@ -148,7 +144,7 @@ impl Accumulator {
 
     /// The fold task of one shard: folds its batches until `stop`, then what its routers already sent; ends early
     /// once every sender is gone.
-    async fn fold_shard(self: Arc<Self>, shard: usize, mut input: mpsc::Receiver<Batch>, stop: CancellationToken) {
+    async fn fold_shard(self: Arc<Self>, shard: usize, mut input: mpsc::Receiver<KeyedBatch>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 biased;
@@ -216,7 +212,7 @@ pub fn output_splitter(format: Format, target: &Section) -> Splitter {
 pub struct AccumulatorTask {
     pub acc: Arc<Accumulator>,
     /// By shard: what its routers send ([`crate::section::AccumulatorInput::new`]).
-    pub input: Vec<mpsc::Receiver<Batch>>,
+    pub input: Vec<mpsc::Receiver<KeyedBatch>>,
     /// Into the accumulator's backend section; `None` for `BLACKHOLE`.
     pub output: Option<Output>,
     pub bins: Bins,
@@ -407,8 +403,10 @@ mod tests {
         (acc, input, task, tracker)
     }
 
-    fn batch(text: &str) -> Batch {
-        Batch::from_lines(Bytes::from(text.to_string()))
+    /// The lines of `text` as a router sends them to `input`: with their key hashes.
+    fn batch(input: &AccumulatorInput, text: &str) -> KeyedBatch {
+        let lines = crate::line::Batch::from_lines(Bytes::from(text.to_string()));
+        input.keyed(lines, &mut crate::splitter::KeyScratch::default())
     }
 
     /// The rows of a file writer's file: columns split on TAB.
@@ -446,7 +444,11 @@ mod tests {
         // one pair of samples in each of the twelve 5 s windows of the minute (MINUTE, MINUTE + 60 s]
         for i in 0..12u32 {
             input
-                .push(0, batch(&format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)), WhenFull::Wait)
+                .push(
+                    0,
+                    batch(&input, &format!("k:2|c\nk:2|c\nt:{}|ms\n", 10 + i)),
+                    WhenFull::Wait,
+                )
                 .await;
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -497,7 +499,9 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        input.push(0, batch("late:5|c\nlate:7|c\n"), WhenFull::Wait).await;
+        input
+            .push(0, batch(&input, "late:5|c\nlate:7|c\n"), WhenFull::Wait)
+            .await;
         stop.cancel(); // before any tick: the final flush must carry it
         running.await.expect("task");
         tracker.close();
@@ -522,8 +526,10 @@ mod tests {
     async fn send(input: &AccumulatorInput, text: &str) {
         let mut scratch = crate::splitter::KeyScratch::default();
         for line in text.lines() {
-            let shard = input.shard(line.as_bytes(), &mut scratch);
-            input.push(shard, batch(&format!("{line}\n")), WhenFull::Wait).await;
+            let shard = input.shard(input.key_hash(line.as_bytes(), &mut scratch));
+            input
+                .push(shard, batch(input, &format!("{line}\n")), WhenFull::Wait)
+                .await;
         }
     }
 
@@ -589,7 +595,9 @@ mod tests {
         .await;
         let stop = CancellationToken::new();
         let running = tokio::spawn(task.run(stop.clone()));
-        input.push(0, batch("a.count 3 1\nb.max 4 1\n"), WhenFull::Wait).await;
+        input
+            .push(0, batch(&input, "a.count 3 1\nb.max 4 1\n"), WhenFull::Wait)
+            .await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(acc.keys(), 2, "kept after the flush");
         tokio::time::sleep(Duration::from_secs(10)).await; // two idle flushes

@@ -12,6 +12,15 @@ pub use self::graphite::GraphiteNames;
 pub use self::regex::RegexSplitter;
 pub use self::statsd::{accumulator_key, decode, is_js_space, KeyScratch};
 
+/// The hash of the key an accumulator folds a line under ([`accumulator_key`]; a graphite line's first field): the
+/// router picks the line's shard from it and the shard looks the key up in its map by it, so it is computed once
+/// per line. Its seed is random per process (foldhash's), so that no sender can choose keys that collide.
+pub fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> = std::sync::LazyLock::new(Default::default);
+    HASHER.hash_one(key)
+}
+
 /// Why a line was rejected by its splitter (counted per listener as an invalid line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitError {
