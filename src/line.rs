@@ -86,9 +86,12 @@ pub struct KeyedBatch {
 }
 
 impl KeyedBatch {
-    /// Each line (without its `\n`) with its key hash.
+    /// Each line (without its `\n`) with its key hash; empty lines (which no router sends) skipped.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
-        self.lines.data.split(|b| *b == b'\n').zip(self.hashes.iter().copied())
+        let lines = self.lines.data.split(|b| *b == b'\n');
+        lines
+            .zip(self.hashes.iter().copied())
+            .filter(|(line, _)| !line.is_empty())
     }
 }
 

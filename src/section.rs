@@ -224,8 +224,8 @@ pub fn per_worker(configured: usize, max: usize) -> usize {
 }
 
 /// The bounded channels in front of a section's accumulator, one per shard: routers send each shard a batch of the
-/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]), with those hashes. Stream listeners wait for
-/// room (back-pressure); UDP listeners drop and count what does not fit.
+/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]), with those hashes. Stream
+/// listeners wait for room (back-pressure); UDP listeners drop and count what does not fit.
 #[derive(Debug)]
 pub struct AccumulatorInput {
     shards: Vec<mpsc::Sender<KeyedBatch>>,

@@ -139,10 +139,7 @@ impl State {
     pub fn add_batch(&mut self, batch: &KeyedBatch) -> u64 {
         match self {
             State::Statsd(a) => a.add_batch(batch),
-            State::Graphite(a) => batch
-                .iter()
-                .filter(|(line, _)| !line.is_empty() && a.add(line).is_err())
-                .count() as u64,
+            State::Graphite(a) => batch.iter().map(|(line, _)| u64::from(a.add(line).is_err())).sum(),
         }
     }
 

@@ -534,13 +534,11 @@ impl StatsdState {
     /// parts.
     pub fn add_batch(&mut self, batch: &KeyedBatch) -> u64 {
         let mut invalid = 0;
-        let mut lines = batch.lines.data.split(|b| *b == b'\n');
+        let mut lines = batch.iter();
         for hashes in batch.hashes.chunks(TOUCH_AHEAD) {
             self.map.touch(hashes);
-            for (&hash, line) in hashes.iter().zip(&mut lines) {
-                if !line.is_empty() {
-                    invalid += u64::from(self.add_hashed(line, Some(hash)).1);
-                }
+            for (line, hash) in lines.by_ref().take(hashes.len()) {
+                invalid += u64::from(self.add_hashed(line, Some(hash)).1);
             }
         }
         invalid
