@@ -6,7 +6,8 @@
 #   DAEMONS=consthash bash benches/statsd.sh                  # without node/statsd
 #   RUNS=5 bash benches/statsd.sh                             # min / median / max over 5 runs
 #
-# Workload: statblast over UDP, KEYS (100 k) keys, MIX 60/30/10 counters/timers/gauges, BUFFER bytes per datagram
+# Workload: statblast over UDP, KEYS (100 k) keys, MIX 60/30/10 counters/timers/gauges (each key one type; with
+# MIX_PER_LINE=1 each line draws its type, so every key is a counter, a timer and a gauge), BUFFER bytes per datagram
 # (~48 lines), SOCKETS sending sockets (statblast targets, one sender task each: the kernel spreads datagrams over
 # consthash's SO_REUSEPORT receive sockets by source address, so a single sending socket would reach only one of
 # them). For each offered rate R in RATES (ascending) it sends max(LINES, R x SECS) lines; statblast's --rate
@@ -56,6 +57,7 @@ LINES=${LINES:-5000000}
 SECS=${SECS:-5}
 KEYS=${KEYS:-100000}
 MIX=${MIX:-60,30,10}
+MIX_PER_LINE=${MIX_PER_LINE:-0}
 BUFFER=${BUFFER:-1450}
 SOCKETS=${SOCKETS:-8}
 RUNS=${RUNS:-1}
@@ -72,6 +74,8 @@ STATSD_DIR=${STATSD_DIR:-/work/.cache/statsd}
 
 cd "$(dirname "$0")/.."
 die() { echo "statsd.sh: $*" >&2; exit 1; }
+MIX_FLAG="" MIX_NOTE="one type per key"
+if [ "$MIX_PER_LINE" = 1 ]; then MIX_FLAG=--mix-per-line MIX_NOTE="type drawn per line"; fi
 command -v curl >/dev/null || die "curl not found"
 if [[ " $DAEMONS " == *" statsd "* ]]; then
   command -v node >/dev/null || die "node not found: install node, then run 'bash tests/statsd_compat/install.sh' (or DAEMONS=consthash)"
@@ -159,7 +163,7 @@ wait_flush_after() {
 TARGETS=$(printf "udp://127.0.0.1:$UDP_PORT,%.0s" $(seq "$SOCKETS")); TARGETS=${TARGETS%,}
 blast() { # LINES RATE_SLEEP KEYS MIX [extra...]: prints statblast's TOTAL line
   "$BIN/statblast" --servers "$TARGETS" --type statsd --forks 1 --buffer "$BUFFER" \
-    --lines "$1" --rate "$2" --keys "$3" --mix "$4" 2>/dev/null | grep '^TOTAL'
+    --lines "$1" --rate "$2" --keys "$3" --mix "$4" $MIX_FLAG 2>/dev/null | grep '^TOTAL'
 }
 field() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p"; }
 # Per-sender sleep (ns) for an offered rate.
@@ -408,7 +412,7 @@ start_bg "$WORK/cal.log" "$BIN/echoserver" --count --servers "udp://127.0.0.1:$C
 cal=$LAST_PID
 sleep 0.3
 PER_SEND=$("$BIN/statblast" --servers "udp://127.0.0.1:$CAL_PORT" --forks 1 --buffer "$BUFFER" --lines 200000 \
-  --rate 0 --keys "$KEYS" --mix "$MIX" | field per_send)
+  --rate 0 --keys "$KEYS" --mix "$MIX" $MIX_FLAG | field per_send)
 stop "$cal"
 echo "calibration: $PER_SEND lines per datagram at --buffer $BUFFER; $RMEM_NOTE" >&2
 
@@ -464,7 +468,7 @@ awk '
   }' "$WORK/results" >"$WORK/summary"
 
 echo
-echo "workload: statsd over UDP, $KEYS keys, mix c/ms/g $MIX, $PER_SEND lines/datagram (--buffer $BUFFER), $SOCKETS sending"
+echo "workload: statsd over UDP, $KEYS keys, mix c/ms/g $MIX ($MIX_NOTE), $PER_SEND lines/datagram (--buffer $BUFFER), $SOCKETS sending"
 echo "          sockets, max($LINES, rate x ${SECS}s) lines per rate, flush ${FLUSH}s, runs: $RUNS; $RMEM_NOTE"
 printf '%-9s %-10s %4s %27s %4s %11s %7s %8s %8s %8s %9s\n' daemon offered/s runs "loss% min/median/max" zero \
   achieved/s cpu_s/M peak_MB rcvbufE kdrops dropped

@@ -277,9 +277,17 @@ struct Names {
 /// Lines whose entries are loaded ahead of folding them: enough loads to overlap, few enough to stay in L1.
 const TOUCH_AHEAD: usize = 32;
 
+/// A held key and its state: one bucket of [`Keys`], a cache line of its own (the key's pointer and the slot are 56
+/// bytes, which would straddle two lines in every other bucket), so that loading the key's pointer loads the slot.
+#[repr(align(64))]
+struct Entry {
+    key: Box<str>,
+    slot: Slot,
+}
+
 /// The held keys and their state in one hashbrown table, by [`key_hash`] of the key's bytes.
 #[derive(Default)]
-struct Keys(HashTable<(Box<str>, Slot)>);
+struct Keys(HashTable<Entry>);
 
 impl Keys {
     fn len(&self) -> usize {
@@ -287,22 +295,22 @@ impl Keys {
     }
 
     fn get_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
-        self.0.find_mut(hash, |(k, _)| **k == *key).map(|(_, slot)| slot)
+        self.0.find_mut(hash, |e| *e.key == *key).map(|e| &mut e.slot)
     }
 
     /// Holds a key it does not hold yet.
     fn insert(&mut self, hash: u64, key: &str, slot: Slot) {
         self.0
-            .insert_unique(hash, (key.into(), slot), |(k, _)| key_hash(k.as_bytes()));
+            .insert_unique(hash, Entry { key: key.into(), slot }, |e| key_hash(e.key.as_bytes()));
     }
 
     /// Reads the first byte of every key whose bucket matches one of `hashes`: this brings the table's control bytes,
-    /// the bucket and the key's bytes into the cache. The loads of different hashes do not depend on each other,
+    /// the bucket (with its slot) and the key's bytes into the cache. The loads of different hashes do not depend on each other,
     /// so the CPU has them in flight together, where a fold line by line would wait for each in turn.
     fn touch(&self, hashes: &[u64]) {
         for &hash in hashes {
-            for (key, _) in self.0.iter_hash(hash) {
-                std::hint::black_box(key.as_bytes().first().copied());
+            for e in self.0.iter_hash(hash) {
+                std::hint::black_box(e.key.as_bytes().first().copied());
             }
         }
     }
@@ -634,7 +642,7 @@ impl StatsdState {
     /// The un-flushed state, one entry per key and type (`stat_key` = `<key>|c`, `|ms`, `|g`, `|s`).
     pub fn snapshot(&self) -> Vec<StatRepr> {
         let mut out = Vec::with_capacity(self.map.len());
-        for (key, slot) in self.map.0.iter() {
+        for Entry { key, slot } in self.map.0.iter() {
             let (c, t, g, s) = slot.parts();
             let mut push = |ty: &str, min: f64, max: f64, sum: f64, count: u64| {
                 out.push(StatRepr {
@@ -691,7 +699,7 @@ impl StatsdState {
             cum_sq: std::mem::take(&mut self.cum_sq),
         };
         if self.keep_keys {
-            for (key, slot) in self.map.0.iter_mut() {
+            for Entry { key, slot } in self.map.0.iter_mut() {
                 if let Some(mut rec) = r.key(key, slot) {
                     rec.key = key.to_string();
                     records.push(rec);
@@ -700,7 +708,7 @@ impl StatsdState {
             }
         } else {
             self.bound.release(self.map.len());
-            for (key, mut slot) in self.map.0.drain() {
+            for Entry { key, mut slot } in self.map.0.drain() {
                 if let Some(mut rec) = r.key(&key, &mut slot) {
                     rec.key = key.into_string();
                     records.push(rec);

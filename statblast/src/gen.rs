@@ -99,7 +99,18 @@ impl Mix {
 
     #[inline]
     fn pick(&self, rng: &mut Rng) -> &'static [u8] {
-        let d = rng.below(self.total);
+        self.of(rng.below(self.total))
+    }
+
+    /// The type of key `i` when every key has one type: a draw from a hash of `i` (splitmix64), so the weights
+    /// hold over the keys and, keys being drawn uniformly, over the lines.
+    #[inline]
+    fn of_key(&self, i: u64) -> &'static [u8] {
+        self.of(Rng::new(i).below(self.total))
+    }
+
+    #[inline]
+    fn of(&self, d: u64) -> &'static [u8] {
         if d < self.counter_end {
             b"c"
         } else if d < self.timer_end {
@@ -117,6 +128,8 @@ pub struct LineGen {
     words: Vec<Vec<u8>>,
     keys: u64,
     mix: Mix,
+    /// Each line draws its type, so every key takes every type (else, with `keys > 0`, a key has one type).
+    mix_per_line: bool,
     rng: Rng,
     /// Decimal unix time of the current batch (graphite).
     ts: Vec<u8>,
@@ -130,14 +143,17 @@ impl LineGen {
             words,
             keys,
             mix: Mix::default(),
+            mix_per_line: false,
             rng: Rng::new(seed),
             ts: b"0".to_vec(),
         }
     }
 
-    /// Sets the statsd type mix (ignored for graphite).
-    pub fn with_mix(mut self, mix: Mix) -> LineGen {
+    /// Sets the statsd type mix (ignored for graphite): by key when `keys > 0` (each key one type, as real
+    /// metrics have), unless `per_line`; by line otherwise.
+    pub fn with_mix(mut self, mix: Mix, per_line: bool) -> LineGen {
         self.mix = mix;
+        self.mix_per_line = per_line;
         self
     }
 
@@ -156,9 +172,12 @@ impl LineGen {
             Kind::Graphite => b"graphitetest",
             Kind::Statsd => b"statdtest",
         });
+        let mut key = None;
         if self.keys > 0 {
+            let i = self.rng.below(self.keys);
             out.extend_from_slice(b".k");
-            push_u64(out, self.rng.below(self.keys));
+            push_u64(out, i);
+            key = Some(i);
         } else {
             let n = self.words.len() as u64;
             for _ in 0..3 {
@@ -178,7 +197,10 @@ impl LineGen {
                 out.push(b':');
                 push_u64(out, value);
                 out.push(b'|');
-                out.extend_from_slice(self.mix.pick(&mut self.rng));
+                out.extend_from_slice(match key {
+                    Some(i) if !self.mix_per_line => self.mix.of_key(i),
+                    _ => self.mix.pick(&mut self.rng),
+                });
                 // Sample rate in hundredths, 1..=100: printed 0.01 .. 1.00, never 0.00.
                 let r = 1 + self.rng.below(100) as u8;
                 if r == 100 {
@@ -194,6 +216,8 @@ impl LineGen {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
     use super::*;
 
     fn words() -> Vec<Vec<u8>> {
@@ -303,25 +327,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn statsd_mix_is_followed() {
-        let mut g = LineGen::new(Kind::Statsd, words(), 100, 7).with_mix(Mix::parse("60,30,10").unwrap());
-        let n = 100_000;
-        let mut counts = std::collections::HashMap::new();
-        for line in lines(&mut g, n) {
-            *counts
-                .entry(line.split('|').nth(1).unwrap().to_string())
-                .or_insert(0usize) += 1;
+    /// The shares of each type among the lines of `g`, and the types each key was sent with.
+    fn mix_of(g: &mut LineGen, n: usize) -> (HashMap<String, f64>, HashMap<String, HashSet<String>>) {
+        let (mut counts, mut types) = (HashMap::new(), HashMap::<String, HashSet<String>>::new());
+        for line in lines(g, n) {
+            let (key, rest) = line.split_once(':').unwrap();
+            let ty = rest.split('|').nth(1).unwrap().to_string();
+            *counts.entry(ty.clone()).or_insert(0.0) += 1.0 / n as f64;
+            types.entry(key.to_string()).or_default().insert(ty);
         }
-        let share = |t: &str| counts.get(t).copied().unwrap_or(0) as f64 / n as f64;
-        // 100 k draws: the standard error of a share is below 0.0016; 0.01 is > 6 sigma.
-        assert!((share("c") - 0.60).abs() < 0.01, "{counts:?}");
-        assert!((share("ms") - 0.30).abs() < 0.01, "{counts:?}");
-        assert!((share("g") - 0.10).abs() < 0.01, "{counts:?}");
-        assert_eq!(counts.len(), 3);
+        (counts, types)
+    }
+
+    #[test]
+    fn statsd_mix_is_followed_per_line_or_per_key() {
+        let mix = Mix::parse("60,30,10").unwrap();
+        // 100 k draws: the standard error of a share is below 0.0016; 0.01 is > 6 sigma. Per key over 100 k keys
+        // the keys' own draw adds about as much again: 0.015 is > 6 sigma.
+        for (keys, per_line, tolerance) in [(100, true, 0.01), (100_000, false, 0.015)] {
+            let mut g = LineGen::new(Kind::Statsd, words(), keys, 7).with_mix(mix, per_line);
+            let (share, types) = mix_of(&mut g, 100_000);
+            let share = |t: &str| share.get(t).copied().unwrap_or(0.0);
+            assert!(
+                (share("c") - 0.60).abs() < tolerance,
+                "{keys} {per_line}: {}",
+                share("c")
+            );
+            assert!(
+                (share("ms") - 0.30).abs() < tolerance,
+                "{keys} {per_line}: {}",
+                share("ms")
+            );
+            assert!(
+                (share("g") - 0.10).abs() < tolerance,
+                "{keys} {per_line}: {}",
+                share("g")
+            );
+            let most = types.values().map(HashSet::len).max().unwrap();
+            assert_eq!(
+                most,
+                if per_line { 3 } else { 1 },
+                "types of one key, per_line {per_line}"
+            );
+        }
         // A zero weight never shows up.
-        let mut only = LineGen::new(Kind::Statsd, words(), 100, 8).with_mix(Mix::parse("0,100,0").unwrap());
-        assert!(lines(&mut only, 1000).iter().all(|l| l.split('|').nth(1) == Some("ms")));
+        for per_line in [true, false] {
+            let mut only =
+                LineGen::new(Kind::Statsd, words(), 100, 8).with_mix(Mix::parse("0,100,0").unwrap(), per_line);
+            assert!(lines(&mut only, 1000).iter().all(|l| l.split('|').nth(1) == Some("ms")));
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! * statsd: `statdtest.<w>.<w>.<w>:<c>|<c|g|ms>|@<rate>`, rate with two decimals in `[0.01, 1.00]`; the type is
 //!   drawn with the weights of `--mix C,T,G` (counters, timers, gauges; default `34,33,33`)
 //!
-//! With `--keys N > 0` the three words become `k<i>`, `i` uniform in `[0, N)`: N distinct keys.
+//! With `--keys N > 0` the three words become `k<i>`, `i` uniform in `[0, N)`: N distinct keys. Each key then has
+//! one type, drawn once from the mix by a hash of `i` (as real metrics are either counters or timers or gauges),
+//! unless `--mix-per-line`, where every line draws its type and so every key takes all three.
 //!
 //! Each target has one connection shared by its `--forks` senders. A sender appends lines to a batch until
 //! the next line would make it reach `--buffer` bytes, writes the batch in one write (one datagram, one POST),
@@ -88,6 +90,10 @@ struct Args {
     /// statsd only: weights (percentages) of counters, timers and gauges, C,T,G
     #[arg(long, default_value = "34,33,33", value_parser = Mix::parse)]
     mix: Mix,
+    /// statsd with --keys: every line draws its type from the mix (a key takes every type) instead of each key
+    /// having one
+    #[arg(long)]
+    mix_per_line: bool,
 }
 
 fn main() -> ExitCode {
@@ -157,7 +163,8 @@ async fn blast(args: Args) -> anyhow::Result<()> {
             let index = t as u64 * args.forks + f;
             let sender = Sender {
                 target: target.clone(),
-                gen: LineGen::new(args.kind, words.clone(), args.keys, seed.wrapping_add(index)).with_mix(args.mix),
+                gen: LineGen::new(args.kind, words.clone(), args.keys, seed.wrapping_add(index))
+                    .with_mix(args.mix, args.mix_per_line),
                 quota: quota(args.lines, senders, index),
                 buffer: args.buffer as usize,
                 rate: args.rate,
