@@ -76,21 +76,38 @@ impl Batch {
     }
 }
 
-/// Lines for one accumulator shard, each with the hash of the key the accumulator folds it under
-/// ([`crate::splitter::key_hash`]): the router computes it once, to pick the shard, and the shard's fold looks the
-/// key up by it. `hashes[i]` belongs to the `i`-th line of `lines`.
+/// Lines for one accumulator shard, each with where it ends and what its key is ([`LineKey`]): the router finds
+/// the key once, to pick the shard, and the shard's fold looks it up by its hash without parsing it again.
+/// `keys[i]` belongs to the `i`-th line of `lines`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyedBatch {
     pub lines: Batch,
-    pub hashes: Vec<u64>,
+    pub keys: Vec<LineKey>,
+}
+
+/// One line of a [`KeyedBatch`]: the [`crate::splitter::key_hash`] of the key the accumulator folds it under, where
+/// the line ends, and how long its key is when the key is the line's first bytes as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineKey {
+    pub hash: u64,
+    /// Offset of the line's `\n` in the batch's data.
+    pub end: u32,
+    /// The key is `line[..key_len]` (statsd: no tags, nothing to sanitize; the `:` follows); 0: the fold finds it.
+    pub key_len: u32,
 }
 
 impl KeyedBatch {
-    /// Each line (without its `\n`) with its key hash; empty lines (which no router sends) skipped.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
-        let lines = self.lines.data.split(|b| *b == b'\n');
-        lines
-            .zip(self.hashes.iter().copied())
+    /// Each line (without its `\n`) with its key; empty lines (which no router sends) skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], LineKey)> {
+        let data = &self.lines.data[..];
+        let mut start = 0;
+        self.keys
+            .iter()
+            .map(move |k| {
+                let line = data.get(start..k.end as usize).unwrap_or_default();
+                start = k.end as usize + 1;
+                (line, *k)
+            })
             .filter(|(line, _)| !line.is_empty())
     }
 }

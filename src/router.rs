@@ -17,7 +17,7 @@ use bytes::BytesMut;
 
 use crate::backend::RingSet;
 use crate::framing::Framed;
-use crate::line::{Batch, KeyedBatch, WhenFull};
+use crate::line::{Batch, KeyedBatch, LineKey, WhenFull};
 use crate::prereg::Action;
 use crate::section::Section;
 use crate::splitter::{KeyScratch, Scratch, Splitter};
@@ -45,25 +45,29 @@ impl Out {
     }
 }
 
-/// The outgoing buffer of one accumulator shard: its lines and their key hashes.
+/// The outgoing buffer of one accumulator shard: its lines and their keys.
 #[derive(Debug, Default)]
 struct ShardOut {
     out: Out,
-    hashes: Vec<u64>,
+    keys: Vec<LineKey>,
 }
 
 impl ShardOut {
-    fn push(&mut self, line: &[u8], hash: u64) {
+    fn push(&mut self, line: &[u8], (hash, key_len): (u64, u32)) {
         self.out.push(line);
-        self.hashes.push(hash);
+        self.keys.push(LineKey {
+            hash,
+            end: (self.out.buf.len() - 1) as u32,
+            key_len,
+        });
     }
 
-    /// The batch; the next one's hashes start with room for as many lines (one allocation per batch).
+    /// The batch; the next one's keys start with room for as many lines (one allocation per batch).
     fn take(&mut self) -> KeyedBatch {
-        let room = self.hashes.len();
+        let room = self.keys.len();
         KeyedBatch {
             lines: self.out.take(),
-            hashes: std::mem::replace(&mut self.hashes, Vec::with_capacity(room)),
+            keys: std::mem::replace(&mut self.keys, Vec::with_capacity(room)),
         }
     }
 }
@@ -188,12 +192,12 @@ impl Router {
             }
             Action::Own => match (&s.accumulator, self.mode) {
                 (Some(input), Mode::Listener) => {
-                    let hash = input.key_hash(split.line, &mut self.key_scratch);
-                    let shard = input.shard(hash);
+                    let key = input.key_of(split.line, &mut self.key_scratch);
+                    let shard = input.shard(key.0);
                     if shard >= self.to_accumulator.len() {
                         self.to_accumulator.resize_with(shard + 1, ShardOut::default);
                     }
-                    self.to_accumulator[shard].push(split.line, hash);
+                    self.to_accumulator[shard].push(split.line, key);
                     self.counts.accumulated += 1;
                     return;
                 }

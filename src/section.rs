@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::backend::Backend;
 use crate::config::{Format, MsgType, SectionConfig};
 use crate::framing::Framing;
-use crate::line::{Batch, KeyedBatch, WhenFull};
+use crate::line::{Batch, KeyedBatch, LineKey, WhenFull};
 use crate::prereg::PreReg;
 use crate::ring::RingKind;
-use crate::splitter::{accumulator_key, key_hash, KeyScratch, RegexSplitter, Splitter};
+use crate::splitter::{accumulator_key, key_hash, AccumulatorKey, KeyScratch, RegexSplitter, Splitter};
 use crate::telemetry::{RateLimit, SectionStats};
 
 /// The runtime of one configured section.
@@ -263,24 +263,37 @@ impl AccumulatorInput {
     }
 
     /// The [`key_hash`] of the key the accumulator folds `line` under (statsd: with its tags and sanitized;
-    /// graphite: the first field); 0 for a line without a key (invalid, counted by the fold).
-    pub fn key_hash(&self, line: &[u8], scratch: &mut KeyScratch) -> u64 {
+    /// graphite: the first field), 0 for a line without a key (invalid, counted by the fold); and the key's length
+    /// when the line is `key:values` as it is (statsd), else 0 ([`LineKey::key_len`]).
+    pub fn key_of(&self, line: &[u8], scratch: &mut KeyScratch) -> (u64, u32) {
         match self.format {
             Format::Statsd => {
                 let text = crate::splitter::decode(line);
-                accumulator_key(&text, scratch).map_or(0, |(key, _)| key_hash(key.as_bytes()))
+                let decoded_as_is = matches!(text, std::borrow::Cow::Borrowed(_));
+                match accumulator_key(&text, scratch) {
+                    Some(AccumulatorKey { key, as_is, .. }) => {
+                        let len = if as_is && decoded_as_is { key.len() as u32 } else { 0 };
+                        (key_hash(key.as_bytes()), len)
+                    }
+                    None => (0, 0),
+                }
             }
             Format::Graphite => {
                 let Some(key) = line.split(u8::is_ascii_whitespace).find(|f| !f.is_empty()) else {
-                    return 0;
+                    return (0, 0);
                 };
                 match std::str::from_utf8(key) {
-                    Ok(_) => key_hash(key),
+                    Ok(_) => (key_hash(key), 0),
                     // the accumulator decodes it lossily: invalid sequences that decode alike are one key
-                    Err(_) => key_hash(String::from_utf8_lossy(key).as_bytes()),
+                    Err(_) => (key_hash(String::from_utf8_lossy(key).as_bytes()), 0),
                 }
             }
         }
+    }
+
+    /// The [`key_hash`] of [`AccumulatorInput::key_of`].
+    pub fn key_hash(&self, line: &[u8], scratch: &mut KeyScratch) -> u64 {
+        self.key_of(line, scratch).0
     }
 
     /// The shard of a key hash, so that every line of one key lands in one shard: bits 32..56 of the hash scaled to
@@ -290,15 +303,21 @@ impl AccumulatorInput {
         ((((hash >> 32) & 0xff_ffff) * self.shards.len() as u64) >> 24) as usize
     }
 
-    /// The batch of `lines` (newline-terminated) with each line's key hash.
+    /// The batch of `lines` (newline-terminated) with each line's key, as a router builds it.
     pub fn keyed(&self, lines: Batch, scratch: &mut KeyScratch) -> KeyedBatch {
-        let hashes = lines
-            .data
-            .split(|b| *b == b'\n')
-            .take(lines.lines)
-            .map(|l| self.key_hash(l, scratch))
+        let mut start = 0;
+        let keys = memchr::memchr_iter(b'\n', &lines.data)
+            .map(|end| {
+                let (hash, key_len) = self.key_of(&lines.data[start..end], scratch);
+                start = end + 1;
+                LineKey {
+                    hash,
+                    end: end as u32,
+                    key_len,
+                }
+            })
             .collect();
-        KeyedBatch { lines, hashes }
+        KeyedBatch { lines, keys }
     }
 
     /// Sends `batch` to shard `shard`'s channel, waiting for room or dropping per `when_full`.

@@ -308,7 +308,7 @@ mod tests {
                 let key: String = if graphite {
                     text.split_ascii_whitespace().next().unwrap_or("").to_string()
                 } else {
-                    accumulator_key(&text, &mut scratch).map_or(String::new(), |(k, _)| k.to_string())
+                    accumulator_key(&text, &mut scratch).map_or(String::new(), |k| k.key.to_string())
                 };
                 (foldhash::fast::FixedState::with_seed(seed).hash_one(key) % shards as u64) as usize
             };

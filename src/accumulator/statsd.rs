@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 use super::jsnum::{js_number_bytes, js_parse_number, js_trim};
 use super::StatRepr;
 use crate::config::{Format, StatsdOptions};
-use crate::line::{KeyedBatch, Record};
+use crate::line::{KeyedBatch, LineKey, Record};
 use crate::splitter::{accumulator_key, key_hash, KeyScratch};
 
 /// The accumulated state of one key (statsd keeps one object per type; a key may hold several types).
@@ -304,12 +304,12 @@ impl Keys {
             .insert_unique(hash, Entry { key: key.into(), slot }, |e| key_hash(e.key.as_bytes()));
     }
 
-    /// Reads the first byte of every key whose bucket matches one of `hashes`: this brings the table's control bytes,
+    /// Reads the first byte of every key whose bucket matches the hash of one of `keys`: this brings the table's control bytes,
     /// the bucket (with its slot) and the key's bytes into the cache. The loads of different hashes do not depend on each other,
     /// so the CPU has them in flight together, where a fold line by line would wait for each in turn.
-    fn touch(&self, hashes: &[u64]) {
-        for &hash in hashes {
-            for e in self.0.iter_hash(hash) {
+    fn touch(&self, keys: &[LineKey]) {
+        for k in keys {
+            for e in self.0.iter_hash(k.hash) {
                 std::hint::black_box(e.key.as_bytes().first().copied());
             }
         }
@@ -535,38 +535,46 @@ impl StatsdState {
 
     /// Folds one framed line (the raw statsd line including its key). Returns (valid value parts, invalid value parts).
     pub fn add(&mut self, line: &[u8]) -> (u32, u32) {
-        self.add_hashed(line, None)
+        self.add_keyed(line, None)
     }
 
-    /// Folds the lines of a router's batch by their key hashes, [`TOUCH_AHEAD`] at a time; returns the invalid value
+    /// Folds the lines of a router's batch by their keys, [`TOUCH_AHEAD`] at a time; returns the invalid value
     /// parts.
     pub fn add_batch(&mut self, batch: &KeyedBatch) -> u64 {
         let mut invalid = 0;
         let mut lines = batch.iter();
-        for hashes in batch.hashes.chunks(TOUCH_AHEAD) {
-            self.map.touch(hashes);
-            for (line, hash) in lines.by_ref().take(hashes.len()) {
-                invalid += u64::from(self.add_hashed(line, Some(hash)).1);
+        for keys in batch.keys.chunks(TOUCH_AHEAD) {
+            self.map.touch(keys);
+            for (line, key) in lines.by_ref().take(keys.len()) {
+                invalid += u64::from(self.add_keyed(line, Some(key)).1);
             }
         }
         invalid
     }
 
-    /// [`StatsdState::add`] of a line whose key hash its router computed (`None`: computed here).
-    fn add_hashed(&mut self, line: &[u8], hash: Option<u64>) -> (u32, u32) {
+    /// [`StatsdState::add`] of a line whose key its router found (`None`: found here).
+    fn add_keyed(&mut self, line: &[u8], known: Option<LineKey>) -> (u32, u32) {
         let line = crate::splitter::decode(line);
         let line: &str = &line;
         let mut scratch = std::mem::take(&mut self.key_scratch);
-        let Some((key, values)) = accumulator_key(line, &mut scratch) else {
+        // the router's key length: `key:values`, nothing to parse
+        let as_is = known
+            .filter(|k| k.key_len > 0)
+            .and_then(|k| Some((line.get(..k.key_len as usize)?, line.get(k.key_len as usize + 1..)?)));
+        let Some((key, values)) = as_is.or_else(|| accumulator_key(line, &mut scratch).map(|k| (k.key, k.values)))
+        else {
             // statsd pushes a lone "1", which has no type.
             self.key_scratch = scratch;
             return (0, 1);
         };
-        let hash = hash.unwrap_or_else(|| key_hash(key.as_bytes()));
+        let hash = known.map_or_else(|| key_hash(key.as_bytes()), |k| k.hash);
         debug_assert_eq!(
-            hash,
-            key_hash(key.as_bytes()),
-            "the router hashed another key than {key:?}"
+            (hash, Some((key, values))),
+            (
+                key_hash(key.as_bytes()),
+                accumulator_key(line, &mut KeyScratch::default()).map(|k| (k.key, k.values))
+            ),
+            "the router found another key than the fold's"
         );
         let (mut ok, mut bad) = (0, 0);
         for part in values.split(':') {

@@ -39,22 +39,35 @@ pub fn decode(line: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The key a statsd accumulator folds a line under and the line's value parts ([`accumulator_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccumulatorKey<'a> {
+    pub key: &'a str,
+    pub values: &'a str,
+    /// The line is `key:values` as it is (no tags, nothing sanitized): a fold given the key's length can slice both.
+    pub as_is: bool,
+}
+
 /// The key a statsd accumulator folds `line` under, and the line's value parts (the text after the first `:`,
 /// before any `|#` tags); `None` for a line without `:`. As statsd 0.9.0 does: the `|#` tags (the text between the
 /// first and second `|#`) are appended to the key as `;name=value` (each tag's first `;` → `_`, first `:` → `=`),
 /// and the result is sanitized ([`sanitize_into`]). The common clean, untagged key is a slice of `line`; other
 /// keys are built in `scratch`, without allocating once its buffers have grown (tags aside).
-pub fn accumulator_key<'a>(line: &'a str, scratch: &'a mut KeyScratch) -> Option<(&'a str, &'a str)> {
-    let (metric, tags) = match find_tags(line) {
+pub fn accumulator_key<'a>(line: &'a str, scratch: &'a mut KeyScratch) -> Option<AccumulatorKey<'a>> {
+    let (metric, tags, tagged) = match find_tags(line) {
         Some(i) => {
             let rest = &line[i + 2..];
-            (&line[..i], find_tags(rest).map_or(rest, |j| &rest[..j]))
+            (&line[..i], find_tags(rest).map_or(rest, |j| &rest[..j]), true)
         }
-        None => (line, ""),
+        None => (line, "", false),
     };
     let (raw_key, values) = metric.split_once(':')?;
     if tags.is_empty() && raw_key.bytes().all(key_byte_ok) {
-        return Some((raw_key, values));
+        return Some(AccumulatorKey {
+            key: raw_key,
+            values,
+            as_is: !tagged,
+        });
     }
     let KeyScratch { raw, key } = scratch;
     raw.clear();
@@ -68,7 +81,11 @@ pub fn accumulator_key<'a>(line: &'a str, scratch: &'a mut KeyScratch) -> Option
     }
     key.clear();
     sanitize_into(raw, key);
-    Some((key, values))
+    Some(AccumulatorKey {
+        key,
+        values,
+        as_is: false,
+    })
 }
 
 /// Where the first `|#` of `s` starts. A line has one or two `|`, so looking at the byte after each is cheaper
@@ -130,16 +147,21 @@ mod tests {
     #[test]
     fn accumulator_keys_append_tags_and_are_sanitized() {
         let mut scratch = KeyScratch::default();
-        for (line, key, values) in [
-            ("a.b:1|c:2|ms", "a.b", "1|c:2|ms"),
-            ("a b/c$:1|g", "a_b-c", "1|g"),
-            ("k:1|g|#a:b,c;d|#x", "k;a=b;c_d", "1|g"),
-            ("\u{3000}x:1|c", "_x", "1|c"),
-            ("k:1|c||#t:v", "k;t=v", "1|c|"),
-            ("k:2|", "k", "2|"),
-            ("k:3|#", "k", "3"),
+        for (line, key, values, as_is) in [
+            ("a.b:1|c:2|ms", "a.b", "1|c:2|ms", true),
+            ("a b/c$:1|g", "a_b-c", "1|g", false),
+            ("k:1|g|#a:b,c;d|#x", "k;a=b;c_d", "1|g", false),
+            ("\u{3000}x:1|c", "_x", "1|c", false),
+            ("k:1|c||#t:v", "k;t=v", "1|c|", false),
+            ("k:2|", "k", "2|", true),
+            // empty tags: the key is as it is, the values are not the rest of the line
+            ("k:3|#", "k", "3", false),
         ] {
-            assert_eq!(accumulator_key(line, &mut scratch), Some((key, values)), "{line}");
+            let got = accumulator_key(line, &mut scratch);
+            assert_eq!(got, Some(AccumulatorKey { key, values, as_is }), "{line}");
+            if as_is {
+                assert_eq!(format!("{key}:{values}"), line);
+            }
         }
         assert_eq!(accumulator_key("no colon|#t:1", &mut scratch), None);
     }
