@@ -82,8 +82,11 @@ if [[ " $DAEMONS " == *" statsd "* ]]; then
   [ -f "$STATSD_DIR/node_modules/statsd/stats.js" ] ||
     die "statsd 0.9.0 not found in $STATSD_DIR: run 'bash tests/statsd_compat/install.sh' (or DAEMONS=consthash)"
 fi
-cargo build --release --workspace --quiet
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+# BIN=dir: take consthash, statblast and echoserver from there instead of building (to compare two builds).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --workspace --quiet
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 WORK=$(mktemp -d)
 PIDS=()
 RMEM_MAX_OLD=""
