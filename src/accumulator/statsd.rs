@@ -304,9 +304,10 @@ impl Keys {
             .insert_unique(hash, Entry { key: key.into(), slot }, |e| key_hash(e.key.as_bytes()));
     }
 
-    /// Reads the first byte of every key whose bucket matches the hash of one of `keys`: this brings the table's control bytes,
-    /// the bucket (with its slot) and the key's bytes into the cache. The loads of different hashes do not depend on each other,
-    /// so the CPU has them in flight together, where a fold line by line would wait for each in turn.
+    /// Reads the first byte of every key whose bucket matches the hash of one of `keys`: this brings the table's
+    /// control bytes, the bucket (with its slot) and the key's bytes into the cache. The loads of different hashes do
+    /// not depend on each other, so the CPU has them in flight together, where a fold line by line would wait for
+    /// each in turn.
     fn touch(&self, keys: &[LineKey]) {
         for k in keys {
             for e in self.0.iter_hash(k.hash) {
