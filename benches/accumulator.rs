@@ -1,7 +1,8 @@
 //! Accumulator throughput: the statsd accumulator (spec §9.2) folding lines into 100 000 keys (60 % counters,
 //! 30 % timers, 10 % gauges), new and already-held keys (these also in a shuffled order, as a live stream sends
-//! them: each line's key elsewhere in memory), in batches with their key hashes as a router sends them, and flushing 1 000 000 keys to graphite lines and records; the
-//! graphite accumulator (§9.3) folding 100 000 keys already held. Inputs are built outside the timed loops.
+//! them: each line's key elsewhere in memory), in batches with their keys as a router sends them, and flushing
+//! 1 000 000 keys to graphite lines and records; the graphite accumulator (§9.3) folding 100 000 keys already held.
+//! Inputs are built outside the timed loops.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -30,7 +31,7 @@ fn lines(keys: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `lines` in batches of `BATCH_LINES` with their key hashes, as a router hands them to an accumulator shard.
+/// `lines` in batches of `BATCH_LINES` with their keys, as a router hands them to an accumulator shard.
 fn batches(lines: &[Vec<u8>]) -> Vec<KeyedBatch> {
     let (input, _rx) = AccumulatorInput::new("bench", 1, Format::Statsd);
     let mut scratch = KeyScratch::default();

@@ -224,7 +224,7 @@ pub fn per_worker(configured: usize, max: usize) -> usize {
 }
 
 /// The bounded channels in front of a section's accumulator, one per shard: routers send each shard a batch of the
-/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]), with those hashes. Stream
+/// lines that stay in the section whose key hashes to it ([`AccumulatorInput::shard`]), with their keys. Stream
 /// listeners wait for room (back-pressure); UDP listeners drop and count what does not fit.
 #[derive(Debug)]
 pub struct AccumulatorInput {
@@ -289,11 +289,6 @@ impl AccumulatorInput {
                 }
             }
         }
-    }
-
-    /// The [`key_hash`] of [`AccumulatorInput::key_of`].
-    pub fn key_hash(&self, line: &[u8], scratch: &mut KeyScratch) -> u64 {
-        self.key_of(line, scratch).0
     }
 
     /// The shard of a key hash, so that every line of one key lands in one shard: bits 32..56 of the hash scaled to

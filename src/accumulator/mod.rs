@@ -283,7 +283,7 @@ mod tests {
 
     proptest! {
         /// A stream folded over any number of shards, each key in one shard (by the input's own hash, each shard
-        /// folding its lines in one batch with those hashes as a router sends them, or by any other function of the
+        /// folding its lines in batches with their keys as a router sends them, or by any other function of the
         /// key the accumulator holds, line by line), flushes the same lines and records as one state, over two
         /// intervals (so `keep_keys` and taking a shard for its flush count), with the same keys held and dropped.
         #[test]
@@ -302,7 +302,7 @@ mod tests {
             let mut scratch = KeyScratch::default();
             let mut shard_of = |line: &[u8]| -> usize {
                 if by_input {
-                    return input.shard(input.key_hash(line, &mut scratch));
+                    return input.shard(input.key_of(line, &mut scratch).0);
                 }
                 let text = String::from_utf8_lossy(line);
                 let key: String = if graphite {
@@ -327,7 +327,7 @@ mod tests {
                     one_valid = (one_valid.0 + v, one_valid.1 + b);
                 }
                 if by_input {
-                    // in batches with their hashes, as from a router: each run of lines of one shard is one batch, so
+                    // in batches with their keys, as from a router: each run of lines of one shard is one batch, so
                     // that the shards fold in stream order (which keys `max_keys` admits depends on it)
                     let mut invalid = 0;
                     for run in interval.chunk_by(|a, b| a.0 == b.0) {

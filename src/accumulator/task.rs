@@ -403,7 +403,7 @@ mod tests {
         (acc, input, task, tracker)
     }
 
-    /// The lines of `text` as a router sends them to `input`: with their key hashes.
+    /// The lines of `text` as a router sends them to `input`: with their keys.
     fn batch(input: &AccumulatorInput, text: &str) -> KeyedBatch {
         let lines = crate::line::Batch::from_lines(Bytes::from(text.to_string()));
         input.keyed(lines, &mut crate::splitter::KeyScratch::default())
@@ -526,7 +526,7 @@ mod tests {
     async fn send(input: &AccumulatorInput, text: &str) {
         let mut scratch = crate::splitter::KeyScratch::default();
         for line in text.lines() {
-            let shard = input.shard(input.key_hash(line.as_bytes(), &mut scratch));
+            let shard = input.shard(input.key_of(line.as_bytes(), &mut scratch).0);
             input
                 .push(shard, batch(input, &format!("{line}\n")), WhenFull::Wait)
                 .await;

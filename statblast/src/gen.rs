@@ -172,12 +172,10 @@ impl LineGen {
             Kind::Graphite => b"graphitetest",
             Kind::Statsd => b"statdtest",
         });
-        let mut key = None;
-        if self.keys > 0 {
-            let i = self.rng.below(self.keys);
+        let key = (self.keys > 0).then(|| self.rng.below(self.keys));
+        if let Some(i) = key {
             out.extend_from_slice(b".k");
             push_u64(out, i);
-            key = Some(i);
         } else {
             let n = self.words.len() as u64;
             for _ in 0..3 {
