@@ -1,8 +1,8 @@
 //! Accumulator throughput: the statsd accumulator (spec §9.2) folding lines into 100 000 keys (60 % counters,
 //! 30 % timers, 10 % gauges), new and already-held keys (these also in a shuffled order, as a live stream sends
 //! them: each line's key elsewhere in memory), in batches with their keys as a router sends them, and flushing
-//! 1 000 000 keys to graphite lines and records; the graphite accumulator (§9.3) folding 100 000 keys already held.
-//! Inputs are built outside the timed loops.
+//! 1 000 000 keys to graphite lines and records; the keys a router finds for those lines; the graphite accumulator
+//! (§9.3) folding 100 000 keys already held. Inputs are built outside the timed loops.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -96,6 +96,39 @@ fn bench_fold(c: &mut Criterion) {
     g.finish();
 }
 
+/// The router's half: each line's key found and hashed ([`AccumulatorInput::keyed`] calls what a router calls per
+/// line), over the shuffled lines in batches.
+fn bench_keys(c: &mut Criterion) {
+    let mut input = lines(100_000);
+    fastrand::Rng::with_seed(7).shuffle(&mut input);
+    let data: Vec<Batch> = input
+        .chunks(BATCH_LINES)
+        .map(|chunk| {
+            Batch::from_lines(
+                chunk
+                    .iter()
+                    .flat_map(|l| l.iter().chain(b"\n"))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .into(),
+            )
+        })
+        .collect();
+    let (keys, _rx) = AccumulatorInput::new("bench", 1, Format::Statsd);
+    let mut scratch = KeyScratch::default();
+    let mut g = c.benchmark_group("statsd_keys_100k_keys");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(20);
+    g.bench_function("keyed", |b| {
+        b.iter(|| {
+            for batch in &data {
+                black_box(keys.keyed(batch.clone(), &mut scratch));
+            }
+        })
+    });
+    g.finish();
+}
+
 fn bench_flush(c: &mut Criterion) {
     let input = lines(1_000_000);
     let mut g = c.benchmark_group("statsd_flush_1m_keys");
@@ -157,5 +190,5 @@ fn bench_graphite_fold(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fold, bench_flush, bench_graphite_fold);
+criterion_group!(benches, bench_fold, bench_keys, bench_flush, bench_graphite_fold);
 criterion_main!(benches);

@@ -1,10 +1,11 @@
 //! Framing + splitting throughput per format: a 1 MiB read buffer of lines framed with the stream framer and
-//! each line split, as a listener task does before the ring lookup. Inputs are built outside the timed loop.
+//! each line split, as a listener task does before the ring lookup; and statsd datagrams framed one by one, as the
+//! UDP listener does. Inputs are built outside the timed loop.
 
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use consthash::framing::{Framed, Framing, StreamFramer};
+use consthash::framing::{frame_all, Framed, Framing, StreamFramer};
 use consthash::splitter::{GraphiteNames, RegexSplitter, Splitter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -88,6 +89,31 @@ fn bench_frame_and_split(c: &mut Criterion) {
             })
         });
     }
+    // A UDP listener's case: datagrams of whole lines up to 1450 bytes, each framed as one buffer.
+    let mut datagrams: Vec<Vec<u8>> = vec![Vec::new()];
+    for line in input("statsd").split_inclusive(|b| *b == b'\n') {
+        if datagrams.last().is_some_and(|d| d.len() + line.len() > 1450) {
+            datagrams.push(Vec::new());
+        }
+        datagrams.last_mut().expect("one").extend_from_slice(line);
+    }
+    let splitter = Splitter::Statsd;
+    let mut scratch = splitter.scratch();
+    group.bench_function("statsd_datagrams", |b| {
+        b.iter(|| {
+            let mut keys = 0usize;
+            for d in &datagrams {
+                frame_all(d, Framing::new(65_536), |f| {
+                    if let Framed::Line(l) = f {
+                        if let Ok(s) = splitter.split(l, &mut scratch) {
+                            keys += s.key.len();
+                        }
+                    }
+                });
+            }
+            black_box(keys)
+        })
+    });
     group.finish();
 }
 

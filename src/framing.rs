@@ -42,9 +42,12 @@ pub fn trim(line: &[u8]) -> &[u8] {
 
 /// Splits a complete buffer (a datagram, an HTTP body) into lines; the last segment is a line too.
 pub fn frame_all(buf: &[u8], framing: Framing, mut on: impl FnMut(Framed<'_>)) {
-    for raw in buf.split(|b| *b == b'\n') {
-        emit(raw, framing, &mut on);
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        emit(&buf[start..nl], framing, &mut on);
+        start = nl + 1;
     }
+    emit(&buf[start..], framing, &mut on);
 }
 
 fn emit(raw: &[u8], framing: Framing, on: &mut impl FnMut(Framed<'_>)) {
@@ -202,6 +205,19 @@ mod tests {
             for c in cuts { chunks.push(&input[prev..c]); prev = c; }
             chunks.push(&input[prev..]);
             prop_assert_eq!(whole, collect_stream(&chunks, max));
+        }
+
+        #[test]
+        fn a_datagram_frames_as_a_whole_stream_does(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b' '), Just(b'\r'), b'a'..=b'e'], 0..300),
+            max in 1usize..20,
+        ) {
+            let mut got = Vec::new();
+            frame_all(&input, Framing::new(max), |f| got.push(match f {
+                Framed::Line(l) => Ok(l.to_vec()),
+                Framed::TooLong => Err(()),
+            }));
+            prop_assert_eq!(got, collect_stream(&[&input], max));
         }
     }
 }

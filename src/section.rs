@@ -18,7 +18,7 @@ use crate::framing::Framing;
 use crate::line::{Batch, KeyedBatch, LineKey, WhenFull};
 use crate::prereg::PreReg;
 use crate::ring::RingKind;
-use crate::splitter::{accumulator_key, key_hash, AccumulatorKey, KeyScratch, RegexSplitter, Splitter};
+use crate::splitter::{accumulator_key, key_hash, plain_key_len, AccumulatorKey, KeyScratch, RegexSplitter, Splitter};
 use crate::telemetry::{RateLimit, SectionStats};
 
 /// The runtime of one configured section.
@@ -268,6 +268,9 @@ impl AccumulatorInput {
     pub fn key_of(&self, line: &[u8], scratch: &mut KeyScratch) -> (u64, u32) {
         match self.format {
             Format::Statsd => {
+                if let Some(len) = plain_key_len(line) {
+                    return (key_hash(&line[..len]), len as u32);
+                }
                 let text = crate::splitter::decode(line);
                 let decoded_as_is = matches!(text, std::borrow::Cow::Borrowed(_));
                 match accumulator_key(&text, scratch) {

@@ -10,7 +10,7 @@ mod statsd;
 
 pub use self::graphite::GraphiteNames;
 pub use self::regex::RegexSplitter;
-pub use self::statsd::{accumulator_key, decode, is_js_space, AccumulatorKey, KeyScratch};
+pub use self::statsd::{accumulator_key, decode, is_js_space, plain_key_len, AccumulatorKey, KeyScratch};
 
 /// The hash of the key an accumulator folds a line under ([`accumulator_key`]; a graphite line's first field): the
 /// router picks the line's shard from it and the shard looks the key up in its map by it, so it is computed once

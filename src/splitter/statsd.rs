@@ -88,6 +88,24 @@ pub fn accumulator_key<'a>(line: &'a str, scratch: &'a mut KeyScratch) -> Option
     })
 }
 
+/// The key's length when `line` is `key:values` as it is, found in one pass over its bytes: ASCII, a key of
+/// statsd's key characters only, no tags. Then [`accumulator_key`] of the line is that key and the rest (`as_is`);
+/// `None` says nothing: such a line needs [`accumulator_key`].
+pub fn plain_key_len(line: &[u8]) -> Option<usize> {
+    let colon = line.iter().position(|&b| !key_byte_ok(b))?;
+    if line[colon] != b':' {
+        return None;
+    }
+    let mut prev = b':';
+    for &b in &line[colon + 1..] {
+        if !b.is_ascii() || (prev == b'|' && b == b'#') {
+            return None;
+        }
+        prev = b;
+    }
+    Some(colon)
+}
+
 /// Where the first `|#` of `s` starts. A line has one or two `|`, so looking at the byte after each is cheaper
 /// than a substring search.
 fn find_tags(s: &str) -> Option<usize> {
@@ -164,6 +182,46 @@ mod tests {
             }
         }
         assert_eq!(accumulator_key("no colon|#t:1", &mut scratch), None);
+    }
+
+    #[test]
+    fn plain_keys_are_the_accumulator_keys_of_lines_as_they_are() {
+        for (line, want) in [
+            ("a.b:1|c:2|ms", Some(3)),
+            ("k:2|", Some(1)),
+            (":1|c", Some(0)),
+            ("k:1|c#x", Some(1)),
+            ("k:3|#", None),
+            ("k:1|g|#a:b", None),
+            ("a b:1|g", None),
+            ("k\u{e9}:1|c", None),
+            ("k:1|c\u{e9}", None),
+            ("nocolon", None),
+            ("", None),
+        ] {
+            assert_eq!(plain_key_len(line.as_bytes()), want, "{line:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_plain_key_is_what_accumulator_key_finds_as_is(
+            key in proptest::collection::vec(proptest::sample::select(&b"ab.-_;=: /\xc3\xa9"[..]), 0..8),
+            values in proptest::collection::vec(proptest::sample::select(&b"1.:|#@cmsg\t\xc3\xa9\xff"[..]), 0..16),
+        ) {
+            let line = [&key[..], b":", &values[..]].concat();
+            let got = plain_key_len(&line);
+            if let Some(n) = got {
+                let text = std::str::from_utf8(&line).expect("a plain line is ASCII");
+                let want = AccumulatorKey { key: &text[..n], values: &text[n + 1..], as_is: true };
+                let mut scratch = KeyScratch::default();
+                proptest::prop_assert_eq!(accumulator_key(text, &mut scratch), Some(want));
+            } else if let Ok(text) = std::str::from_utf8(&line) {
+                // nothing plain is missed: an ASCII line accumulator_key takes as it is has a plain key
+                let as_is = accumulator_key(text, &mut KeyScratch::default()).is_some_and(|k| k.as_is);
+                proptest::prop_assert!(!(as_is && text.is_ascii()), "{:?}", text);
+            }
+        }
     }
 
     #[test]
