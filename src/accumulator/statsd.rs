@@ -18,7 +18,7 @@ use super::jsnum::{js_number_bytes, js_parse_number, js_trim};
 use super::StatRepr;
 use crate::config::{Format, StatsdOptions};
 use crate::line::{KeyedBatch, LineKey, Record};
-use crate::splitter::{accumulator_key, key_hash, KeyScratch};
+use crate::splitter::{accumulator_key, key_hash, AccumulatorKey, KeyScratch};
 
 /// The accumulated state of one key (statsd keeps one object per type; a key may hold several types).
 /// Most keys have one type: the single-type variants keep an idle key at a few words.
@@ -294,14 +294,16 @@ impl Keys {
         self.0.len()
     }
 
-    fn get_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
-        self.0.find_mut(hash, |e| *e.key == *key).map(|e| &mut e.slot)
+    fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Slot> {
+        self.0.find_mut(hash, |e| e.key.as_bytes() == key).map(|e| &mut e.slot)
     }
 
-    /// Holds a key it does not hold yet.
-    fn insert(&mut self, hash: u64, key: &str, slot: Slot) {
+    /// Holds a key it does not hold yet. `key` is UTF-8 (text or a router's key of a line that is), checked here
+    /// once per key rather than on every line that folds into it.
+    fn insert(&mut self, hash: u64, key: &[u8], slot: Slot) {
+        let key: Box<str> = String::from_utf8_lossy(key).into();
         self.0
-            .insert_unique(hash, Entry { key: key.into(), slot }, |e| key_hash(e.key.as_bytes()));
+            .insert_unique(hash, Entry { key, slot }, |e| key_hash(e.key.as_bytes()));
     }
 
     /// Reads the first byte of every key whose bucket matches the hash of one of `keys`: this brings the table's
@@ -572,28 +574,41 @@ impl StatsdState {
 
     /// [`StatsdState::add`] of a line whose key its router found (`None`: found here).
     fn add_keyed(&mut self, line: &[u8], known: Option<LineKey>) -> (u32, u32) {
+        // The router's key length: the line is `key:values` as it is, valid UTF-8 (`LineKey::key_len`). Nothing to
+        // parse, and only the values are decoded: the key's bytes are compared as they are.
+        if let Some(k) = known.filter(|k| k.key_len > 0) {
+            if let Some((key, [b':', values @ ..])) = line.split_at_checked(k.key_len as usize) {
+                if let Ok(values) = std::str::from_utf8(values) {
+                    debug_assert_eq!(
+                        (k.hash, Some((key, values))),
+                        (
+                            key_hash(key),
+                            accumulator_key(&crate::splitter::decode(line), &mut KeyScratch::default())
+                                .map(|a| (a.key.as_bytes(), a.values))
+                        ),
+                        "the router found another key than the fold's"
+                    );
+                    return self.add_values(key, k.hash, values);
+                }
+            }
+        }
         let line = crate::splitter::decode(line);
-        let line: &str = &line;
         let mut scratch = std::mem::take(&mut self.key_scratch);
-        // the router's key length: `key:values`, nothing to parse
-        let as_is = known
-            .filter(|k| k.key_len > 0)
-            .and_then(|k| Some((line.get(..k.key_len as usize)?, line.get(k.key_len as usize + 1..)?)));
-        let Some((key, values)) = as_is.or_else(|| accumulator_key(line, &mut scratch).map(|k| (k.key, k.values)))
-        else {
+        let folded = match accumulator_key(&line, &mut scratch) {
+            Some(AccumulatorKey { key, values, .. }) => {
+                let hash = known.map_or_else(|| key_hash(key.as_bytes()), |k| k.hash);
+                debug_assert_eq!(hash, key_hash(key.as_bytes()), "the router hashed another key");
+                self.add_values(key.as_bytes(), hash, values)
+            }
             // statsd pushes a lone "1", which has no type.
-            self.key_scratch = scratch;
-            return (0, 1);
+            None => (0, 1),
         };
-        let hash = known.map_or_else(|| key_hash(key.as_bytes()), |k| k.hash);
-        debug_assert_eq!(
-            (hash, Some((key, values))),
-            (
-                key_hash(key.as_bytes()),
-                accumulator_key(line, &mut KeyScratch::default()).map(|k| (k.key, k.values))
-            ),
-            "the router found another key than the fold's"
-        );
+        self.key_scratch = scratch;
+        folded
+    }
+
+    /// Folds the value parts of one line (`values` of `key:values`) into `key`, which has `hash`.
+    fn add_values(&mut self, key: &[u8], hash: u64, values: &str) -> (u32, u32) {
         let (mut ok, mut bad) = (0, 0);
         for part in fields(values, b':') {
             match parse_part(part) {
@@ -604,11 +619,10 @@ impl StatsdState {
                 None => bad += 1,
             }
         }
-        self.key_scratch = scratch;
         (ok, bad)
     }
 
-    fn fold(&mut self, key: &str, hash: u64, s: Sample<'_>) {
+    fn fold(&mut self, key: &[u8], hash: u64, s: Sample<'_>) {
         if let Some(slot) = self.map.get_mut(hash, key) {
             match s {
                 Sample::Counter(v) => slot.counter().add(v),
