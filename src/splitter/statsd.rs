@@ -96,6 +96,8 @@ pub fn plain_key_len(line: &[u8]) -> Option<usize> {
     if line[colon] != b':' {
         return None;
     }
+    // One loop for both checks: `is_ascii` plus [`find_tags`] on the values measured slower (criterion
+    // `statsd_keys_100k_keys`: 8.5-11.4 vs 12.5 M lines/s).
     let mut prev = b':';
     for &b in &line[colon + 1..] {
         if !b.is_ascii() || (prev == b'|' && b == b'#') {
