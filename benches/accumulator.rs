@@ -15,11 +15,16 @@ use consthash::section::AccumulatorInput;
 use consthash::splitter::KeyScratch;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-/// One line per key: `i % 10` < 6 counter, < 9 timer, else gauge; some with sample rates.
-fn lines(keys: usize) -> Vec<Vec<u8>> {
+/// One line per key: `i % 10` < 6 counter, < 9 timer, else gauge; some with sample rates. Keys are 32-36 bytes
+/// (`short`: 13-17, short enough to be held inside their table entry).
+fn lines(keys: usize, short: bool) -> Vec<Vec<u8>> {
     (0..keys)
         .map(|i| {
-            let key = format!("servers.host-{:04}.app{}.metric{}", i % 997, i % 13, i);
+            let key = if short {
+                format!("h{}.app{}.m{}", i % 997, i % 13, i)
+            } else {
+                format!("servers.host-{:04}.app{}.metric{}", i % 997, i % 13, i)
+            };
             match i % 10 {
                 0..=5 if i % 4 == 0 => format!("{key}:{}|c|@0.5", i % 100),
                 0..=5 => format!("{key}:{}|c", i % 100),
@@ -58,7 +63,7 @@ fn filled(lines: &[Vec<u8>], rounds: usize) -> StatsdState {
 }
 
 fn bench_fold(c: &mut Criterion) {
-    let input = lines(100_000);
+    let input = lines(100_000, false);
     let mut g = c.benchmark_group("statsd_fold_100k_keys");
     g.throughput(Throughput::Elements(input.len() as u64));
     g.sample_size(20);
@@ -75,16 +80,24 @@ fn bench_fold(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    // Held keys in key order, then in the order a live stream sends them: each line's key elsewhere in memory.
-    let mut shuffled = input.clone();
-    fastrand::Rng::with_seed(7).shuffle(&mut shuffled);
-    let shuffled = batches(&shuffled);
-    for (name, order) in [("existing_keys", &in_order), ("existing_keys_shuffled", &shuffled)] {
+    // Held keys in key order, then in the order a live stream sends them: each line's key elsewhere in memory; and
+    // short keys in that order.
+    let shuffle = |input: &[Vec<u8>]| {
+        let mut shuffled = input.to_vec();
+        fastrand::Rng::with_seed(7).shuffle(&mut shuffled);
+        batches(&shuffled)
+    };
+    let short = lines(100_000, true);
+    for (name, held, order) in [
+        ("existing_keys", &input, in_order),
+        ("existing_keys_shuffled", &input, shuffle(&input)),
+        ("existing_short_keys_shuffled", &short, shuffle(&short)),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || filled(&input, 1),
+                || filled(held, 1),
                 |mut a| {
-                    for batch in order {
+                    for batch in &order {
                         black_box(a.add_batch(batch));
                     }
                     a
@@ -99,7 +112,7 @@ fn bench_fold(c: &mut Criterion) {
 /// The router's half: each line's key found and hashed ([`AccumulatorInput::keyed`] calls what a router calls per
 /// line), over the shuffled lines in batches.
 fn bench_keys(c: &mut Criterion) {
-    let mut input = lines(100_000);
+    let mut input = lines(100_000, false);
     fastrand::Rng::with_seed(7).shuffle(&mut input);
     let data: Vec<Batch> = input
         .chunks(BATCH_LINES)
@@ -130,7 +143,7 @@ fn bench_keys(c: &mut Criterion) {
 }
 
 fn bench_flush(c: &mut Criterion) {
-    let input = lines(1_000_000);
+    let input = lines(1_000_000, false);
     let mut g = c.benchmark_group("statsd_flush_1m_keys");
     g.throughput(Throughput::Elements(input.len() as u64));
     g.sample_size(10);
