@@ -96,6 +96,17 @@ pub struct LineKey {
     pub key_len: u32,
 }
 
+impl LineKey {
+    /// The key of the line ending at `end`, with the `(hash, key_len)` that `AccumulatorInput::key_of` found.
+    pub fn new(end: usize, (hash, key_len): (u64, u32)) -> LineKey {
+        LineKey {
+            hash,
+            end: end as u32,
+            key_len,
+        }
+    }
+}
+
 impl KeyedBatch {
     /// Each line (without its `\n`) with its key; empty lines (which no router sends) skipped.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], LineKey)> {

@@ -53,13 +53,9 @@ struct ShardOut {
 }
 
 impl ShardOut {
-    fn push(&mut self, line: &[u8], (hash, key_len): (u64, u32)) {
+    fn push(&mut self, line: &[u8], key: (u64, u32)) {
         self.out.push(line);
-        self.keys.push(LineKey {
-            hash,
-            end: (self.out.buf.len() - 1) as u32,
-            key_len,
-        });
+        self.keys.push(LineKey::new(self.out.buf.len() - 1, key));
     }
 
     /// The batch; the next one's keys start with room for as many lines (one allocation per batch).
@@ -298,13 +294,15 @@ impl Router {
                     InvalidReason::TooLong => "line longer than max_line_length",
                     InvalidReason::Split(e) => e.message(),
                 };
-                tracing::warn!(section = %self.section.name, suppressed, "Invalid Line: {what} ({})", String::from_utf8_lossy(&line));
+                let line = String::from_utf8_lossy(&line);
+                tracing::warn!(section = %self.section.name, suppressed, "Invalid Line: {what} ({line})");
             }
         }
         if c.no_server > 0 {
             s.no_server_lines.fetch_add(c.no_server, Relaxed);
             if let Some(suppressed) = self.section.no_server_log.allow() {
-                tracing::warn!(section = %self.section.name, lines = c.no_server, suppressed, "lines dropped: no server in ring");
+                let lines = c.no_server;
+                tracing::warn!(section = %self.section.name, lines, suppressed, "lines dropped: no server in ring");
             }
         }
         c.valid

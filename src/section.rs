@@ -306,13 +306,9 @@ impl AccumulatorInput {
         let mut start = 0;
         let keys = memchr::memchr_iter(b'\n', &lines.data)
             .map(|end| {
-                let (hash, key_len) = self.key_of(&lines.data[start..end], scratch);
+                let key = LineKey::new(end, self.key_of(&lines.data[start..end], scratch));
                 start = end + 1;
-                LineKey {
-                    hash,
-                    end: end as u32,
-                    key_len,
-                }
+                key
             })
             .collect();
         KeyedBatch { lines, keys }
