@@ -355,9 +355,9 @@ impl Keys {
     }
 
     /// Reads the first byte of every key whose bucket matches the hash of one of `keys`: this brings the table's
-    /// control bytes, the bucket (with its slot and an inline key) and a boxed key's bytes into the cache. The loads of different hashes do
-    /// not depend on each other, so the CPU has them in flight together, where a fold line by line would wait for
-    /// each in turn.
+    /// control bytes, the bucket (with its slot and an inline key) and a boxed key's bytes into the cache. The loads
+    /// of different hashes do not depend on each other, so the CPU has them in flight together, where a fold line by
+    /// line would wait for each in turn.
     fn touch(&self, keys: &[LineKey]) {
         for k in keys {
             for e in self.0.iter_hash(k.hash) {
