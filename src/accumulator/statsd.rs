@@ -298,15 +298,19 @@ enum HeldKey {
 }
 
 impl HeldKey {
+    /// Held inline (zero-padded) when it fits, else boxed: so a key's length alone says which it is.
     fn new(key: &str) -> HeldKey {
-        match key.len() {
-            len @ 0..=INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..len].copy_from_slice(key.as_bytes());
-                HeldKey::Inline { len: len as u8, bytes }
-            }
-            _ => HeldKey::Boxed(key.into()),
+        match HeldKey::padded(key.as_bytes()) {
+            Some((len, bytes)) => HeldKey::Inline { len, bytes },
+            None => HeldKey::Boxed(key.into()),
         }
+    }
+
+    /// The length and zero-padded bytes of a key held inline; `None` for a longer key.
+    fn padded(key: &[u8]) -> Option<(u8, [u8; INLINE_KEY])> {
+        let mut bytes = [0; INLINE_KEY];
+        bytes.get_mut(..key.len())?.copy_from_slice(key);
+        Some((key.len() as u8, bytes))
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -343,7 +347,18 @@ impl Keys {
     }
 
     fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Slot> {
-        self.0.find_mut(hash, |e| e.key.as_bytes() == key).map(|e| &mut e.slot)
+        let found = match HeldKey::padded(key) {
+            // A key short enough is held inline, zero-padded: compared as a whole array, without a call to memcmp.
+            Some(probe) => self.0.find_mut(
+                hash,
+                |e| matches!(&e.key, HeldKey::Inline { len, bytes } if (*len, bytes) == (probe.0, &probe.1)),
+            ),
+            None => self.0.find_mut(
+                hash,
+                |e| matches!(&e.key, HeldKey::Boxed(held) if held.as_bytes() == key),
+            ),
+        };
+        found.map(|e| &mut e.slot)
     }
 
     /// Holds a key it does not hold yet. `key` is UTF-8 (text or a router's key of a line that is), checked here
