@@ -804,8 +804,9 @@ impl StatsdState {
         };
         if self.keep_keys {
             for Entry { key, slot } in self.map.0.iter_mut() {
-                if let Some(mut rec) = r.key(key.as_str(), slot) {
-                    rec.key = key.as_str().to_owned();
+                let key = key.as_str();
+                if let Some(mut rec) = r.key(key, slot) {
+                    rec.key = key.to_owned();
                     records.push(rec);
                 }
                 slot.reset_kept();
