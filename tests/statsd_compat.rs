@@ -702,7 +702,7 @@ fn js_number_and_parse_match_node() {
         assert_eq!(&s, want, "String({v:e}) bits {:x}", v.to_bits());
     }
     for (s, want) in strs.iter().zip(&want_strs) {
-        let got = js_parse_number(s).map_or("NaN".to_string(), |v| {
+        let got = js_parse_number(s.as_bytes()).map_or("NaN".to_string(), |v| {
             let mut o = String::new();
             js_number(v, &mut o);
             o

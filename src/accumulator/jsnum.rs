@@ -163,12 +163,13 @@ pub(crate) fn js_trim(s: &str) -> &str {
     s.trim_matches(is_js_space)
 }
 
-/// JavaScript `Number(s)`; `None` where it is NaN.
-pub fn js_parse_number(s: &str) -> Option<f64> {
-    if let Some(v) = fast_decimal(s.as_bytes()) {
+/// JavaScript `Number(s)` of UTF-8 text `s`; `None` where it is NaN. (Bytes: the usual plain decimals are parsed
+/// without decoding. Bytes that are not UTF-8 are NaN, as their decoding with U+FFFD would be.)
+pub fn js_parse_number(s: &[u8]) -> Option<f64> {
+    if let Some(v) = fast_decimal(s) {
         return Some(v);
     }
-    let s = js_trim(s);
+    let s = js_trim(std::str::from_utf8(s).ok()?);
     if s.is_empty() {
         return Some(0.0);
     }
@@ -229,7 +230,13 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
     if digits > 15 {
         return None;
     }
-    let v = m as f64 / POW10[frac.unwrap_or(0)];
+    // m < 10^15 converts exactly, and through i64 in one instruction; an integer needs no division (whose latency
+    // was a third of this function in perf).
+    let m = m as i64 as f64;
+    let v = match frac {
+        Some(f) => m / POW10[f],
+        None => m,
+    };
     Some(if neg { -v } else { v })
 }
 
@@ -377,16 +384,23 @@ mod tests {
             ("1 2", None),
             ("1f", None),
             ("0.1", Some(0.1)),
+            ("1\u{fffd}", None),
         ];
         for &(s, want) in cases {
-            let got = js_parse_number(s);
+            let got = js_parse_number(s.as_bytes());
             assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "Number({s:?})");
         }
-        assert_eq!(js_parse_number("-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
+        assert_eq!(js_parse_number(b"-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
+        // Bytes that are not UTF-8 are NaN, as their decoding (U+FFFD) is.
+        assert_eq!(js_parse_number(b"1\xff"), None);
+        assert_eq!(js_parse_number(b"\xa0 7"), None);
         // Correct rounding of long binary literals: 2^53 + 1 ties to even, 2^53 + 3 rounds up.
-        assert_eq!(js_parse_number("0x20000000000001"), Some(9007199254740992.0));
-        assert_eq!(js_parse_number("0x20000000000003"), Some(9007199254740996.0));
-        assert_eq!(js_parse_number("0x1fffffffffffffffffff"), Some(2f64.powi(77)));
-        assert_eq!(js_parse_number(&format!("0x1{}", "0".repeat(300))), Some(f64::INFINITY));
+        assert_eq!(js_parse_number(b"0x20000000000001"), Some(9007199254740992.0));
+        assert_eq!(js_parse_number(b"0x20000000000003"), Some(9007199254740996.0));
+        assert_eq!(js_parse_number(b"0x1fffffffffffffffffff"), Some(2f64.powi(77)));
+        assert_eq!(
+            js_parse_number(format!("0x1{}", "0".repeat(300)).as_bytes()),
+            Some(f64::INFINITY)
+        );
     }
 }
