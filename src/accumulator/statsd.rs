@@ -495,8 +495,8 @@ enum Sample<'a> {
         v: f64,
         delta: bool,
     },
-    /// The member's bytes (text, as the line's values are).
-    Set(&'a [u8]),
+    /// The member as text (decoded as node does; the values of a line are text already, so this borrows).
+    Set(std::borrow::Cow<'a, str>),
 }
 
 /// statsd's `is_valid_packet` and per-type conversion of one value part `v|type[|@rate]`. The part is parsed as
@@ -537,7 +537,11 @@ fn parse_part(part: &[u8]) -> Option<Sample<'_>> {
             v: x,
             delta: matches!(v.first(), Some(b'+' | b'-')),
         }),
-        b"s" => Some(Sample::Set(if v.is_empty() { b"0" } else { v })),
+        b"s" => Some(Sample::Set(String::from_utf8_lossy(if v.is_empty() {
+            b"0"
+        } else {
+            v
+        }))),
         _ => Some(Sample::Counter(x * (1.0 / rate))),
     }
 }
@@ -748,7 +752,6 @@ impl StatsdState {
                 Sample::Set(m) => {
                     let set = slot.set();
                     set.n += 1;
-                    let m = String::from_utf8_lossy(m);
                     if !set.members.contains(&*m) {
                         set.members.insert(m.into());
                     }
@@ -779,7 +782,7 @@ impl StatsdState {
                     members: HashSet::with_capacity_and_hasher(1, Default::default()),
                     n: 1,
                 };
-                set.members.insert(String::from_utf8_lossy(m).into());
+                set.members.insert(m.into());
                 Slot::Set(Box::new(set))
             }
         };
@@ -1292,8 +1295,8 @@ mod tests {
     fn sets_count_distinct() {
         let m = one(&["s:a|s", "s:b|s", "s:a|s", "s:|s", "s:0|s"]);
         assert_eq!(m["stats.sets.s.count"], "3");
-        // Members are text: `é` is one member; bytes that are not UTF-8 decode to U+FFFD, as node's do, so both
-        // lines are the member "\u{fffd}".
+        // Members are text: `é` is one member; bytes that are not UTF-8 decode to U+FFFD, as node's do, so the
+        // last three lines are one member "\u{fffd}".
         let mut a = acc(&[], false);
         for l in [
             &b"s:\xc3\xa9|s"[..],
